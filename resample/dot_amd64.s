@@ -1,0 +1,86 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// func dotAVX2(a, b *float32, n int) float32
+// n must be a positive multiple of 8.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ a+0(FP), SI
+	MOVQ b+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+loop16:
+	CMPQ CX, $16
+	JL tail8
+	VMOVUPS (SI), Y2
+	VMOVUPS 32(SI), Y3
+	VFMADD231PS (DI), Y2, Y0
+	VFMADD231PS 32(DI), Y3, Y1
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JMP loop16
+tail8:
+	CMPQ CX, $8
+	JL sum
+	VMOVUPS (SI), Y2
+	VFMADD231PS (DI), Y2, Y0
+sum:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dot3AVX2(a, b, c, w *float32, n int) (float32, float32, float32)
+// Three dot products over one shared window w; n a positive multiple of 8.
+TEXT ·dot3AVX2(SB), NOSPLIT, $0-52
+	MOVQ a+0(FP), AX
+	MOVQ b+8(FP), BX
+	MOVQ c+16(FP), DX
+	MOVQ w+24(FP), DI
+	MOVQ n+32(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+loop3:
+	VMOVUPS (DI), Y3
+	VFMADD231PS (AX), Y3, Y0
+	VFMADD231PS (BX), Y3, Y1
+	VFMADD231PS (DX), Y3, Y2
+	ADDQ $32, AX
+	ADDQ $32, BX
+	ADDQ $32, DX
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ loop3
+	// horizontal sums
+	VEXTRACTF128 $1, Y0, X4
+	VADDPS X4, X0, X0
+	VMOVHLPS X0, X0, X4
+	VADDPS X4, X0, X0
+	VMOVSHDUP X0, X4
+	VADDSS X4, X0, X0
+	VEXTRACTF128 $1, Y1, X4
+	VADDPS X4, X1, X1
+	VMOVHLPS X1, X1, X4
+	VADDPS X4, X1, X1
+	VMOVSHDUP X1, X4
+	VADDSS X4, X1, X1
+	VEXTRACTF128 $1, Y2, X4
+	VADDPS X4, X2, X2
+	VMOVHLPS X2, X2, X4
+	VADDPS X4, X2, X2
+	VMOVSHDUP X2, X4
+	VADDSS X4, X2, X2
+	VZEROUPPER
+	MOVSS X0, ret+40(FP)
+	MOVSS X1, ret1+44(FP)
+	MOVSS X2, ret2+48(FP)
+	RET
