@@ -1,0 +1,355 @@
+// Package config loads voicebot's configuration: defaults, then a YAML file,
+// then environment variables, then validation. Every key in the YAML file can
+// be set by VOICEBOT_ plus its path upper-cased with dots as underscores
+// (sip.listen → VOICEBOT_SIP_LISTEN); OPENAI_API_KEY and AZURE_OPENAI_API_KEY
+// supply the model key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration. The zero value is not useful: start
+// from Default().
+type Config struct {
+	Log      Log      `yaml:"log"`
+	SIP      SIP      `yaml:"sip"`
+	Media    Media    `yaml:"media"`
+	Realtime Realtime `yaml:"realtime"`
+	Agent    Agent    `yaml:"agent"`
+	Demo     Demo     `yaml:"demo"`
+}
+
+// Log selects the log level and format.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // console or json
+}
+
+// SIP configures the user agent.
+type SIP struct {
+	Listen          string   `yaml:"listen"`           // host:port for UDP and TCP
+	Transports      []string `yaml:"transports"`       // udp, tcp
+	ExternalAddress string   `yaml:"external_address"` // host for Contact and SDP c= when behind NAT
+	UserAgent       string   `yaml:"user_agent"`       // User-Agent / Server header
+	Codecs          []string `yaml:"codecs"`           // preference order: PCMU, PCMA
+	AckTimeout      Duration `yaml:"ack_timeout"`      // give up on a 200 OK that is never ACKed
+}
+
+// Media configures RTP.
+type Media struct {
+	IP                string   `yaml:"ip"`                  // local address for RTP; empty: the SIP listen host
+	PortMin           int      `yaml:"port_min"`            // RTP port range, inclusive
+	PortMax           int      `yaml:"port_max"`            //
+	ReorderWindow     int      `yaml:"reorder_window"`      // packets held to put late ones back in order
+	InputSilenceAfter Duration `yaml:"input_silence_after"` // caller RTP gap after which silence is sent to the model
+}
+
+// Realtime configures the model connection.
+type Realtime struct {
+	Provider       string   `yaml:"provider"` // auto, openai, azure, demo
+	URL            string   `yaml:"url"`      // full ws:// or wss:// URL; overrides the provider's
+	Dialect        string   `yaml:"dialect"`  // ga or beta
+	Model          string   `yaml:"model"`
+	APIKey         Secret   `yaml:"api_key"`
+	Azure          Azure    `yaml:"azure"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	AppendInterval Duration `yaml:"append_interval"` // caller audio batched per input_audio_buffer.append
+}
+
+// Azure holds the Azure OpenAI resource to reach.
+type Azure struct {
+	Endpoint   string `yaml:"endpoint"`    // https://<resource>.openai.azure.com
+	Deployment string `yaml:"deployment"`  // the realtime deployment name
+	APIVersion string `yaml:"api_version"` // beta (preview) dialect only
+}
+
+// Agent is what the model is told and how it listens.
+type Agent struct {
+	Instructions       string `yaml:"instructions"`
+	Voice              string `yaml:"voice"`
+	Greeting           bool   `yaml:"greeting"`            // speak first when the call is answered
+	GreetingPrompt     string `yaml:"greeting_prompt"`     // instructions for that first response
+	TranscriptionModel string `yaml:"transcription_model"` // empty turns caller transcription off
+	Language           string `yaml:"language"`            // ISO-639-1 hint for transcription
+	NoiseReduction     string `yaml:"noise_reduction"`     // "", near_field, far_field
+	VAD                VAD    `yaml:"vad"`
+}
+
+// VAD configures the model's turn detection.
+type VAD struct {
+	Type              string   `yaml:"type"` // server_vad or semantic_vad
+	Threshold         float64  `yaml:"threshold"`
+	PrefixPadding     Duration `yaml:"prefix_padding"`
+	SilenceDuration   Duration `yaml:"silence_duration"`
+	Eagerness         string   `yaml:"eagerness"` // semantic_vad: low, medium, high, auto
+	CreateResponse    bool     `yaml:"create_response"`
+	InterruptResponse bool     `yaml:"interrupt_response"`
+}
+
+// Demo tunes the built-in demo model.
+type Demo struct {
+	// Speed is how much faster than real time the demo streams its audio,
+	// as real models do.
+	Speed float64 `yaml:"speed"`
+}
+
+// Default returns the configuration voicebot runs with when nothing is set:
+// SIP on 127.0.0.1:5060 and, without an API key, the built-in demo model.
+func Default() Config {
+	return Config{
+		Log: Log{Level: "info", Format: "console"},
+		SIP: SIP{
+			Listen:     "127.0.0.1:5060",
+			Transports: []string{"udp", "tcp"},
+			UserAgent:  "voicebot",
+			Codecs:     []string{"PCMU", "PCMA"},
+			AckTimeout: Duration(32 * time.Second),
+		},
+		Media: Media{
+			PortMin:           10000,
+			PortMax:           20000,
+			ReorderWindow:     3,
+			InputSilenceAfter: Duration(500 * time.Millisecond),
+		},
+		Realtime: Realtime{
+			Provider:       "auto",
+			Dialect:        "ga",
+			Model:          "gpt-realtime",
+			ConnectTimeout: Duration(10 * time.Second),
+			AppendInterval: Duration(20 * time.Millisecond),
+		},
+		Agent: Agent{
+			Instructions: "You are a friendly voice assistant on a phone line. " +
+				"Keep answers short and speak naturally.",
+			Voice:              "marin",
+			Greeting:           true,
+			GreetingPrompt:     "Greet the caller in one short sentence and ask how you can help.",
+			TranscriptionModel: "gpt-4o-mini-transcribe",
+			VAD: VAD{
+				Type:              "server_vad",
+				Threshold:         0.5,
+				PrefixPadding:     Duration(300 * time.Millisecond),
+				SilenceDuration:   Duration(500 * time.Millisecond),
+				Eagerness:         "auto",
+				CreateResponse:    true,
+				InterruptResponse: true,
+			},
+		},
+		Demo: Demo{Speed: 4},
+	}
+}
+
+// Load builds the configuration from defaults, the YAML file at path (none
+// when path is empty), and environ (KEY=VALUE pairs, as os.Environ returns).
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		if err := decodeYAML(f, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Parse is Load for YAML already in memory, without the environment.
+func Parse(data []byte) (Config, error) {
+	cfg := Default()
+	if err := decodeYAML(bytes.NewReader(data), &cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+func decodeYAML(r io.Reader, cfg *Config) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// Demo reports whether the built-in demo model serves the calls.
+func (c *Config) UseDemo() bool {
+	switch c.Realtime.Provider {
+	case "demo":
+		return true
+	case "auto":
+		return c.Realtime.URL == "" && c.Realtime.APIKey == "" && c.Realtime.Azure.Endpoint == ""
+	}
+	return false
+}
+
+// Validate checks every value and names the key of the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		for _, a := range allowed {
+			if v == a {
+				return
+			}
+		}
+		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "console", "json")
+
+	if _, err := netip.ParseAddrPort(c.SIP.Listen); err != nil {
+		bad("sip.listen", "want IP:port, got %q", c.SIP.Listen)
+	}
+	if len(c.SIP.Transports) == 0 {
+		bad("sip.transports", "at least one of udp, tcp")
+	}
+	for _, t := range c.SIP.Transports {
+		oneOf("sip.transports", t, "udp", "tcp")
+	}
+	if h := c.SIP.ExternalAddress; h != "" && (strings.ContainsAny(h, " /:@") && net.ParseIP(h) == nil) {
+		bad("sip.external_address", "want a host name or IP address, got %q", h)
+	}
+	if len(c.SIP.Codecs) == 0 {
+		bad("sip.codecs", "at least one of PCMU, PCMA")
+	}
+	for _, k := range c.SIP.Codecs {
+		oneOf("sip.codecs", k, "PCMU", "PCMA")
+	}
+	if c.SIP.AckTimeout.D() < time.Second {
+		bad("sip.ack_timeout", "must be at least 1s, got %s", c.SIP.AckTimeout)
+	}
+
+	if c.Media.IP != "" {
+		if _, err := netip.ParseAddr(c.Media.IP); err != nil {
+			bad("media.ip", "want an IP address, got %q", c.Media.IP)
+		}
+	}
+	if c.Media.PortMin < 1024 || c.Media.PortMax > 65534 || c.Media.PortMin > c.Media.PortMax {
+		bad("media.port_min", "RTP range %d-%d must lie within 1024-65534 with min <= max", c.Media.PortMin, c.Media.PortMax)
+	}
+	if c.Media.ReorderWindow < 0 || c.Media.ReorderWindow > 16 {
+		bad("media.reorder_window", "must be 0-16 packets, got %d", c.Media.ReorderWindow)
+	}
+	if d := c.Media.InputSilenceAfter.D(); d < 20*time.Millisecond || d > 10*time.Second {
+		bad("media.input_silence_after", "must be 20ms-10s, got %s", c.Media.InputSilenceAfter)
+	}
+
+	oneOf("realtime.provider", c.Realtime.Provider, "auto", "openai", "azure", "demo")
+	oneOf("realtime.dialect", c.Realtime.Dialect, "ga", "beta")
+	if u := c.Realtime.URL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "ws" && pu.Scheme != "wss") || pu.Host == "" {
+			bad("realtime.url", "want a ws:// or wss:// URL, got %q", u)
+		}
+	}
+	if c.Realtime.Model == "" {
+		bad("realtime.model", "must not be empty")
+	}
+	if c.Realtime.Provider == "azure" && c.Realtime.URL == "" {
+		if c.Realtime.Azure.Endpoint == "" {
+			bad("realtime.azure.endpoint", "required for provider azure")
+		}
+		if c.Realtime.Azure.Deployment == "" {
+			bad("realtime.azure.deployment", "required for provider azure")
+		}
+	}
+	if c.Realtime.Provider == "openai" && c.Realtime.APIKey == "" {
+		bad("realtime.api_key", "provider openai needs a key (set OPENAI_API_KEY)")
+	}
+	if c.Realtime.ConnectTimeout.D() <= 0 {
+		bad("realtime.connect_timeout", "must be positive")
+	}
+	if d := c.Realtime.AppendInterval.D(); d < 20*time.Millisecond || d > 500*time.Millisecond || d%(20*time.Millisecond) != 0 {
+		bad("realtime.append_interval", "must be a multiple of 20ms from 20ms to 500ms, got %s", c.Realtime.AppendInterval)
+	}
+
+	oneOf("agent.vad.type", c.Agent.VAD.Type, "server_vad", "semantic_vad")
+	oneOf("agent.vad.eagerness", c.Agent.VAD.Eagerness, "low", "medium", "high", "auto")
+	oneOf("agent.noise_reduction", c.Agent.NoiseReduction, "", "near_field", "far_field")
+	if t := c.Agent.VAD.Threshold; t < 0 || t > 1 {
+		bad("agent.vad.threshold", "must be 0-1, got %g", t)
+	}
+	if d := c.Agent.VAD.PrefixPadding.D(); d < 0 || d > 5*time.Second {
+		bad("agent.vad.prefix_padding", "must be 0-5s, got %s", c.Agent.VAD.PrefixPadding)
+	}
+	if d := c.Agent.VAD.SilenceDuration.D(); d < 0 || d > 10*time.Second {
+		bad("agent.vad.silence_duration", "must be 0-10s, got %s", c.Agent.VAD.SilenceDuration)
+	}
+	if c.Demo.Speed < 1 || c.Demo.Speed > 100 {
+		bad("demo.speed", "must be 1-100, got %g", c.Demo.Speed)
+	}
+	return errors.Join(errs...)
+}
+
+// Duration is a time.Duration written as "300ms", "2s" in YAML and env.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: want a duration like 500ms or 2s, got %q", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Secret holds a credential. It prints as [redacted] whatever the verb, so a
+// logged config can never carry it.
+type Secret string
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalYAML and MarshalJSON keep secrets out of dumped configs.
+func (Secret) MarshalYAML() (any, error)    { return "[redacted]", nil }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
+
+// Reveal returns the credential itself, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }
+
+// parseBool accepts the YAML-ish spellings people put in env files.
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "0", "false", "no", "off":
+		return false, nil
+	}
+	return strconv.ParseBool(s)
+}

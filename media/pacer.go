@@ -1,0 +1,142 @@
+package media
+
+import (
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// pacer sends one 20 ms RTP packet per deadline on an absolute schedule:
+// deadline n = anchor + n·20 ms, so timer jitter never accumulates into drift.
+// While the bot is quiet it sends silence (carriers hang up on calls that
+// stop sending). The first packet of a talkspurt leaves as soon as its audio
+// exists, with the marker bit, and the schedule is re-anchored there.
+//
+// pacer holds no goroutine or clock of its own: Session's loop calls tick and
+// talkspurt with the time, which keeps it testable on a fake clock.
+type pacer struct {
+	codec   Codec
+	queue   *playout
+	write   func(packet []byte) error
+	anchor  time.Time
+	n       int64 // frames sent since anchor
+	started bool
+	talking bool
+
+	header  rtp.Header
+	frame   [FrameSamples]int16
+	payload []byte
+	silence []byte
+	packet  []byte
+
+	stats pacerStats
+}
+
+type pacerStats struct {
+	packets     uint64
+	audioFrames uint64
+	skipped     uint64 // frames dropped from the schedule after a long stall
+	maxLateness time.Duration
+	sumLateness time.Duration
+	writeErrors uint64
+}
+
+// maxBurst is how many overdue frames one wake-up may send. A longer stall
+// (a paused process, an overloaded box) skips ahead instead of flooding the
+// far end's jitter buffer; the skipped time shows as a timestamp jump.
+const maxBurst = 3
+
+const frameDuration = FrameDurationMS * time.Millisecond
+
+func newPacer(codec Codec, queue *playout, ssrc uint32, seq uint16, ts uint32, write func([]byte) error) *pacer {
+	p := &pacer{
+		codec: codec, queue: queue, write: write,
+		header:  rtp.Header{Version: 2, PayloadType: codec.PayloadType, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc},
+		payload: make([]byte, 0, FrameSamples),
+		silence: make([]byte, FrameSamples),
+		packet:  make([]byte, 12+FrameSamples),
+	}
+	for i := range p.silence {
+		p.silence[i] = codec.SilenceByte()
+	}
+	return p
+}
+
+// next is the deadline of the next frame.
+func (p *pacer) next() time.Time { return p.anchor.Add(time.Duration(p.n) * frameDuration) }
+
+// tick sends every frame whose deadline has passed by now.
+func (p *pacer) tick(now time.Time) {
+	if !p.started {
+		p.started = true
+		p.anchor, p.n = now, 0
+	}
+	due := 0
+	for d := p.next(); !d.After(now); d = d.Add(frameDuration) {
+		due++
+		if due > maxBurst {
+			break
+		}
+	}
+	if due == 0 {
+		return
+	}
+	late := now.Sub(p.next())
+	p.stats.sumLateness += late
+	if late > p.stats.maxLateness {
+		p.stats.maxLateness = late
+	}
+	if due > maxBurst {
+		// Skip the backlog: keep timestamps continuous with elapsed time.
+		behind := int64(now.Sub(p.anchor)/frameDuration) + 1 - p.n
+		skip := behind - maxBurst
+		p.n += skip
+		p.header.Timestamp += uint32(skip) * FrameSamples
+		p.stats.skipped += uint64(skip)
+		due = maxBurst
+	}
+	for i := 0; i < due; i++ {
+		p.send()
+		p.n++
+	}
+}
+
+// talkspurt is called when audio is queued while the bot was quiet: the
+// first frame goes now and the schedule restarts from it.
+func (p *pacer) talkspurt(now time.Time) {
+	if p.talking || p.queue.queued() == 0 {
+		return
+	}
+	if p.started && !now.Before(p.next()) {
+		p.tick(now) // a regular frame is due anyway
+		return
+	}
+	p.started = true
+	p.send()
+	p.anchor, p.n = now, 1
+}
+
+func (p *pacer) send() {
+	n := p.queue.pop(p.frame[:])
+	payload := p.silence
+	p.header.Marker = false
+	if n > 0 {
+		p.payload = p.codec.Encode(p.payload[:0], p.frame[:])
+		payload = p.payload
+		p.header.Marker = !p.talking
+		p.talking = true
+		p.stats.audioFrames++
+	} else {
+		p.talking = false
+	}
+	hn, err := p.header.MarshalTo(p.packet)
+	if err == nil {
+		pkt := append(p.packet[:hn], payload...)
+		if err = p.write(pkt); err != nil {
+			p.stats.writeErrors++
+		}
+	}
+	p.stats.packets++
+	p.header.SequenceNumber++
+	p.header.Timestamp += FrameSamples
+}

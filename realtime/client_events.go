@@ -1,0 +1,228 @@
+package realtime
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+)
+
+// SessionConfig is what voicebot asks of a model session, dialect-neutral.
+type SessionConfig struct {
+	Model          string
+	Instructions   string
+	Voice          string
+	InputFormat    AudioFormat
+	OutputFormat   AudioFormat
+	Transcription  *Transcription // nil: no caller transcription
+	NoiseReduction string         // "", near_field, far_field
+	TurnDetection  *TurnDetection // nil: no VAD, the client commits
+	Tools          []Tool
+}
+
+// Transcription turns on transcription of the caller's audio.
+type Transcription struct {
+	Model    string
+	Language string
+}
+
+// TurnDetection configures the server's VAD. Every field is always sent:
+// omitted ones would silently fall back to server defaults.
+type TurnDetection struct {
+	Type              string // server_vad or semantic_vad
+	Threshold         float64
+	PrefixPaddingMS   int
+	SilenceDurationMS int
+	Eagerness         string // semantic_vad only
+	CreateResponse    bool
+	InterruptResponse bool
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	Name        string
+	Description string
+	Parameters  json.RawMessage // JSON Schema
+}
+
+func (t *TurnDetection) wire() map[string]any {
+	if t == nil {
+		return nil
+	}
+	m := map[string]any{
+		"type":               t.Type,
+		"create_response":    t.CreateResponse,
+		"interrupt_response": t.InterruptResponse,
+	}
+	if t.Type == "semantic_vad" {
+		m["eagerness"] = t.Eagerness
+	} else {
+		m["threshold"] = t.Threshold
+		m["prefix_padding_ms"] = t.PrefixPaddingMS
+		m["silence_duration_ms"] = t.SilenceDurationMS
+	}
+	return m
+}
+
+func toolsWire(tools []Tool) []map[string]any {
+	out := make([]map[string]any, 0, len(tools))
+	for _, t := range tools {
+		params := t.Parameters
+		if len(params) == 0 {
+			params = json.RawMessage(`{"type":"object","properties":{}}`)
+		}
+		out = append(out, map[string]any{"type": "function", "name": t.Name, "description": t.Description, "parameters": params})
+	}
+	return out
+}
+
+// SessionUpdate encodes session.update in the dialect's shape.
+func (d Dialect) SessionUpdate(eventID string, s SessionConfig) ([]byte, error) {
+	var session map[string]any
+	var transcription any // JSON null turns it off explicitly
+	if s.Transcription != nil {
+		t := map[string]any{"model": s.Transcription.Model}
+		if s.Transcription.Language != "" {
+			t["language"] = s.Transcription.Language
+		}
+		transcription = t
+	}
+	var noise any
+	if s.NoiseReduction != "" {
+		noise = map[string]any{"type": s.NoiseReduction}
+	}
+	var turn any
+	if w := s.TurnDetection.wire(); w != nil {
+		turn = w
+	}
+	if d == Beta {
+		session = map[string]any{
+			"modalities":                  []string{"text", "audio"},
+			"instructions":                s.Instructions,
+			"voice":                       s.Voice,
+			"input_audio_format":          s.InputFormat.beta(),
+			"output_audio_format":         s.OutputFormat.beta(),
+			"input_audio_transcription":   transcription,
+			"turn_detection":              turn,
+			"input_audio_noise_reduction": noise,
+		}
+	} else {
+		session = map[string]any{
+			"type":              "realtime",
+			"model":             s.Model,
+			"output_modalities": []string{"audio"},
+			"instructions":      s.Instructions,
+			"audio": map[string]any{
+				"input": map[string]any{
+					"format":          s.InputFormat.ga(),
+					"transcription":   transcription,
+					"noise_reduction": noise,
+					"turn_detection":  turn,
+				},
+				"output": map[string]any{
+					"format": s.OutputFormat.ga(),
+					"voice":  s.Voice,
+				},
+			},
+		}
+	}
+	if len(s.Tools) > 0 {
+		session["tools"] = toolsWire(s.Tools)
+		session["tool_choice"] = "auto"
+	}
+	return json.Marshal(map[string]any{"type": "session.update", "event_id": eventID, "session": session})
+}
+
+// ResponseCreate encodes response.create; instructions, when set, apply to
+// this response only.
+func (d Dialect) ResponseCreate(eventID, instructions string) ([]byte, error) {
+	ev := map[string]any{"type": "response.create", "event_id": eventID}
+	if instructions != "" {
+		ev["response"] = map[string]any{"instructions": instructions}
+	}
+	return json.Marshal(ev)
+}
+
+// ResponseCancel encodes response.cancel; responseID may be empty (the
+// in-progress response).
+func (Dialect) ResponseCancel(eventID, responseID string) ([]byte, error) {
+	ev := map[string]any{"type": "response.cancel", "event_id": eventID}
+	if responseID != "" {
+		ev["response_id"] = responseID
+	}
+	return json.Marshal(ev)
+}
+
+// ItemTruncate encodes conversation.item.truncate: keep the first audioEndMS
+// milliseconds of the item's audio content part.
+func (Dialect) ItemTruncate(eventID, itemID string, contentIndex, audioEndMS int) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"type": "conversation.item.truncate", "event_id": eventID,
+		"item_id": itemID, "content_index": contentIndex, "audio_end_ms": audioEndMS,
+	})
+}
+
+// ItemDelete encodes conversation.item.delete.
+func (Dialect) ItemDelete(eventID, itemID string) ([]byte, error) {
+	return json.Marshal(map[string]any{"type": "conversation.item.delete", "event_id": eventID, "item_id": itemID})
+}
+
+// UserText encodes conversation.item.create with a user text message.
+func (Dialect) UserText(eventID, text string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"type": "conversation.item.create", "event_id": eventID,
+		"item": map[string]any{"type": "message", "role": "user",
+			"content": []map[string]any{{"type": "input_text", "text": text}}},
+	})
+}
+
+// AssistantText encodes conversation.item.create with an assistant text
+// message (history replay: audio cannot be replayed). The content type
+// differs by dialect.
+func (d Dialect) AssistantText(eventID, text string) ([]byte, error) {
+	partType := "output_text"
+	if d == Beta {
+		partType = "text"
+	}
+	return json.Marshal(map[string]any{
+		"type": "conversation.item.create", "event_id": eventID,
+		"item": map[string]any{"type": "message", "role": "assistant",
+			"content": []map[string]any{{"type": partType, "text": text}}},
+	})
+}
+
+// InputAudioCommit encodes input_audio_buffer.commit.
+func (Dialect) InputAudioCommit(eventID string) []byte {
+	return []byte(`{"type":"input_audio_buffer.commit","event_id":` + strconv.Quote(eventID) + `}`)
+}
+
+// InputAudioClear encodes input_audio_buffer.clear.
+func (Dialect) InputAudioClear(eventID string) []byte {
+	return []byte(`{"type":"input_audio_buffer.clear","event_id":` + strconv.Quote(eventID) + `}`)
+}
+
+const appendPrefix = `{"type":"input_audio_buffer.append","event_id":"a`
+
+// AppendInputAudio appends an input_audio_buffer.append event carrying audio
+// (bytes in the session input format) to dst and returns it. It is the
+// per-frame path: with enough capacity in dst it allocates nothing. Both
+// dialects use the same shape. The event id is "a" plus seq.
+func AppendInputAudio(dst []byte, seq uint64, audio []byte) []byte {
+	dst = append(dst, appendPrefix...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `","audio":"`...)
+	n := base64.StdEncoding.EncodedLen(len(audio))
+	start := len(dst)
+	if cap(dst)-start < n+2 {
+		grown := make([]byte, start, start+n+64)
+		copy(grown, dst)
+		dst = grown
+	}
+	dst = dst[:start+n]
+	base64.StdEncoding.Encode(dst[start:], audio)
+	return append(dst, `"}`...)
+}
+
+// AppendInputAudioLen is the size AppendInputAudio needs for n audio bytes.
+func AppendInputAudioLen(n int) int {
+	return len(appendPrefix) + 20 + len(`","audio":"`) + base64.StdEncoding.EncodedLen(n) + 2
+}

@@ -1,0 +1,187 @@
+// Package realtimetest is an in-process server that speaks the Realtime
+// protocol, GA and beta, over a real WebSocket. It is voicebot's built-in demo
+// model (it greets, detects speech with its own VAD and echoes the caller's
+// utterance back) and the peer every test talks to, so it follows the
+// documented event shapes and ordering, cancel and truncate rules, and error
+// codes. It records what each session received, for assertions.
+package realtimetest
+
+import (
+	"context"
+	_ "embed"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/resample"
+)
+
+//go:embed greeting_8k.s16
+var greeting8k []byte
+
+// GreetingText is the transcript of the built-in greeting.
+const GreetingText = "Hello! This is the voicebot demo. Say something, and I will say it back to you."
+
+// Options tune the server. The zero value is the demo's behaviour.
+type Options struct {
+	// Speed is how much faster than real time audio is streamed (default 4):
+	// real models generate ahead of playout, and clients must cope.
+	Speed float64
+	// ChunkMS is the audio per delta event (default 100 ms).
+	ChunkMS int
+	// Greeting is the audio (PCM16 24 kHz) of a response that has no caller
+	// utterance to answer; default: the recorded demo greeting.
+	Greeting     []int16
+	GreetingText string
+	// Reply turns a caller utterance (PCM16 24 kHz) into the reply audio and its
+	// transcript; default: the utterance itself (an echo test).
+	Reply func(utterance []int16) (audio []int16, transcript string)
+	// APIKey, when set, must arrive as Bearer token or api-key header.
+	APIKey string
+	Logger zerolog.Logger
+}
+
+// Server is a Realtime protocol server. Serve it on a loopback listener with
+// Start, or mount it as an http.Handler.
+type Server struct {
+	opts     Options
+	upgrader websocket.Upgrader
+
+	mu       sync.Mutex
+	sessions []*Session
+	closed   bool
+	ln       net.Listener
+	http     *http.Server
+	wg       sync.WaitGroup
+}
+
+// NewServer returns a server with opts applied over the defaults.
+func NewServer(opts Options) *Server {
+	if opts.Speed <= 0 {
+		opts.Speed = 4
+	}
+	if opts.ChunkMS <= 0 {
+		opts.ChunkMS = 100
+	}
+	if opts.Greeting == nil {
+		opts.Greeting = DefaultGreeting()
+		opts.GreetingText = GreetingText
+	}
+	if opts.Reply == nil {
+		opts.Reply = func(u []int16) ([]int16, string) {
+			return u, fmt.Sprintf("(echo of %.1f seconds of your speech)", float64(len(u))/24000)
+		}
+	}
+	return &Server{opts: opts, upgrader: websocket.Upgrader{ReadBufferSize: 64 << 10, WriteBufferSize: 64 << 10}}
+}
+
+// DefaultGreeting returns the recorded demo greeting as PCM16 at 24 kHz.
+func DefaultGreeting() []int16 {
+	in := make([]int16, len(greeting8k)/2)
+	for i := range in {
+		in[i] = int16(binary.LittleEndian.Uint16(greeting8k[2*i:]))
+	}
+	return resample.MustNew(8000, 24000).Process(nil, in)
+}
+
+// Start serves on addr (use 127.0.0.1:0) and returns the ws:// URL to dial.
+func (s *Server) Start(addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("realtimetest listen: %w", err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.http.Serve(ln)
+	}()
+	return "ws://" + ln.Addr().String() + "/v1/realtime?model=demo", nil
+}
+
+// Close stops the listener, ends every session and waits for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	srv := s.http
+	sessions := append([]*Session(nil), s.sessions...)
+	s.mu.Unlock()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(ctx) // hijacked WebSockets are not tracked by Shutdown
+		cancel()
+		srv.Close()
+	}
+	for _, ss := range sessions {
+		ss.close()
+	}
+	s.wg.Wait()
+}
+
+// Sessions returns every session so far, oldest first.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Session(nil), s.sessions...)
+}
+
+// ServeHTTP upgrades to a WebSocket and runs one session until it ends.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.opts.APIKey != "" {
+		got := r.Header.Get("api-key")
+		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = b
+		}
+		if got != s.opts.APIKey {
+			http.Error(w, `{"error":{"type":"invalid_request_error","code":"invalid_api_key","message":"Incorrect API key provided."}}`, http.StatusUnauthorized)
+			return
+		}
+	}
+	dialect := realtime.GA
+	if r.Header.Get("OpenAI-Beta") == "realtime=v1" || r.URL.Query().Get("api-version") != "" {
+		dialect = realtime.Beta
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(realtime.MaxEventBytes)
+	sess := newSession(s, ws, dialect, r)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ws.Close()
+		return
+	}
+	s.sessions = append(s.sessions, sess)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	sess.run()
+}
+
+// Received is one client event as the server got it.
+type Received struct {
+	Type string
+	Raw  json.RawMessage
+	At   time.Time
+}
+
+// ErrNotFound is returned by waits that time out.
+var ErrNotFound = errors.New("realtimetest: event not seen in time")
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

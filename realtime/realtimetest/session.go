@@ -1,0 +1,966 @@
+package realtimetest
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/zaf/g711"
+
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/resample"
+)
+
+// Session is one client connection and its conversation.
+type Session struct {
+	srv     *Server
+	ws      *websocket.Conn
+	dialect realtime.Dialect
+	Header  http.Header
+	Query   string
+
+	wmu sync.Mutex // gorilla allows one writer at a time
+
+	mu         sync.Mutex
+	received   []Received
+	appended   int // input_audio_buffer.append events
+	nextID     int
+	input      realtime.AudioFormat
+	output     realtime.AudioFormat
+	vad        vadConfig
+	transcribe bool
+	updated    bool
+	items      map[string]*item
+	order      []string // item ids in conversation order
+	active     *response
+	closed     bool
+	closedCh   chan struct{}
+	streamWG   sync.WaitGroup
+
+	// Input timeline and VAD state (guarded by mu; only the reader changes them).
+	upsampler    *resample.Resampler
+	inputSamples int     // 24 kHz samples appended since the session began
+	window       []int16 // partial 20 ms window
+	speech       speechState
+	prefix       []int16 // recent audio kept for prefix padding
+	utterance    []int16
+	pending      []int16 // committed utterance not yet answered
+	buffered     int     // ms in the input buffer since the last commit
+}
+
+type vadConfig struct {
+	enabled           bool
+	kind              string
+	thresholdRMS      float64
+	prefixPaddingMS   int
+	silenceDurationMS int
+	createResponse    bool
+	interruptResponse bool
+}
+
+type speechState struct {
+	inSpeech     bool
+	voicedMS     int // consecutive voiced ms while not in speech
+	silentMS     int // consecutive silent ms while in speech
+	startMS      int
+	lastVoicedMS int
+	itemID       string
+}
+
+type item struct {
+	id         string
+	role       string
+	kind       string // message, function_call, function_call_output
+	audioMS    int    // assistant audio generated so far
+	hasAudio   bool
+	transcript string
+	truncated  bool
+	callID     string
+}
+
+type response struct {
+	id     string
+	itemID string
+	cancel chan string // reason
+	done   chan struct{}
+}
+
+const (
+	windowSamples = 480 // 20 ms at 24 kHz
+	minSpeechMS   = 60  // voiced time before speech_started
+	maxUtterance  = 30 * 24000
+)
+
+func newSession(srv *Server, ws *websocket.Conn, d realtime.Dialect, r *http.Request) *Session {
+	return &Session{
+		srv: srv, ws: ws, dialect: d, Header: r.Header.Clone(), Query: r.URL.RawQuery,
+		items:     map[string]*item{},
+		closedCh:  make(chan struct{}),
+		upsampler: resample.MustNew(8000, 24000),
+		vad: vadConfig{enabled: true, kind: "server_vad", thresholdRMS: rmsForThreshold(0.5),
+			prefixPaddingMS: 300, silenceDurationMS: 500, createResponse: true, interruptResponse: true},
+	}
+}
+
+// Dialect is the dialect the client connected with.
+func (s *Session) Dialect() realtime.Dialect { return s.dialect }
+
+// Received returns the client events so far (input_audio_buffer.append
+// events are counted by Appends, not kept).
+func (s *Session) Received() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.received...)
+}
+
+// ReceivedOfType returns the received events of one type.
+func (s *Session) ReceivedOfType(typ string) []Received {
+	var out []Received
+	for _, r := range s.Received() {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Appends is how many input_audio_buffer.append events arrived.
+func (s *Session) Appends() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appended
+}
+
+// InputMS is how much caller audio has been appended, in ms.
+func (s *Session) InputMS() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inputSamples / 24
+}
+
+// WaitFor polls until a client event of typ has arrived, up to timeout.
+func (s *Session) WaitFor(typ string, timeout time.Duration) (Received, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if evs := s.ReceivedOfType(typ); len(evs) > 0 {
+			return evs[0], nil
+		}
+		if time.Now().After(deadline) {
+			return Received{}, fmt.Errorf("%w: %s", ErrNotFound, typ)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.closedCh }
+
+// Drop closes the connection abruptly, as a network failure would.
+func (s *Session) Drop() { s.ws.Close() }
+
+func (s *Session) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	close(s.closedCh)
+	active := s.active
+	s.mu.Unlock()
+	if active != nil {
+		select {
+		case active.cancel <- "":
+		default:
+		}
+	}
+	s.ws.Close()
+}
+
+func (s *Session) run() {
+	defer func() {
+		s.close()
+		s.streamWG.Wait()
+	}()
+	session := s.sessionObject()
+	s.send(map[string]any{"type": "session.created", "session": session})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.created", "conversation": map[string]any{"id": s.newID("conv"), "object": "realtime.conversation"}})
+	}
+	for {
+		typ, data, err := s.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		if typ != websocket.TextMessage {
+			continue
+		}
+		s.handle(data)
+	}
+}
+
+func (s *Session) newID(prefix string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newIDLocked(prefix)
+}
+
+func (s *Session) newIDLocked(prefix string) string {
+	s.nextID++
+	return fmt.Sprintf("%s_%06d", prefix, s.nextID)
+}
+
+// send writes one server event, adding an event_id.
+func (s *Session) send(ev map[string]any) {
+	ev["event_id"] = s.newID("event")
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	_ = s.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = s.ws.WriteMessage(websocket.TextMessage, data)
+}
+
+func (s *Session) sendError(code, message, param, clientEventID string) {
+	typ := "invalid_request_error"
+	s.send(map[string]any{"type": "error", "error": map[string]any{
+		"type": typ, "code": nullable(code), "message": message, "param": nullable(param), "event_id": nullable(clientEventID),
+	}})
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// name returns the dialect's name for an event known by its GA name.
+func (s *Session) name(ga string) string {
+	if s.dialect == realtime.GA {
+		return ga
+	}
+	switch ga {
+	case "response.output_audio.delta":
+		return "response.audio.delta"
+	case "response.output_audio.done":
+		return "response.audio.done"
+	case "response.output_audio_transcript.delta":
+		return "response.audio_transcript.delta"
+	case "response.output_audio_transcript.done":
+		return "response.audio_transcript.done"
+	case "conversation.item.added":
+		return "conversation.item.created"
+	}
+	return ga
+}
+
+func (s *Session) handle(data []byte) {
+	var head struct {
+		Type    string `json:"type"`
+		EventID string `json:"event_id"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		s.sendError("invalid_event", "Invalid JSON: "+err.Error(), "", "")
+		return
+	}
+	if head.Type == "" {
+		s.sendError("invalid_event", "The 'type' field is missing.", "", head.EventID)
+		return
+	}
+	s.mu.Lock()
+	if head.Type == "input_audio_buffer.append" {
+		s.appended++
+	} else {
+		s.received = append(s.received, Received{Type: head.Type, Raw: append(json.RawMessage(nil), data...), At: time.Now()})
+	}
+	s.mu.Unlock()
+
+	switch head.Type {
+	case "session.update":
+		s.onSessionUpdate(data, head.EventID)
+	case "input_audio_buffer.append":
+		s.onAppend(data, head.EventID)
+	case "input_audio_buffer.commit":
+		s.onCommit(head.EventID)
+	case "input_audio_buffer.clear":
+		s.mu.Lock()
+		s.buffered = 0
+		s.utterance = s.utterance[:0]
+		s.mu.Unlock()
+		s.send(map[string]any{"type": "input_audio_buffer.cleared"})
+	case "response.create":
+		s.onResponseCreate(head.EventID)
+	case "response.cancel":
+		s.onResponseCancel(data, head.EventID)
+	case "conversation.item.truncate":
+		s.onTruncate(data, head.EventID)
+	case "conversation.item.create":
+		s.onItemCreate(data, head.EventID)
+	case "conversation.item.delete":
+		s.onItemDelete(data, head.EventID)
+	default:
+		s.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'. Supported values are client event types.", head.Type), "type", head.EventID)
+	}
+}
+
+// sessionUpdateGA and sessionUpdateBeta are the parts of session.update the
+// server reads in each dialect.
+type sessionUpdateGA struct {
+	Session struct {
+		Type  *string `json:"type"`
+		Audio struct {
+			Input struct {
+				Format        *struct{ Type string } `json:"format"`
+				Transcription json.RawMessage        `json:"transcription"`
+				TurnDetection json.RawMessage        `json:"turn_detection"`
+			} `json:"input"`
+			Output struct {
+				Format *struct{ Type string } `json:"format"`
+			} `json:"output"`
+		} `json:"audio"`
+		Temperature *float64 `json:"temperature"`
+		Modalities  []string `json:"modalities"`
+	} `json:"session"`
+}
+
+type sessionUpdateBeta struct {
+	Session struct {
+		Type              *string         `json:"type"`
+		InputAudioFormat  *string         `json:"input_audio_format"`
+		OutputAudioFormat *string         `json:"output_audio_format"`
+		Transcription     json.RawMessage `json:"input_audio_transcription"`
+		TurnDetection     json.RawMessage `json:"turn_detection"`
+	} `json:"session"`
+}
+
+type turnDetectionWire struct {
+	Type              string   `json:"type"`
+	Threshold         *float64 `json:"threshold"`
+	PrefixPaddingMS   *int     `json:"prefix_padding_ms"`
+	SilenceDurationMS *int     `json:"silence_duration_ms"`
+	CreateResponse    *bool    `json:"create_response"`
+	InterruptResponse *bool    `json:"interrupt_response"`
+}
+
+func (s *Session) onSessionUpdate(data []byte, eventID string) {
+	var (
+		in, out            *realtime.AudioFormat
+		turn, transcribeRM json.RawMessage
+	)
+	parseFormat := func(name, param string) (*realtime.AudioFormat, bool) {
+		f, ok := realtime.ParseAudioFormat(name)
+		if !ok {
+			s.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'.", name), param, eventID)
+			return nil, false
+		}
+		return &f, true
+	}
+	if s.dialect == realtime.GA {
+		var u sessionUpdateGA
+		if err := json.Unmarshal(data, &u); err != nil {
+			s.sendError("invalid_value", "Invalid session: "+err.Error(), "session", eventID)
+			return
+		}
+		if u.Session.Type == nil || *u.Session.Type != "realtime" {
+			s.sendError("missing_required_parameter", "Missing required parameter: 'session.type'.", "session.type", eventID)
+			return
+		}
+		if u.Session.Temperature != nil {
+			s.sendError("unknown_parameter", "Unknown parameter: 'session.temperature'.", "session.temperature", eventID)
+			return
+		}
+		if u.Session.Modalities != nil {
+			s.sendError("unknown_parameter", "Unknown parameter: 'session.modalities'.", "session.modalities", eventID)
+			return
+		}
+		var ok bool
+		if f := u.Session.Audio.Input.Format; f != nil {
+			if in, ok = parseFormat(f.Type, "session.audio.input.format.type"); !ok {
+				return
+			}
+		}
+		if f := u.Session.Audio.Output.Format; f != nil {
+			if out, ok = parseFormat(f.Type, "session.audio.output.format.type"); !ok {
+				return
+			}
+		}
+		turn, transcribeRM = u.Session.Audio.Input.TurnDetection, u.Session.Audio.Input.Transcription
+	} else {
+		var u sessionUpdateBeta
+		if err := json.Unmarshal(data, &u); err != nil {
+			s.sendError("invalid_value", "Invalid session: "+err.Error(), "session", eventID)
+			return
+		}
+		if u.Session.Type != nil {
+			s.sendError("unknown_parameter", "Unknown parameter: 'session.type'.", "session.type", eventID)
+			return
+		}
+		var ok bool
+		if f := u.Session.InputAudioFormat; f != nil {
+			if in, ok = parseFormat(*f, "session.input_audio_format"); !ok {
+				return
+			}
+		}
+		if f := u.Session.OutputAudioFormat; f != nil {
+			if out, ok = parseFormat(*f, "session.output_audio_format"); !ok {
+				return
+			}
+		}
+		turn, transcribeRM = u.Session.TurnDetection, u.Session.Transcription
+	}
+	s.mu.Lock()
+	if in != nil {
+		s.input = *in
+	}
+	if out != nil {
+		s.output = *out
+	}
+	if len(transcribeRM) > 0 {
+		s.transcribe = string(transcribeRM) != "null"
+	}
+	if len(turn) > 0 {
+		if string(turn) == "null" {
+			s.vad.enabled = false
+		} else {
+			var t turnDetectionWire
+			if err := json.Unmarshal(turn, &t); err == nil {
+				v := vadConfig{enabled: true, kind: t.Type, thresholdRMS: rmsForThreshold(0.5),
+					prefixPaddingMS: 300, silenceDurationMS: 500, createResponse: true, interruptResponse: true}
+				if t.Threshold != nil {
+					v.thresholdRMS = rmsForThreshold(*t.Threshold)
+				}
+				if t.PrefixPaddingMS != nil {
+					v.prefixPaddingMS = *t.PrefixPaddingMS
+				}
+				if t.SilenceDurationMS != nil {
+					v.silenceDurationMS = *t.SilenceDurationMS
+				}
+				if t.Type == "semantic_vad" {
+					v.silenceDurationMS = 700 // "auto" eagerness, roughly
+				}
+				if t.CreateResponse != nil {
+					v.createResponse = *t.CreateResponse
+				}
+				if t.InterruptResponse != nil {
+					v.interruptResponse = *t.InterruptResponse
+				}
+				s.vad = v
+			}
+		}
+	}
+	s.updated = true
+	s.mu.Unlock()
+	s.send(map[string]any{"type": "session.updated", "session": s.sessionObject()})
+}
+
+// rmsForThreshold maps the 0…1 VAD threshold onto an energy level: 0.5 is
+// about -40 dBFS, well above line noise and well below speech.
+func rmsForThreshold(t float64) float64 {
+	return 32768 * math.Pow(10, (-60+40*t)/20)
+}
+
+func (s *Session) sessionObject() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	expires := time.Now().Add(time.Hour).Unix()
+	if s.dialect == realtime.Beta {
+		return map[string]any{
+			"id": "sess_demo", "object": "realtime.session", "model": "demo", "expires_at": expires,
+			"modalities": []string{"text", "audio"}, "voice": "demo",
+			"input_audio_format": formatBeta(s.input), "output_audio_format": formatBeta(s.output),
+		}
+	}
+	return map[string]any{
+		"type": "realtime", "id": "sess_demo", "object": "realtime.session", "model": "demo", "expires_at": expires,
+		"output_modalities": []string{"audio"},
+		"audio": map[string]any{
+			"input":  map[string]any{"format": formatGA(s.input)},
+			"output": map[string]any{"format": formatGA(s.output), "voice": "demo"},
+		},
+	}
+}
+
+func formatBeta(f realtime.AudioFormat) string {
+	return map[realtime.AudioFormat]string{realtime.PCM16: "pcm16", realtime.PCMU: "g711_ulaw", realtime.PCMA: "g711_alaw"}[f]
+}
+
+func formatGA(f realtime.AudioFormat) map[string]any {
+	switch f {
+	case realtime.PCMU:
+		return map[string]any{"type": "audio/pcmu"}
+	case realtime.PCMA:
+		return map[string]any{"type": "audio/pcma"}
+	}
+	return map[string]any{"type": "audio/pcm", "rate": 24000}
+}
+
+func (s *Session) onAppend(data []byte, eventID string) {
+	var ev struct {
+		Audio string `json:"audio"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil {
+		s.sendError("invalid_value", "Invalid audio.", "audio", eventID)
+		return
+	}
+	raw, err := base64.StdEncoding.DecodeString(ev.Audio)
+	if err != nil {
+		s.sendError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio bytes.", "audio", eventID)
+		return
+	}
+	s.mu.Lock()
+	pcm := s.toPCM24(raw)
+	events := s.feedVAD(pcm)
+	s.mu.Unlock()
+	for _, e := range events {
+		e()
+	}
+}
+
+// toPCM24 converts input-format bytes to PCM16 at 24 kHz. Caller holds mu.
+func (s *Session) toPCM24(raw []byte) []int16 {
+	switch s.input {
+	case realtime.PCMU, realtime.PCMA:
+		pcm8 := make([]int16, len(raw))
+		for i, b := range raw {
+			if s.input == realtime.PCMU {
+				pcm8[i] = g711.DecodeUlawFrame(b)
+			} else {
+				pcm8[i] = g711.DecodeAlawFrame(b)
+			}
+		}
+		return s.upsampler.Process(nil, pcm8)
+	}
+	pcm := make([]int16, len(raw)/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(raw[2*i:]))
+	}
+	return pcm
+}
+
+// feedVAD runs the energy VAD over pcm in 20 ms windows on the input
+// timeline. It returns the events to send, in order, once mu is released.
+func (s *Session) feedVAD(pcm []int16) []func() {
+	var out []func()
+	for len(pcm) > 0 {
+		n := min(windowSamples-len(s.window), len(pcm))
+		s.window = append(s.window, pcm[:n]...)
+		pcm = pcm[n:]
+		if len(s.window) < windowSamples {
+			break
+		}
+		out = append(out, s.vadWindow(s.window)...)
+		s.window = s.window[:0]
+	}
+	return out
+}
+
+func (s *Session) vadWindow(w []int16) []func() {
+	s.inputSamples += len(w)
+	s.buffered += 20
+	nowMS := s.inputSamples / 24 // end of this window on the input timeline
+	var sum float64
+	for _, v := range w {
+		sum += float64(v) * float64(v)
+	}
+	voiced := math.Sqrt(sum/float64(len(w))) > s.vad.thresholdRMS
+	sp := &s.speech
+	var out []func()
+
+	if !sp.inSpeech {
+		s.prefix = append(s.prefix, w...)
+		keep := (s.vad.prefixPaddingMS + minSpeechMS + 20) * 24
+		if len(s.prefix) > keep {
+			s.prefix = append(s.prefix[:0], s.prefix[len(s.prefix)-keep:]...)
+		}
+		if !s.vad.enabled {
+			return nil
+		}
+		if voiced {
+			sp.voicedMS += 20
+		} else {
+			sp.voicedMS = 0
+		}
+		if sp.voicedMS >= minSpeechMS {
+			sp.inSpeech = true
+			sp.silentMS = 0
+			sp.lastVoicedMS = nowMS
+			start := nowMS - sp.voicedMS - s.vad.prefixPaddingMS
+			sp.startMS = max(0, start)
+			sp.itemID = s.newIDLocked("item")
+			keep := min(len(s.prefix), (nowMS-sp.startMS)*24)
+			s.utterance = append(s.utterance[:0], s.prefix[len(s.prefix)-keep:]...)
+			startMS, itemID := sp.startMS, sp.itemID
+			out = append(out, func() {
+				s.send(map[string]any{"type": "input_audio_buffer.speech_started", "audio_start_ms": startMS, "item_id": itemID})
+			})
+			if s.active != nil && s.vad.interruptResponse {
+				active := s.active
+				out = append(out, func() { s.cancelResponse(active, "turn_detected") })
+			}
+		}
+		return out
+	}
+
+	if len(s.utterance) < maxUtterance {
+		s.utterance = append(s.utterance, w...)
+	}
+	if voiced {
+		sp.silentMS = 0
+		sp.lastVoicedMS = nowMS
+		return nil
+	}
+	sp.silentMS += 20
+	if sp.silentMS < s.vad.silenceDurationMS {
+		return nil
+	}
+	// End of the turn: stop, commit, item, transcript, maybe a response.
+	sp.inSpeech = false
+	sp.voicedMS = 0
+	endMS, itemID := nowMS, sp.itemID
+	voicedLen := (sp.lastVoicedMS - sp.startMS) * 24
+	utter := append([]int16(nil), s.utterance[:min(len(s.utterance), max(0, voicedLen))]...)
+	s.utterance = s.utterance[:0]
+	s.prefix = s.prefix[:0]
+	s.buffered = 0
+	prev := s.lastItemLocked()
+	s.addItemLocked(&item{id: itemID, role: "user", kind: "message"})
+	s.pending = utter
+	transcribe, create := s.transcribe, s.vad.createResponse
+	out = append(out, func() {
+		s.send(map[string]any{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": endMS, "item_id": itemID})
+		s.send(map[string]any{"type": "input_audio_buffer.committed", "previous_item_id": nullable(prev), "item_id": itemID})
+		s.sendUserItem(prev, itemID)
+		if transcribe {
+			s.send(map[string]any{"type": "conversation.item.input_audio_transcription.completed", "item_id": itemID, "content_index": 0,
+				"transcript": fmt.Sprintf("(%.1f seconds of speech)", float64(len(utter))/24000),
+				"usage":      map[string]any{"type": "duration", "seconds": float64(len(utter)) / 24000}})
+		}
+		if create {
+			s.startResponse("")
+		}
+	})
+	return out
+}
+
+func (s *Session) sendUserItem(prev, itemID string) {
+	it := map[string]any{"id": itemID, "object": "realtime.item", "type": "message", "status": "completed", "role": "user",
+		"content": []map[string]any{{"type": "input_audio", "transcript": nil}}}
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": it})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": it})
+	}
+}
+
+func (s *Session) lastItemLocked() string {
+	if len(s.order) == 0 {
+		return ""
+	}
+	return s.order[len(s.order)-1]
+}
+
+func (s *Session) addItemLocked(it *item) {
+	s.items[it.id] = it
+	s.order = append(s.order, it.id)
+}
+
+func (s *Session) onCommit(eventID string) {
+	s.mu.Lock()
+	if s.buffered < 100 {
+		ms := s.buffered
+		s.mu.Unlock()
+		s.sendError("input_audio_buffer_commit_empty",
+			fmt.Sprintf("Error committing input audio buffer: buffer too small. Expected at least 100ms of audio, but buffer only has %d.00ms of audio.", ms), "", eventID)
+		return
+	}
+	itemID := s.newIDLocked("item")
+	prev := s.lastItemLocked()
+	s.addItemLocked(&item{id: itemID, role: "user", kind: "message"})
+	s.pending = append([]int16(nil), s.utterance...)
+	s.buffered = 0
+	s.mu.Unlock()
+	s.send(map[string]any{"type": "input_audio_buffer.committed", "previous_item_id": nullable(prev), "item_id": itemID})
+	s.sendUserItem(prev, itemID)
+}
+
+func (s *Session) onResponseCreate(eventID string) {
+	s.mu.Lock()
+	active := s.active
+	s.mu.Unlock()
+	if active != nil {
+		s.sendError("conversation_already_has_active_response",
+			fmt.Sprintf("Conversation already has an active response in progress: %s. Wait until the response is finished before creating a new one.", active.id), "", eventID)
+		return
+	}
+	s.startResponse(eventID)
+}
+
+// startResponse generates one spoken response: the reply to the pending
+// utterance, or the greeting when there is none.
+func (s *Session) startResponse(eventID string) {
+	s.mu.Lock()
+	if s.active != nil || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	var audio []int16
+	var transcript string
+	if s.pending != nil {
+		audio, transcript = s.srv.opts.Reply(s.pending)
+		s.pending = nil
+	} else {
+		audio, transcript = s.srv.opts.Greeting, s.srv.opts.GreetingText
+	}
+	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{})}
+	prev := s.lastItemLocked()
+	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: true, transcript: transcript})
+	s.active = r
+	out := s.output
+	s.streamWG.Add(1)
+	s.mu.Unlock()
+	go s.stream(r, prev, audio, transcript, out)
+}
+
+func (s *Session) onResponseCancel(data []byte, eventID string) {
+	var ev struct {
+		ResponseID string `json:"response_id"`
+	}
+	_ = json.Unmarshal(data, &ev)
+	s.mu.Lock()
+	active := s.active
+	s.mu.Unlock()
+	if active == nil || (ev.ResponseID != "" && ev.ResponseID != active.id) {
+		s.sendError("response_cancel_not_active", "Cancellation failed: no active response found", "", eventID)
+		return
+	}
+	s.cancelResponse(active, "client_cancelled")
+}
+
+// cancelResponse stops an active response and waits until its final events are sent.
+func (s *Session) cancelResponse(r *response, reason string) {
+	select {
+	case r.cancel <- reason:
+	default:
+	}
+	<-r.done
+}
+
+// stream sends a response's events, pacing audio at Speed× real time.
+func (s *Session) stream(r *response, prev string, audio []int16, transcript string, format realtime.AudioFormat) {
+	defer s.streamWG.Done()
+	defer close(r.done)
+	itemObj := func(status string, content []map[string]any) map[string]any {
+		return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
+	}
+	partType := "audio"
+	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress", "output": []any{}}})
+	s.send(map[string]any{"type": "rate_limits.updated", "rate_limits": []map[string]any{{"name": "tokens", "limit": 20000, "remaining": 19000, "reset_seconds": 1.0}}})
+	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": itemObj("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": itemObj("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": "response.content_part.added", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": map[string]any{"type": partType, "transcript": ""}})
+
+	chunk := s.srv.opts.ChunkMS * 24
+	words := strings.Fields(transcript)
+	chunks := (len(audio) + chunk - 1) / chunk
+	interval := time.Duration(float64(s.srv.opts.ChunkMS)/s.srv.opts.Speed*1e6) * time.Nanosecond
+	start := time.Now()
+	reason := ""
+	sentWords := 0
+	var down *resample.Resampler
+	if format != realtime.PCM16 {
+		down = resample.MustNew(24000, 8000)
+	}
+loop:
+	for i := 0; i < chunks; i++ {
+		select {
+		case reason = <-r.cancel:
+			break loop
+		case <-s.closedCh:
+			reason = "client_cancelled"
+			break loop
+		case <-time.After(time.Until(start.Add(time.Duration(i) * interval))):
+		}
+		pcm := audio[i*chunk : min(len(audio), (i+1)*chunk)]
+		s.send(map[string]any{"type": s.name("response.output_audio.delta"), "response_id": r.id, "item_id": r.itemID,
+			"output_index": 0, "content_index": 0, "delta": b64(encodeOutput(pcm, format, down))})
+		s.mu.Lock()
+		if it := s.items[r.itemID]; it != nil {
+			it.audioMS += len(pcm) / 24
+		}
+		s.mu.Unlock()
+		if want := (i + 1) * len(words) / chunks; want > sentWords {
+			s.send(map[string]any{"type": s.name("response.output_audio_transcript.delta"), "response_id": r.id, "item_id": r.itemID,
+				"output_index": 0, "content_index": 0, "delta": strings.Join(words[sentWords:want], " ") + " "})
+			sentWords = want
+		}
+	}
+	status, itemStatus := "completed", "completed"
+	var details any
+	heard := transcript
+	if reason != "" {
+		status, itemStatus = "cancelled", "incomplete"
+		details = map[string]any{"type": "cancelled", "reason": reason}
+		heard = strings.Join(words[:sentWords], " ")
+	}
+	part := map[string]any{"type": partType, "transcript": heard}
+	s.send(map[string]any{"type": s.name("response.output_audio.done"), "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0})
+	s.send(map[string]any{"type": s.name("response.output_audio_transcript.done"), "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "transcript": heard})
+	s.send(map[string]any{"type": "response.content_part.done", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": part})
+	final := itemObj(itemStatus, []map[string]any{part})
+	s.send(map[string]any{"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": final})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
+	}
+	s.mu.Lock()
+	if s.active == r {
+		s.active = nil
+	}
+	s.mu.Unlock()
+	s.send(map[string]any{"type": "response.done", "response": map[string]any{
+		"id": r.id, "object": "realtime.response", "status": status, "status_details": details,
+		"output": []any{final}, "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
+	}})
+}
+
+func encodeOutput(pcm []int16, f realtime.AudioFormat, down *resample.Resampler) []byte {
+	if f == realtime.PCM16 {
+		b := make([]byte, 2*len(pcm))
+		for i, v := range pcm {
+			binary.LittleEndian.PutUint16(b[2*i:], uint16(v))
+		}
+		return b
+	}
+	pcm8 := down.Process(nil, pcm)
+	b := make([]byte, len(pcm8))
+	for i, v := range pcm8 {
+		if f == realtime.PCMU {
+			b[i] = g711.EncodeUlawFrame(v)
+		} else {
+			b[i] = g711.EncodeAlawFrame(v)
+		}
+	}
+	return b
+}
+
+func (s *Session) onTruncate(data []byte, eventID string) {
+	var ev struct {
+		ItemID       string `json:"item_id"`
+		ContentIndex int    `json:"content_index"`
+		AudioEndMS   *int   `json:"audio_end_ms"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil || ev.AudioEndMS == nil || *ev.AudioEndMS < 0 {
+		s.sendError("invalid_value", "Invalid truncate event.", "audio_end_ms", eventID)
+		return
+	}
+	s.mu.Lock()
+	it := s.items[ev.ItemID]
+	var errCode, errMsg string
+	switch {
+	case it == nil:
+		errCode, errMsg = "item_truncate_invalid_item_id", "Item with item_id not found: "+ev.ItemID
+	case it.role != "assistant" || !it.hasAudio || it.audioMS == 0:
+		errCode, errMsg = "unsupported_content_type", "Only model output audio messages can be truncated"
+	case *ev.AudioEndMS > it.audioMS:
+		errCode, errMsg = "invalid_value", fmt.Sprintf("Audio content of %dms is already shorter than %dms", it.audioMS, *ev.AudioEndMS)
+	default:
+		it.audioMS = *ev.AudioEndMS
+		it.truncated = true
+		it.transcript = ""
+	}
+	s.mu.Unlock()
+	if errCode != "" {
+		s.sendError(errCode, errMsg, "", eventID)
+		return
+	}
+	s.send(map[string]any{"type": "conversation.item.truncated", "item_id": ev.ItemID, "content_index": ev.ContentIndex, "audio_end_ms": *ev.AudioEndMS})
+}
+
+func (s *Session) onItemCreate(data []byte, eventID string) {
+	var ev struct {
+		PreviousItemID *string         `json:"previous_item_id"`
+		Item           json.RawMessage `json:"item"`
+	}
+	var it struct {
+		ID      string `json:"id"`
+		Type    string `json:"type"`
+		Role    string `json:"role"`
+		CallID  string `json:"call_id"`
+		Content []struct {
+			Type string `json:"type"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil || json.Unmarshal(ev.Item, &it) != nil {
+		s.sendError("invalid_value", "Invalid item.", "item", eventID)
+		return
+	}
+	if it.Type == "message" {
+		for _, c := range it.Content {
+			ok := false
+			switch it.Role {
+			case "user", "system":
+				ok = c.Type == "input_text" || c.Type == "input_audio" && it.Role == "user"
+			case "assistant":
+				ok = (s.dialect == realtime.GA && c.Type == "output_text") || (s.dialect == realtime.Beta && c.Type == "text")
+			}
+			if !ok {
+				s.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s' for a %s message.", c.Type, it.Role), "item.content[0].type", eventID)
+				return
+			}
+		}
+	}
+	s.mu.Lock()
+	if it.ID == "" {
+		it.ID = s.newIDLocked("item")
+	}
+	prev := s.lastItemLocked()
+	if ev.PreviousItemID != nil && *ev.PreviousItemID != "root" {
+		if _, ok := s.items[*ev.PreviousItemID]; !ok {
+			s.mu.Unlock()
+			s.sendError("invalid_value", "Previous item not found: "+*ev.PreviousItemID, "previous_item_id", eventID)
+			return
+		}
+		prev = *ev.PreviousItemID
+	}
+	s.addItemLocked(&item{id: it.ID, role: it.Role, kind: it.Type, callID: it.CallID})
+	s.mu.Unlock()
+	var obj map[string]any
+	_ = json.Unmarshal(ev.Item, &obj)
+	obj["id"], obj["object"], obj["status"] = it.ID, "realtime.item", "completed"
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": obj})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": obj})
+	}
+}
+
+func (s *Session) onItemDelete(data []byte, eventID string) {
+	var ev struct {
+		ItemID string `json:"item_id"`
+	}
+	_ = json.Unmarshal(data, &ev)
+	s.mu.Lock()
+	_, ok := s.items[ev.ItemID]
+	if ok {
+		delete(s.items, ev.ItemID)
+		for i, id := range s.order {
+			if id == ev.ItemID {
+				s.order = append(s.order[:i], s.order[i+1:]...)
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.sendError("item_delete_invalid_item_id", "Item with item_id not found: "+ev.ItemID, "item_id", eventID)
+		return
+	}
+	s.send(map[string]any{"type": "conversation.item.deleted", "item_id": ev.ItemID})
+}
