@@ -33,8 +33,11 @@ type Config struct {
 	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
 	// the receive goroutine. pcm is only valid during the call.
 	OnAudio func(pcm []int16)
-	Clock   clock.Clock
-	Log     zerolog.Logger
+	// Output, if set, receives every outgoing RTP packet instead of the
+	// socket (benchmarks and tests). packet is only valid during the call.
+	Output func(packet []byte) error
+	Clock  clock.Clock
+	Log    zerolog.Logger
 }
 
 // Stats counts what happened on the call's RTP.
@@ -101,11 +104,15 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s.padder.after = cfg.InputSilenceAfter
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
-	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
-		binary.BigEndian.Uint32(seed[6:]), func(pkt []byte) error {
+	out := cfg.Output
+	if out == nil {
+		out = func(pkt []byte) error {
 			_, err := conn.WriteToUDPAddrPort(pkt, cfg.Remote)
 			return err
-		})
+		}
+	}
+	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
+		binary.BigEndian.Uint32(seed[6:]), out)
 	return s
 }
 
@@ -180,6 +187,14 @@ func (s *Session) Run(ctx context.Context) error {
 	return nil
 }
 
+// Tick runs the pacer as its loop would at now: it sends the frames due.
+// Tests and benchmarks drive it; Run's loop must not be running.
+func (s *Session) Tick(now time.Time) {
+	s.pmu.Lock()
+	s.pacer.tick(now)
+	s.pmu.Unlock()
+}
+
 func (s *Session) pacerLoop(ctx context.Context) {
 	clk := s.cfg.Clock
 	s.pmu.Lock()
@@ -234,7 +249,7 @@ func (s *Session) receiveLoop(ctx context.Context) {
 			s.cfg.Log.Debug().Err(err).Msg("rtp read")
 			continue
 		}
-		s.receive(buf[:n], from, &pkt, clk.Now())
+		s.HandleDatagram(buf[:n], from, &pkt)
 	}
 }
 
@@ -254,8 +269,11 @@ func (s *Session) padSilence(now time.Time) {
 	s.in.silence.Add(uint64(frames))
 }
 
-// receive checks one datagram and passes its audio on.
-func (s *Session) receive(data []byte, from netip.AddrPort, pkt *rtp.Packet, now time.Time) {
+// HandleDatagram checks one received datagram and passes its audio on. The
+// receive loop calls it; it is exported for fuzzing and benchmarks. pkt is
+// scratch space the caller reuses. Not safe for concurrent use.
+func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Packet) {
+	now := s.cfg.Clock.Now()
 	if from.Addr().Unmap() != s.cfg.Remote.Addr().Unmap() || (s.locked && from != s.source) {
 		s.in.stranger.Add(1)
 		return

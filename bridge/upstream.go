@@ -1,0 +1,58 @@
+package bridge
+
+import (
+	"encoding/binary"
+
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/resample"
+)
+
+// sender is the part of a realtime connection the caller path uses.
+type sender interface {
+	Buffer() *[]byte
+	SendBuffer(*[]byte) error
+}
+
+// upstream is the caller → model path: PCM16 8 kHz frames in, resampled to
+// 24 kHz, batched to the append interval, out as input_audio_buffer.append
+// events. It runs on the media receive goroutine and allocates nothing per
+// frame once warm.
+type upstream struct {
+	rs      *resample.Resampler
+	pcm24   []int16
+	pending []byte // PCM16 LE at 24 kHz, waiting for a full batch
+	batch   int    // bytes per append event
+	seq     uint64
+	conn    sender
+	dropped uint64 // events the connection refused
+}
+
+func newUpstream(conn sender, appendMS int) *upstream {
+	batch := appendMS * 48 // 24 kHz × 2 bytes per ms
+	return &upstream{
+		rs:      resample.MustNew(8000, 24000),
+		pcm24:   make([]int16, 0, 4096),
+		pending: make([]byte, 0, batch+4096),
+		batch:   batch,
+		conn:    conn,
+	}
+}
+
+func (u *upstream) write(pcm8 []int16) {
+	u.pcm24 = u.rs.Process(u.pcm24[:0], pcm8)
+	for _, v := range u.pcm24 {
+		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))
+	}
+	for len(u.pending) >= u.batch {
+		b := u.conn.Buffer()
+		if need := realtime.AppendInputAudioLen(u.batch); cap(*b) < need {
+			*b = make([]byte, 0, need)
+		}
+		u.seq++
+		*b = realtime.AppendInputAudio((*b)[:0], u.seq, u.pending[:u.batch])
+		if err := u.conn.SendBuffer(b); err != nil {
+			u.dropped++
+		}
+		u.pending = u.pending[:copy(u.pending, u.pending[u.batch:])]
+	}
+}

@@ -1,0 +1,205 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+)
+
+// Codec is a negotiated audio codec as SDP names it.
+type Codec struct {
+	Name        string // PCMU, PCMA
+	PayloadType uint8
+}
+
+// staticCodecs are the RFC 3551 static payload types we can speak; a peer
+// may offer them without an rtpmap line.
+var staticCodecs = map[string]uint8{"PCMU": 0, "PCMA": 8}
+
+// Media is the outcome of an offer/answer exchange.
+type Media struct {
+	// Remote is where the peer receives RTP (connection address and port).
+	Remote netip.AddrPort
+	Codec  Codec
+	// DTMFPayloadType is the peer's telephone-event type at 8 kHz, 0 if none.
+	DTMFPayloadType uint8
+	// Direction is ours in the answer: sendrecv, sendonly, recvonly or inactive.
+	Direction string
+	// PtimeMS is the peer's requested packet time, 0 if unstated.
+	PtimeMS int
+}
+
+// Offer/answer failures, each with the SIP answer it calls for.
+var (
+	ErrSDPMalformed = errors.New("malformed SDP")          // 400
+	ErrSDPNoAudio   = errors.New("no usable audio stream") // 488
+	ErrSDPNoCodec   = errors.New("no common codec")        // 488
+)
+
+// Negotiate reads an SDP offer and picks, from prefs in order, the first
+// codec the peer offered. telephone-event/8000 is taken when offered.
+func Negotiate(offer []byte, prefs []string) (Media, error) {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(offer); err != nil {
+		return Media{}, fmt.Errorf("%w: %v", ErrSDPMalformed, err)
+	}
+	var lastErr error = ErrSDPNoAudio
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		m, err := negotiateAudio(&sd, md, prefs)
+		if err == nil {
+			return m, nil
+		}
+		lastErr = err
+	}
+	return Media{}, lastErr
+}
+
+func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs []string) (Media, error) {
+	proto := strings.Join(md.MediaName.Protos, "/")
+	if proto != "RTP/AVP" {
+		return Media{}, fmt.Errorf("%w: transport %s is not supported (RTP/AVP only)", ErrSDPNoAudio, proto)
+	}
+	conn := md.ConnectionInformation
+	if conn == nil {
+		conn = sd.ConnectionInformation
+	}
+	if conn == nil || conn.Address == nil {
+		return Media{}, fmt.Errorf("%w: no connection address", ErrSDPMalformed)
+	}
+	addr, err := netip.ParseAddr(conn.Address.Address)
+	if err != nil {
+		return Media{}, fmt.Errorf("%w: connection address %q is not an IP address", ErrSDPNoAudio, conn.Address.Address)
+	}
+	port := md.MediaName.Port.Value
+	if port < 1 || port > 65535 {
+		return Media{}, fmt.Errorf("%w: port %d", ErrSDPMalformed, port)
+	}
+
+	// Map every offered payload type to its encoding name.
+	names := map[uint8]string{}
+	offered := make([]uint8, 0, len(md.MediaName.Formats))
+	for _, f := range md.MediaName.Formats {
+		pt, err := strconv.ParseUint(f, 10, 7)
+		if err != nil {
+			continue
+		}
+		offered = append(offered, uint8(pt))
+		for name, static := range staticCodecs {
+			if uint8(pt) == static {
+				names[uint8(pt)] = name + "/8000"
+			}
+		}
+	}
+	for _, a := range md.Attributes {
+		if a.Key != "rtpmap" {
+			continue
+		}
+		ptStr, enc, ok := strings.Cut(a.Value, " ")
+		pt, err := strconv.ParseUint(ptStr, 10, 7)
+		if !ok || err != nil {
+			continue
+		}
+		names[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
+	}
+	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md)}
+	if v, ok := md.Attribute("ptime"); ok {
+		m.PtimeMS, _ = strconv.Atoi(strings.TrimSpace(v))
+	}
+	found := false
+	for _, want := range prefs {
+		for _, pt := range offered {
+			if enc := names[pt]; enc == strings.ToUpper(want)+"/8000" || enc == strings.ToUpper(want)+"/8000/1" {
+				m.Codec = Codec{Name: strings.ToUpper(want), PayloadType: pt}
+				found = true
+				break
+			}
+		}
+		if found {
+			break
+		}
+	}
+	if !found {
+		return Media{}, fmt.Errorf("%w: offered %v, we accept %v", ErrSDPNoCodec, describe(offered, names), prefs)
+	}
+	for _, pt := range offered {
+		if names[pt] == "TELEPHONE-EVENT/8000" {
+			m.DTMFPayloadType = pt
+			break
+		}
+	}
+	return m, nil
+}
+
+func describe(pts []uint8, names map[uint8]string) []string {
+	out := make([]string, 0, len(pts))
+	for _, pt := range pts {
+		if n := names[pt]; n != "" {
+			out = append(out, n)
+		} else {
+			out = append(out, strconv.Itoa(int(pt)))
+		}
+	}
+	return out
+}
+
+// answerDirection mirrors the offer's direction (RFC 3264 §6.1).
+func answerDirection(sd *sdp.SessionDescription, md *sdp.MediaDescription) string {
+	dir := "sendrecv"
+	for _, attrs := range [][]sdp.Attribute{sd.Attributes, md.Attributes} {
+		for _, a := range attrs {
+			switch a.Key {
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				dir = a.Key
+			}
+		}
+	}
+	switch dir {
+	case "sendonly":
+		return "recvonly"
+	case "recvonly":
+		return "sendonly"
+	}
+	return dir
+}
+
+// Answer builds our SDP answer: one audio stream at local (advertised as
+// host, which may be an external address), the chosen codec, and
+// telephone-event when the peer offered it.
+func Answer(m Media, host string, localPort int, sessionID uint64, version uint64) ([]byte, error) {
+	addrType := "IP4"
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		addrType = "IP6"
+	}
+	formats := []string{strconv.Itoa(int(m.Codec.PayloadType))}
+	attrs := []sdp.Attribute{sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", m.Codec.PayloadType, m.Codec.Name))}
+	if m.DTMFPayloadType != 0 {
+		formats = append(formats, strconv.Itoa(int(m.DTMFPayloadType)))
+		attrs = append(attrs,
+			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", m.DTMFPayloadType)),
+			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", m.DTMFPayloadType)))
+	}
+	dir := m.Direction
+	if dir == "" {
+		dir = "sendrecv"
+	}
+	attrs = append(attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(dir))
+	sd := sdp.SessionDescription{
+		Origin: sdp.Origin{Username: "voicebot", SessionID: sessionID, SessionVersion: version,
+			NetworkType: "IN", AddressType: addrType, UnicastAddress: host},
+		SessionName:           "voicebot",
+		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: host}},
+		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
+		MediaDescriptions: []*sdp.MediaDescription{{
+			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: formats},
+			Attributes: attrs,
+		}},
+	}
+	return sd.Marshal()
+}

@@ -1,0 +1,94 @@
+package sip
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+const offerBoth = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+	"m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:30\r\n"
+
+func TestNegotiatePicksOurPreference(t *testing.T) {
+	m, err := Negotiate([]byte(offerBoth), []string{"PCMU", "PCMA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Codec != (Codec{"PCMU", 0}) || m.DTMFPayloadType != 101 || m.PtimeMS != 30 || m.Direction != "sendrecv" {
+		t.Errorf("got %+v", m)
+	}
+	if m.Remote != netip.MustParseAddrPort("127.0.0.1:6000") {
+		t.Errorf("remote %v", m.Remote)
+	}
+	m, _ = Negotiate([]byte(offerBoth), []string{"PCMA"})
+	if m.Codec.Name != "PCMA" || m.Codec.PayloadType != 8 {
+		t.Errorf("PCMA preference: %+v", m.Codec)
+	}
+}
+
+func TestNegotiateStaticWithoutRtpmapAndMediaLevelConnection(t *testing.T) {
+	offer := "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n" +
+		"m=audio 7000 RTP/AVP 0\r\nc=IN IP4 127.0.0.2\r\na=sendonly\r\n"
+	m, err := Negotiate([]byte(offer), []string{"PCMU"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Remote.String() != "127.0.0.2:7000" || m.Direction != "recvonly" || m.DTMFPayloadType != 0 {
+		t.Errorf("got %+v", m)
+	}
+}
+
+func TestNegotiateFailures(t *testing.T) {
+	cases := []struct {
+		name, offer string
+		want        error
+	}{
+		{"garbage", "hello", ErrSDPMalformed},
+		{"no audio", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n", ErrSDPNoAudio},
+		{"no codec", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 9 18\r\n", ErrSDPNoCodec},
+		{"srtp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/SAVP 0\r\n", ErrSDPNoAudio},
+		{"rejected stream", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n", ErrSDPNoAudio},
+		{"hostname", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n", ErrSDPNoAudio},
+		{"no connection", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n", ErrSDPMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Negotiate([]byte(c.offer), []string{"PCMU", "PCMA"})
+			if !errors.Is(err, c.want) {
+				t.Errorf("got %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func TestAnswerRoundTrips(t *testing.T) {
+	m := Media{Codec: Codec{"PCMA", 8}, DTMFPayloadType: 101, Direction: "sendrecv"}
+	ans, err := Answer(m, "203.0.113.7", 12000, 42, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(ans)
+	for _, want := range []string{"c=IN IP4 203.0.113.7", "m=audio 12000 RTP/AVP 8 101", "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000", "a=sendrecv", "a=ptime:20"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("answer lacks %q:\n%s", want, s)
+		}
+	}
+	back, err := Negotiate(ans, []string{"PCMA"})
+	if err != nil || back.Codec != m.Codec || back.DTMFPayloadType != 101 || back.Remote.Port() != 12000 {
+		t.Errorf("answer does not parse back: %+v %v", back, err)
+	}
+}
+
+func FuzzNegotiate(f *testing.F) {
+	f.Add([]byte(offerBoth))
+	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Negotiate(data, []string{"PCMU", "PCMA"})
+		if err == nil {
+			if _, err := Answer(m, "127.0.0.1", 10000, 1, 1); err != nil {
+				t.Fatalf("negotiated %+v but cannot answer: %v", m, err)
+			}
+		}
+	})
+}
