@@ -9,6 +9,7 @@ require (
 	github.com/pion/sdp/v3 v3.0.20
 	github.com/rs/zerolog v1.35.1
 	github.com/zaf/g711 v1.4.0
+	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.29.0
 	gopkg.in/yaml.v3 v3.0.1
 )

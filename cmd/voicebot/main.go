@@ -53,7 +53,13 @@ func run(args, environ []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return serve(ctx, cfg, log, nil)
+	return serve(ctx, cfg, log, serveOptions{})
+}
+
+// serveOptions lets tests replace the model and learn the SIP address.
+type serveOptions struct {
+	model bridge.Model          // nil: from the configuration
+	ready chan<- netip.AddrPort // receives the SIP address once calls can be placed
 }
 
 func lookupEnv(environ []string, key string) string {
@@ -80,14 +86,17 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
 
-// serve runs voicebot until ctx ends. ready, if not nil, receives the SIP
-// address once calls can be placed (tests use it).
-func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready chan<- netip.AddrPort) error {
-	model, closeModel, err := newModel(cfg, log)
-	if err != nil {
-		return err
+// serve runs voicebot until ctx ends.
+func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serveOptions) error {
+	model := opts.model
+	if model == nil {
+		m, closeModel, err := newModel(cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeModel()
+		model = m
 	}
-	defer closeModel()
 
 	listen, _ := netip.ParseAddrPort(cfg.SIP.Listen) // validated by config
 	mediaIP := listen.Addr()
@@ -129,8 +138,8 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 	}
 	log.Info().Str("sip", ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
 		Msg("voicebot ready: call sip:bot@" + ua.Addr().String())
-	if ready != nil {
-		ready <- ua.Addr()
+	if opts.ready != nil {
+		opts.ready <- ua.Addr()
 	}
 	err = ua.Serve(ctx)
 	log.Info().Msg("voicebot stopped")

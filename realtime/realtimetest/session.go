@@ -31,6 +31,7 @@ type Session struct {
 	mu         sync.Mutex
 	received   []Received
 	appended   int // input_audio_buffer.append events
+	speeches   int // speech_started events sent
 	nextID     int
 	input      realtime.AudioFormat
 	output     realtime.AudioFormat
@@ -136,6 +137,13 @@ func (s *Session) Appends() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appended
+}
+
+// SpeechStarts is how many times the VAD heard the caller start speaking.
+func (s *Session) SpeechStarts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.speeches
 }
 
 // InputMS is how much caller audio has been appended, in ms.
@@ -597,6 +605,7 @@ func (s *Session) vadWindow(w []int16) []func() {
 			start := nowMS - sp.voicedMS - s.vad.prefixPaddingMS
 			sp.startMS = max(0, start)
 			sp.itemID = s.newIDLocked("item")
+			s.speeches++
 			keep := min(len(s.prefix), (nowMS-sp.startMS)*24)
 			s.utterance = append(s.utterance[:0], s.prefix[len(s.prefix)-keep:]...)
 			startMS, itemID := sp.startMS, sp.itemID

@@ -1,0 +1,55 @@
+package testpeer
+
+import "math"
+
+// Speech returns speech-like audio at 8 kHz: a voiced buzz (140 Hz with
+// harmonics, the way a larynx sounds) shaped into syllables at about 4 per
+// second, loud enough for any VAD, with a short silence at both ends.
+func Speech(seconds float64, seed int) []int16 {
+	n := int(seconds * 8000)
+	out := make([]int16, n)
+	f0 := 120 + float64(seed%5)*12
+	for i := range out {
+		t := float64(i) / 8000
+		var v float64
+		for h := 1; h <= 12; h++ {
+			v += math.Sin(2*math.Pi*f0*float64(h)*t+float64(h*seed)) / float64(h)
+		}
+		syllable := 0.5 - 0.5*math.Cos(2*math.Pi*3.7*t)
+		out[i] = int16(5000 * v * syllable)
+	}
+	return out
+}
+
+// Silence returns seconds of zero samples at 8 kHz.
+func Silence(seconds float64) []int16 { return make([]int16, int(seconds*8000)) }
+
+// BestCorrelation slides needle over haystack and returns the highest
+// normalised cross-correlation and its offset (in samples). 1 is identical
+// shape; a reply that really is the echo of the caller scores well above 0.8
+// even after G.711 and two resamplings.
+func BestCorrelation(haystack, needle []int16) (best float64, offset int) {
+	if len(needle) == 0 || len(haystack) < len(needle) {
+		return 0, -1
+	}
+	var nn float64
+	for _, v := range needle {
+		nn += float64(v) * float64(v)
+	}
+	offset = -1
+	for off := 0; off+len(needle) <= len(haystack); off += 2 {
+		var hh, hn float64
+		seg := haystack[off : off+len(needle)]
+		for i, v := range seg {
+			hh += float64(v) * float64(v)
+			hn += float64(v) * float64(needle[i])
+		}
+		if hh == 0 {
+			continue
+		}
+		if c := hn / math.Sqrt(hh*nn); c > best {
+			best, offset = c, off
+		}
+	}
+	return best, offset
+}

@@ -1,0 +1,303 @@
+// Package testpeer is a deliberately simple SIP caller for tests: it writes
+// SIP messages by hand over loopback UDP (so it can also send broken ones),
+// parses answers with sipgo's parser, and sends and records G.711 RTP.
+package testpeer
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/pion/rtp"
+
+	"github.com/voicebot/voicebot/media"
+)
+
+// Caller is one SIP UAC with one RTP socket.
+type Caller struct {
+	SIP    *net.UDPConn
+	RTP    *net.UDPConn
+	Target netip.AddrPort // the UA under test
+
+	CallID, FromTag, ToTag string
+	RemoteContact          string
+	RemoteRTP              netip.AddrPort
+	Codec                  media.Codec
+	cseq                   int
+
+	mu       sync.Mutex
+	requests []*sip.Request // requests the UA sent us (BYE…)
+	resps    chan *sip.Response
+	received []Packet
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// Packet is one RTP packet the caller received, with its arrival time.
+type Packet struct {
+	At     time.Time
+	Header rtp.Header
+	Audio  []int16 // decoded payload
+}
+
+// New opens the caller's SIP and RTP sockets on 127.0.0.1.
+func New(target netip.AddrPort) (*Caller, error) {
+	sipConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	rtpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		sipConn.Close()
+		return nil, err
+	}
+	c := &Caller{SIP: sipConn, RTP: rtpConn, Target: target, CallID: token() + "@testpeer", FromTag: token()[:10],
+		cseq: 1, resps: make(chan *sip.Response, 32), done: make(chan struct{}), Codec: media.PCMU}
+	c.wg.Add(2)
+	go c.readSIP()
+	go c.readRTP()
+	return c, nil
+}
+
+func token() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Close stops the caller's goroutines and closes its sockets.
+func (c *Caller) Close() {
+	select {
+	case <-c.done:
+	default:
+		close(c.done)
+	}
+	c.SIP.Close()
+	c.RTP.Close()
+	c.wg.Wait()
+}
+
+func (c *Caller) sipAddr() netip.AddrPort { return c.SIP.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (c *Caller) rtpAddr() netip.AddrPort { return c.RTP.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// SendRaw writes one datagram to the UA's SIP port.
+func (c *Caller) SendRaw(msg []byte) error {
+	_, err := c.SIP.WriteToUDPAddrPort(msg, c.Target)
+	return err
+}
+
+func (c *Caller) readSIP() {
+	defer c.wg.Done()
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := c.SIP.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		msg, err := sip.ParseMessage(append([]byte(nil), buf[:n]...))
+		if err != nil {
+			continue
+		}
+		switch m := msg.(type) {
+		case *sip.Response:
+			select {
+			case c.resps <- m:
+			default:
+			}
+		case *sip.Request:
+			c.mu.Lock()
+			c.requests = append(c.requests, m)
+			c.mu.Unlock()
+			if !m.IsAck() {
+				res := sip.NewResponseFromRequest(m, 200, "OK", nil)
+				_, _ = c.SIP.WriteToUDPAddrPort([]byte(res.String()), from)
+			}
+		}
+	}
+}
+
+func (c *Caller) readRTP() {
+	defer c.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := c.RTP.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		var p rtp.Packet
+		if p.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		codec := media.PCMU // by payload type: Codec belongs to the test goroutine
+		if p.PayloadType == media.PCMA.PayloadType {
+			codec = media.PCMA
+		}
+		pkt := Packet{At: time.Now(), Header: p.Header.Clone(), Audio: codec.Decode(nil, p.Payload)}
+		c.mu.Lock()
+		c.received = append(c.received, pkt)
+		c.mu.Unlock()
+	}
+}
+
+// Received returns the RTP packets received so far.
+func (c *Caller) Received() []Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Packet(nil), c.received...)
+}
+
+// Requests returns the requests the UA sent to the caller.
+func (c *Caller) Requests() []*sip.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*sip.Request(nil), c.requests...)
+}
+
+// Offer is the default SDP offer: PCMU, PCMA, telephone-event.
+func (c *Caller) Offer() string {
+	a := c.rtpAddr()
+	return fmt.Sprintf("v=0\r\no=testpeer 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+		a.Addr(), a.Addr(), a.Port())
+}
+
+// Request builds a request of this call's dialog.
+func (c *Caller) Request(method, contentType, body string, extra ...string) []byte {
+	a := c.sipAddr()
+	to := fmt.Sprintf("<sip:bot@%s>", c.Target)
+	if c.ToTag != "" {
+		to += ";tag=" + c.ToTag
+	}
+	cseq := c.cseq
+	if method != "ACK" && method != "CANCEL" {
+		c.cseq++
+		cseq = c.cseq
+	}
+	branch := "z9hG4bK" + token()[:16]
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s sip:bot@%s SIP/2.0\r\n", method, c.Target)
+	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=%s;rport\r\n", a, branch)
+	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: <sip:tester@%s>;tag=%s\r\nTo: %s\r\n", a.Addr(), c.FromTag, to)
+	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:tester@%s>\r\n", c.CallID, cseq, method, a)
+	for _, h := range extra {
+		b.WriteString(h + "\r\n")
+	}
+	if contentType != "" {
+		fmt.Fprintf(&b, "Content-Type: %s\r\n", contentType)
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return []byte(b.String())
+}
+
+// Final waits for the next final response, skipping provisional ones.
+func (c *Caller) Final(timeout time.Duration) (*sip.Response, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case r := <-c.resps:
+			if r.IsProvisional() {
+				continue
+			}
+			return r, nil
+		case <-deadline:
+			return nil, errors.New("testpeer: no final response")
+		}
+	}
+}
+
+// Invite sends an INVITE with body (the default offer when empty) and
+// returns the final answer; on 2xx it records the dialog and the bot's RTP
+// address and sends the ACK.
+func (c *Caller) Invite(body string, timeout time.Duration) (*sip.Response, error) {
+	if body == "" {
+		body = c.Offer()
+	}
+	if err := c.SendRaw(c.Request("INVITE", "application/sdp", body)); err != nil {
+		return nil, err
+	}
+	res, err := c.Final(timeout)
+	if err != nil || !res.IsSuccess() {
+		return res, err
+	}
+	c.ToTag, _ = res.To().Params.Get("tag")
+	if ct := res.Contact(); ct != nil {
+		c.RemoteContact = ct.Address.String()
+	}
+	m, err := parseAnswer(res.Body())
+	if err != nil {
+		return res, err
+	}
+	c.RemoteRTP = m.addr
+	c.Codec = m.codec
+	return res, c.SendRaw(c.Request("ACK", "", ""))
+}
+
+// Bye ends the call and returns the UA's answer code.
+func (c *Caller) Bye(timeout time.Duration) (int, error) {
+	if err := c.SendRaw(c.Request("BYE", "", "")); err != nil {
+		return 0, err
+	}
+	res, err := c.Final(timeout)
+	if err != nil {
+		return 0, err
+	}
+	return res.StatusCode, nil
+}
+
+// SendAudio sends pcm as 20 ms RTP packets paced in real time, starting with
+// sequence seq and timestamp ts; it returns the next seq and ts.
+func (c *Caller) SendAudio(pcm []int16, seq uint16, ts uint32, ssrc uint32) (uint16, uint32) {
+	start := time.Now()
+	for i := 0; i*160 < len(pcm); i++ {
+		frame := pcm[i*160 : min(len(pcm), (i+1)*160)]
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.Codec.PayloadType, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: i == 0},
+			Payload: c.Codec.Encode(nil, frame)}
+		b, _ := p.Marshal()
+		_, _ = c.RTP.WriteToUDPAddrPort(b, c.RemoteRTP)
+		seq++
+		ts += 160
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
+	}
+	return seq, ts
+}
+
+type answer struct {
+	addr  netip.AddrPort
+	codec media.Codec
+}
+
+func parseAnswer(body []byte) (answer, error) {
+	var a answer
+	var host string
+	for _, line := range strings.Split(string(body), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "c=IN IP4 "):
+			host = strings.TrimPrefix(line, "c=IN IP4 ")
+		case strings.HasPrefix(line, "m=audio "):
+			f := strings.Fields(line)
+			if len(f) < 4 {
+				return a, errors.New("bad m= line")
+			}
+			var port int
+			fmt.Sscan(f[1], &port)
+			a.addr = netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))
+			if f[3] == "8" {
+				a.codec = media.PCMA
+			} else {
+				a.codec = media.PCMU
+			}
+		}
+	}
+	if !a.addr.IsValid() {
+		return a, errors.New("no audio in answer")
+	}
+	return a, nil
+}
