@@ -1,0 +1,155 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestDefaultIsValidAndUsesDemo(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.UseDemo() {
+		t.Error("no key and no URL: the demo model should serve")
+	}
+	if cfg.SIP.Listen != "127.0.0.1:5060" {
+		t.Errorf("default listen %s", cfg.SIP.Listen)
+	}
+}
+
+func TestLoadFileThenEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v.yaml")
+	os.WriteFile(path, []byte("sip:\n  listen: 127.0.0.1:5070\n  codecs: [PCMA]\nagent:\n  vad:\n    silence_duration: 700ms\n"), 0o644)
+	cfg, err := Load(path, []string{"VOICEBOT_SIP_LISTEN=127.0.0.1:5080", "VOICEBOT_MEDIA_PORT_MIN=20000",
+		"VOICEBOT_AGENT_GREETING=false", "VOICEBOT_SIP_TRANSPORTS=udp", "OPENAI_API_KEY=sk-test-123", "UNRELATED=1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SIP.Listen != "127.0.0.1:5080" || cfg.SIP.Codecs[0] != "PCMA" || cfg.Media.PortMin != 20000 ||
+		cfg.Agent.Greeting || len(cfg.SIP.Transports) != 1 || cfg.Agent.VAD.SilenceDuration.D() != 700*time.Millisecond {
+		t.Errorf("got %+v", cfg)
+	}
+	if cfg.Realtime.APIKey.Reveal() != "sk-test-123" || cfg.UseDemo() {
+		t.Error("OPENAI_API_KEY not taken")
+	}
+}
+
+func TestAzureKeyGoesToAzure(t *testing.T) {
+	cfg, err := Load("", []string{"VOICEBOT_REALTIME_PROVIDER=azure", "VOICEBOT_REALTIME_AZURE_ENDPOINT=https://r.openai.azure.com",
+		"VOICEBOT_REALTIME_AZURE_DEPLOYMENT=rt", "OPENAI_API_KEY=openai", "AZURE_OPENAI_API_KEY=azure"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Realtime.APIKey.Reveal() != "azure" {
+		t.Error("the Azure key should win for the azure provider")
+	}
+}
+
+func TestBadConfigNamesTheKey(t *testing.T) {
+	cases := []struct {
+		yaml, env, want string
+	}{
+		{yaml: "sip:\n  lisen: x\n", want: "lisen"},
+		{yaml: "sip:\n  listen: nowhere\n", want: "sip.listen"},
+		{yaml: "sip:\n  codecs: [G729]\n", want: "sip.codecs"},
+		{yaml: "media:\n  port_min: 30000\n  port_max: 20000\n", want: "media.port_min"},
+		{yaml: "realtime:\n  dialect: gamma\n", want: "realtime.dialect"},
+		{yaml: "realtime:\n  url: http://x\n", want: "realtime.url"},
+		{yaml: "realtime:\n  append_interval: 30ms\n", want: "realtime.append_interval"},
+		{yaml: "agent:\n  vad:\n    threshold: 2\n", want: "agent.vad.threshold"},
+		{yaml: "agent:\n  vad:\n    prefix_padding: soon\n", want: "line 3"},
+		{yaml: "realtime:\n  provider: openai\n", want: "realtime.api_key"},
+		{yaml: "log: [1, 2]\n", want: "line 1"},
+		{env: "VOICEBOT_SIP_LISTN=1", want: "VOICEBOT_SIP_LISTN"},
+		{env: "VOICEBOT_MEDIA_PORT_MIN=lots", want: "VOICEBOT_MEDIA_PORT_MIN"},
+		{env: "VOICEBOT_SIP_ACK_TIMEOUT=forever", want: "sip.ack_timeout"},
+	}
+	for _, c := range cases {
+		path := ""
+		if c.yaml != "" {
+			path = filepath.Join(t.TempDir(), "v.yaml")
+			os.WriteFile(path, []byte(c.yaml), 0o644)
+		}
+		var env []string
+		if c.env != "" {
+			env = []string{c.env}
+		}
+		_, err := Load(path, env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q%q: error %v, want it to name %q", c.yaml, c.env, err, c.want)
+		}
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	cfg := Default()
+	cfg.Realtime.APIKey = "sk-very-secret"
+	for _, s := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprint(cfg.Realtime.APIKey)} {
+		if strings.Contains(s, "sk-very-secret") {
+			t.Fatalf("secret printed: %s", s)
+		}
+	}
+	_, err := Load("", []string{"VOICEBOT_REALTIME_URL=sk-very-secret"})
+	if err == nil || strings.Contains(err.Error(), "sk-very-secret") {
+		t.Errorf("bad value echoed in error: %v", err)
+	}
+}
+
+// The documented example config must load as-is: it is the reference.
+func TestExampleConfigLoads(t *testing.T) {
+	if _, err := Load("../configs/voicebot.yaml", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("sip:\n  listen: 127.0.0.1:5060\n"))
+	f.Add([]byte("agent:\n  vad:\n    silence_duration: 1s\n"))
+	f.Add([]byte("media: {port_min: 1, port_max: 0}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data)
+		if err == nil {
+			if err := cfg.Validate(); err != nil {
+				t.Fatalf("Parse accepted an invalid config: %v", err)
+			}
+		}
+	})
+}
+
+// Every key must be documented in the example file.
+func TestExampleConfigDocumentsEveryKey(t *testing.T) {
+	data, err := os.ReadFile("../configs/voicebot.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Default()
+	fields, keys := map[string]reflect.Value{}, map[string]string{}
+	collect(reflect.ValueOf(&cfg).Elem(), "", fields, keys)
+	for _, key := range keys {
+		var node any = doc
+		for _, part := range strings.Split(key, ".") {
+			m, ok := node.(map[string]any)
+			if !ok {
+				node = nil
+				break
+			}
+			node, ok = m[part]
+			if !ok {
+				t.Errorf("configs/voicebot.yaml does not document %s", key)
+				break
+			}
+		}
+	}
+}
