@@ -1,0 +1,189 @@
+package bridge
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"math"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/resample"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recycler stands in for the WebSocket writer: it takes each event and
+// hands the buffer straight back, as the writer does after sending.
+type recycler struct {
+	free   chan *[]byte
+	events int
+	last   []byte
+}
+
+func newRecycler() *recycler { return &recycler{free: make(chan *[]byte, 4)} }
+
+func (r *recycler) Buffer() *[]byte {
+	select {
+	case b := <-r.free:
+		*b = (*b)[:0]
+		return b
+	default:
+		b := make([]byte, 0, 8<<10)
+		return &b
+	}
+}
+
+func (r *recycler) SendBuffer(b *[]byte) error {
+	r.events++
+	r.last = *b
+	select {
+	case r.free <- b:
+	default:
+	}
+	return nil
+}
+
+var peer = netip.MustParseAddrPort("127.0.0.1:40000")
+
+// callerPath wires what a call wires for caller audio: the media receive
+// path feeding the upstream, which writes append events.
+func callerPath(conn sender) (*media.Session, [][]byte) {
+	up := newUpstream(conn, 20)
+	s := media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
+	pkts := make([][]byte, 64)
+	for i := range pkts {
+		payload := make([]byte, 160)
+		for j := range payload {
+			payload[j] = byte(0x40 + (i+j)%64)
+		}
+		pkts[i], _ = (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 5}, Payload: payload}).Marshal()
+	}
+	return s, pkts
+}
+
+func setSeq(pkt []byte, seq uint16) { binary.BigEndian.PutUint16(pkt[2:], seq) }
+
+func TestCallerPathEmitsOneAppendPerFrame(t *testing.T) {
+	r := newRecycler()
+	s, pkts := callerPath(r)
+	var p rtp.Packet
+	for i := 0; i < 10; i++ {
+		setSeq(pkts[i], uint16(i))
+		s.HandleDatagram(pkts[i], peer, &p)
+	}
+	if r.events != 10 {
+		t.Fatalf("%d append events for 10 frames", r.events)
+	}
+	var ev struct{ Type, Audio string }
+	raw := string(r.last)
+	if !strings.HasPrefix(raw, `{"type":"input_audio_buffer.append","event_id":"a10","audio":"`) {
+		t.Fatalf("not an append event: %.80s", raw)
+	}
+	i := len(`{"type":"input_audio_buffer.append","event_id":"a10","audio":"`)
+	ev.Audio = raw[i : len(raw)-2]
+	pcm, err := base64.StdEncoding.DecodeString(ev.Audio)
+	if err != nil || len(pcm) != 960 {
+		t.Fatalf("append carries %d bytes (%v), want 960 (20 ms at 24 kHz)", len(pcm), err)
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		pkt := pkts[len(pkts)-1]
+		setSeq(pkt, uint16(r.events))
+		s.HandleDatagram(pkt, peer, &p)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per caller frame", allocs)
+	}
+}
+
+// BenchmarkCallerPath: one 20 ms RTP packet in → one append event out.
+func BenchmarkCallerPath(b *testing.B) {
+	r := newRecycler()
+	s, pkts := callerPath(r)
+	var p rtp.Packet
+	seq := uint16(0)
+	b.ReportAllocs()
+	b.SetBytes(172)
+	for b.Loop() {
+		pkt := pkts[seq%64]
+		setSeq(pkt, seq)
+		seq++
+		s.HandleDatagram(pkt, peer, &p)
+	}
+}
+
+// botPath wires what a call wires for model audio: the decoder, the bridge's
+// audio handling, and the media pacer writing RTP to a sink.
+func botPath(out *int) (*realtime.Decoder, *callState, *media.Session, []byte) {
+	s := media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, Log: zerolog.Nop(),
+		Output: func(pkt []byte) error { *out += len(pkt); return nil }})
+	c := &callState{
+		media: s, down: resample.MustNew(24000, 8000), pcm24: make([]int16, 0, 24000), pcm8: make([]int16, 0, 8000),
+		received: map[string]int{}, discarded: map[string]bool{},
+	}
+	pcm := make([]byte, 960) // 20 ms at 24 kHz
+	for i := 0; i < 480; i++ {
+		binary.LittleEndian.PutUint16(pcm[2*i:], uint16(int16(8000*math.Sin(float64(i)/5))))
+	}
+	delta := []byte(`{"type":"response.output_audio.delta","event_id":"event_4242","response_id":"resp_001","item_id":"item_002","output_index":0,"content_index":0,"delta":"` +
+		base64.StdEncoding.EncodeToString(pcm) + `"}`)
+	return realtime.NewDecoder(8), c, s, delta
+}
+
+func TestBotPathSendsWhatTheModelSent(t *testing.T) {
+	sent := 0
+	dec, c, s, delta := botPath(&sent)
+	now := time.Unix(100, 0)
+	for i := 0; i < 5; i++ {
+		ev, err := dec.Decode(delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.onAudio(ev)
+		ev.Release()
+	}
+	for i := 0; i < 6; i++ {
+		s.Tick(now)
+		now = now.Add(20 * time.Millisecond)
+	}
+	played, _ := s.Played("item_002")
+	if played.SentSamples != 800 || c.received["item_002"] != 100 {
+		t.Errorf("sent %d samples, received %d ms; want 800 samples and 100 ms", played.SentSamples, c.received["item_002"])
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		ev, _ := dec.Decode(delta)
+		c.onAudio(ev)
+		ev.Release()
+		s.Tick(now)
+		now = now.Add(20 * time.Millisecond)
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per bot frame", allocs)
+	}
+}
+
+// BenchmarkBotPath: one 20 ms audio delta event in → one RTP packet out.
+func BenchmarkBotPath(b *testing.B) {
+	sent := 0
+	dec, c, s, delta := botPath(&sent)
+	now := time.Unix(100, 0)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(delta)))
+	for b.Loop() {
+		ev, err := dec.Decode(delta)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.onAudio(ev)
+		ev.Release()
+		s.Tick(now)
+		now = now.Add(20 * time.Millisecond)
+	}
+}
