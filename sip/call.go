@@ -131,7 +131,7 @@ func (c *Call) Ringing() error {
 		return ErrCallEnded
 	}
 	res := c.response(180, "Ringing", nil)
-	res.AppendHeader(c.ua.contact(c.req.Transport()))
+	res.AppendHeader(c.ua.contact(c.req))
 	return c.tx.Respond(res)
 }
 
@@ -158,13 +158,13 @@ func (c *Call) Answer(ctx context.Context, localPort int) error {
 	if c.ctx.Err() != nil {
 		return ErrCallEnded
 	}
-	sdp, err := Answer(c.media, c.ua.mediaHost(), localPort, c.sessionID, 1)
+	sdp, err := Answer(c.media, c.ua.hostFor(c.ua.cfg.MediaIP, c.req.Source()), localPort, c.sessionID, 1)
 	if err != nil {
 		return fmt.Errorf("sdp answer: %w", err)
 	}
 	res := c.response(200, "OK", sdp)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(c.ua.contact(c.req.Transport()))
+	res.AppendHeader(c.ua.contact(c.req))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	c.mu.Lock()
 	c.responded, c.answered, c.answer = true, true, sdp

@@ -92,3 +92,18 @@ func FuzzNegotiate(f *testing.F) {
 		}
 	})
 }
+
+func TestWildcardBindAdvertisesARoutableAddress(t *testing.T) {
+	u := &UA{cfg: Config{Listen: netip.MustParseAddrPort("0.0.0.0:5060"), MediaIP: netip.MustParseAddr("0.0.0.0")}}
+	if h := u.hostFor(u.cfg.MediaIP, "127.0.0.1:5071"); h != "127.0.0.1" {
+		t.Errorf("advertised %q for a caller on loopback", h)
+	}
+	u.cfg.ExternalHost = "sip.example.net"
+	if h := u.hostFor(u.cfg.MediaIP, "127.0.0.1:5071"); h != "sip.example.net" {
+		t.Errorf("external address not used: %q", h)
+	}
+	u = &UA{cfg: Config{Listen: netip.MustParseAddrPort("127.0.0.2:5060")}}
+	if h := u.hostFor(u.cfg.Listen.Addr(), "127.0.0.1:5071"); h != "127.0.0.2" {
+		t.Errorf("bound address not used: %q", h)
+	}
+}

@@ -147,11 +147,30 @@ func (u *UA) advertisedHost() string {
 	return u.cfg.Listen.Addr().String()
 }
 
-func (u *UA) mediaHost() string {
+// hostFor is the host to advertise to a peer at remote: the external
+// address when set; for a wildcard bind (0.0.0.0, ::), the local address that
+// routes to the peer (0.0.0.0 in SDP would mean "hold"); else bound.
+func (u *UA) hostFor(bound netip.Addr, remote string) string {
 	if u.cfg.ExternalHost != "" {
 		return u.cfg.ExternalHost
 	}
-	return u.cfg.MediaIP.String()
+	if bound.IsUnspecified() {
+		if ip := localIPToward(remote); ip.IsValid() {
+			return ip.String()
+		}
+	}
+	return bound.String()
+}
+
+// localIPToward asks the routing table which local address reaches remote.
+// Connecting a UDP socket sends nothing.
+func localIPToward(remote string) netip.Addr {
+	c, err := net.Dial("udp", remote)
+	if err != nil {
+		return netip.Addr{}
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 }
 
 func (u *UA) closeListeners() {
@@ -209,9 +228,10 @@ func (u *UA) baseContext() context.Context {
 	return u.ctx
 }
 
-func (u *UA) contact(transport string) *sip.ContactHeader {
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "voicebot", Host: u.advertisedHost(), Port: int(u.port())}}
-	if strings.EqualFold(transport, "tcp") {
+func (u *UA) contact(req *sip.Request) *sip.ContactHeader {
+	host := u.hostFor(u.cfg.Listen.Addr(), req.Source())
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "voicebot", Host: host, Port: int(u.port())}}
+	if strings.EqualFold(req.Transport(), "tcp") {
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", "tcp")
 	}
@@ -366,7 +386,7 @@ func (u *UA) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(u.contact(req.Transport()))
+	res.AppendHeader(u.contact(req))
 	res.AppendHeader(sip.NewHeader("Server", u.cfg.UserAgent))
 	_ = tx.Respond(res)
 }

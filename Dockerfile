@@ -1,0 +1,16 @@
+# Static, non-root voicebot image.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/voicebot ./cmd/voicebot
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/voicebot /usr/local/bin/voicebot
+COPY configs/voicebot.yaml /etc/voicebot/voicebot.yaml
+ENV VOICEBOT_SIP_LISTEN=0.0.0.0:5060 \
+    VOICEBOT_LOG_FORMAT=json
+EXPOSE 5060/udp 5060/tcp 10000-20000/udp
+USER nonroot:nonroot
+ENTRYPOINT ["/usr/local/bin/voicebot", "-config", "/etc/voicebot/voicebot.yaml"]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Go:
+#   ./test.sh
+# It installs the real SIP peers and audio tools it needs (SIPp, baresip,
+# sox, espeak-ng; root or sudo), checks formatting and vet, runs every test
+# with the race detector (real calls included), then fuzzes each parser of
+# outside input for a bounded time (FUZZTIME, default 10s each).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+install_peers() {
+	local missing=()
+	for tool in sipp baresip sox espeak-ng; do
+		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	echo "==> installing SIP peers and audio tools (missing: ${missing[*]})"
+	local sudo=""
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng" >&2; exit 1; }
+		sudo="sudo"
+	fi
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng >/dev/null
+}
+
+install_peers
+
+echo "==> gofmt"
+unformatted=$(gofmt -l $(find . -name '*.go' -not -path './.git/*'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "==> go vet"
+go vet ./...
+
+echo "==> go test -race (real SIPp and baresip calls included)"
+VBTEST_PEERS=require go test -race -count=1 -timeout 10m ./...
+
+echo "==> fuzzing each parser for ${FUZZTIME:-10s}"
+fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2" | tail -1; }
+fuzz FuzzNegotiate ./sip
+fuzz FuzzHandleDatagram ./media
+fuzz FuzzDecode ./realtime
+fuzz FuzzParse ./config
+
+echo "==> all tests passed"

@@ -1,0 +1,416 @@
+// Package peers places real calls at a running voicebot binary with real SIP
+// peers: SIPp (Debian sip-tester) and baresip. It asserts on what the caller
+// actually received. The test command installs the peers; when they are
+// missing the tests skip, unless VBTEST_PEERS=require (as CI sets),
+// where a missing peer is a failure.
+package peers
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/media"
+)
+
+var binary_ string // the voicebot binary under test
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "voicebot-peers")
+	if err != nil {
+		panic(err)
+	}
+	binary_ = filepath.Join(dir, "voicebot")
+	build := exec.Command("go", "build", "-o", binary_, "../../cmd/voicebot")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build voicebot:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// need skips (or, under VBTEST_PEERS=require, fails) without the tools.
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("VBTEST_PEERS") == "require" {
+				t.Fatalf("%s is not installed (the test command installs it: ./test.sh)", tool)
+			}
+			t.Skipf("%s is not installed; run ./test.sh to install the SIP peers", tool)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// voicebot is a running voicebot process.
+type voicebot struct {
+	addr string
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	log  strings.Builder
+}
+
+func (v *voicebot) logs() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.log.String()
+}
+
+func startVoicebot(t *testing.T, rtpBase int) *voicebot {
+	t.Helper()
+	port := freePort(t)
+	v := &voicebot{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	v.cmd = exec.Command(binary_)
+	v.cmd.Env = append(os.Environ(),
+		"VOICEBOT_SIP_LISTEN="+v.addr, "VOICEBOT_LOG_FORMAT=json", "VOICEBOT_LOG_LEVEL=debug",
+		fmt.Sprintf("VOICEBOT_MEDIA_PORT_MIN=%d", rtpBase), fmt.Sprintf("VOICEBOT_MEDIA_PORT_MAX=%d", rtpBase+98))
+	stderr, _ := v.cmd.StderrPipe()
+	if err := v.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			v.mu.Lock()
+			v.log.WriteString(sc.Text() + "\n")
+			v.mu.Unlock()
+			if strings.Contains(sc.Text(), "voicebot ready") {
+				once.Do(func() { close(ready) })
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-exited:
+		_ = v.cmd.Wait()
+		t.Fatalf("voicebot exited at start:\n%s", v.logs())
+	case <-time.After(20 * time.Second):
+		v.cmd.Process.Kill()
+		t.Fatalf("voicebot did not start:\n%s", v.logs())
+	}
+	t.Cleanup(func() {
+		_ = v.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- v.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("voicebot exited with %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			v.cmd.Process.Kill()
+			t.Error("voicebot did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("voicebot log:\n%s", v.logs())
+		}
+	})
+	return v
+}
+
+// recorder collects the RTP voicebot sends to one port.
+type recorder struct {
+	conn *net.UDPConn
+	mu   sync.Mutex
+	pkts []rtp.Packet
+	done chan struct{}
+}
+
+func newRecorder(t *testing.T) *recorder {
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{conn: c, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		buf := make([]byte, 1500)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			var p rtp.Packet
+			if p.Unmarshal(append([]byte(nil), buf[:n]...)) == nil {
+				r.mu.Lock()
+				r.pkts = append(r.pkts, p)
+				r.mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-r.done })
+	return r
+}
+
+func (r *recorder) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func (r *recorder) packets() []rtp.Packet {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]rtp.Packet(nil), r.pkts...)
+}
+
+// pcapAudio decodes the A-law RTP payloads of a SIPp pcap (Ethernet/IPv4/UDP).
+func pcapAudio(t *testing.T, path string) []int16 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 24 || binary.LittleEndian.Uint32(data) != 0xa1b2c3d4 {
+		t.Fatalf("%s: not a little-endian pcap", path)
+	}
+	var pcm []int16
+	for off := 24; off+16 <= len(data); {
+		incl := int(binary.LittleEndian.Uint32(data[off+8:]))
+		frame := data[off+16 : min(len(data), off+16+incl)]
+		off += 16 + incl
+		if len(frame) < 14+20+8+12 {
+			continue
+		}
+		ihl := int(frame[14]&0x0f) * 4
+		var p rtp.Packet
+		if p.Unmarshal(frame[14+ihl+8:]) == nil && p.PayloadType == 8 {
+			pcm = media.PCMA.Decode(pcm, p.Payload)
+		}
+	}
+	return pcm
+}
+
+func decode(pkts []rtp.Packet) []int16 {
+	var pcm []int16
+	for _, p := range pkts {
+		c := media.PCMU
+		if p.PayloadType == 8 {
+			c = media.PCMA
+		}
+		pcm = c.Decode(pcm, p.Payload)
+	}
+	return pcm
+}
+
+func rms(x []int16) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return math.Sqrt(s / math.Max(1, float64(len(x))))
+}
+
+// loudest returns the n-sample window of x with the most energy.
+func loudest(x []int16, n int) []int16 {
+	best, at := -1.0, 0
+	for i := 0; i+n <= len(x); i += n / 4 {
+		if e := rms(x[i : i+n]); e > best {
+			best, at = e, i
+		}
+	}
+	return x[at : at+n]
+}
+
+// SIPp calls with its built-in A-law speech recording; the reply that comes
+// back as RTP must be the demo model's echo of exactly that speech.
+func TestSIPpCallGetsTheEchoBack(t *testing.T) {
+	need(t, "sipp")
+	vb := startVoicebot(t, 33000)
+	rec := newRecorder(t)
+	work := t.TempDir()
+	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
+	pcapPath := "/usr/share/sip-tester/g711a.pcap"
+	src, err := os.ReadFile(pcapPath)
+	if err != nil {
+		t.Fatalf("%v (Debian sip-tester ships it)", err)
+	}
+	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
+	scenario, _ := filepath.Abs("../sipp/uac_echo.xml")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sipp := exec.CommandContext(ctx, "sipp", "-sf", scenario, vb.addr, "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)),
+		"-mp", fmt.Sprint(freePort(t)&^1), "-m", "1", "-nostdin", "-timeout", "45s", "-timeout_error",
+		"-key", "record_port", fmt.Sprint(rec.port()), "-trace_err")
+	sipp.Dir = work
+	out, err := sipp.CombinedOutput()
+	if err != nil {
+		errs, _ := filepath.Glob(filepath.Join(work, "*errors.log"))
+		for _, f := range errs {
+			b, _ := os.ReadFile(f)
+			t.Logf("%s:\n%s", f, b)
+		}
+		t.Fatalf("sipp failed: %v\n%s", err, lastLines(string(out), 20))
+	}
+
+	pkts := rec.packets()
+	if len(pkts) < 600 { // ~16.5 s of call at 50 packets/s
+		t.Fatalf("only %d RTP packets came back", len(pkts))
+	}
+	for i := 1; i < len(pkts); i++ {
+		if pkts[i].SequenceNumber != pkts[i-1].SequenceNumber+1 || pkts[i].Timestamp-pkts[i-1].Timestamp != 160 || pkts[i].PayloadType != 8 {
+			t.Fatalf("packet %d breaks the stream: seq %d→%d ts %d→%d pt %d", i, pkts[i-1].SequenceNumber, pkts[i].SequenceNumber,
+				pkts[i-1].Timestamp, pkts[i].Timestamp, pkts[i].PayloadType)
+		}
+	}
+	heard := decode(pkts)
+	spoken := pcapAudio(t, pcapPath)
+	// The reply starts after the caller's 7 s of speech: take its loudest
+	// second and find it in what the caller said.
+	reply := heard[min(len(heard), 8000*9):]
+	if rms(reply) < 200 {
+		t.Fatalf("no reply audio after the caller spoke (rms %.0f)", rms(reply))
+	}
+	best, off := testpeer.BestCorrelation(spoken, loudest(reply, 8000))
+	t.Logf("reply matches the caller's speech at %.2f s with correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the reply is not the echo of the caller (correlation %.3f)", best)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// readWAV reads a mono 16-bit PCM WAV.
+func readWAV(path string) ([]int16, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(data) < 12 || string(data[:4]) != "RIFF" || string(data[8:12]) != "WAVE" {
+		return nil, 0, errors.New("not a WAV file")
+	}
+	rate, channels := 0, 0
+	for off := 12; off+8 <= len(data); {
+		id, size := string(data[off:off+4]), int(binary.LittleEndian.Uint32(data[off+4:]))
+		body := data[off+8 : min(len(data), off+8+size)]
+		switch id {
+		case "fmt ":
+			channels = int(binary.LittleEndian.Uint16(body[2:]))
+			rate = int(binary.LittleEndian.Uint32(body[4:]))
+		case "data":
+			pcm := make([]int16, len(body)/2/max(channels, 1))
+			for i := range pcm {
+				pcm[i] = int16(binary.LittleEndian.Uint16(body[2*i*channels:]))
+			}
+			return pcm, rate, nil
+		}
+		off += 8 + size + size%2
+	}
+	return nil, 0, errors.New("no data chunk")
+}
+
+// baresip, a real softphone, calls, waits, says a sentence, and records what
+// it hears. The recording must contain the demo model's greeting and the
+// echo of the sentence, found by cross-correlation.
+func TestBaresipHearsGreetingAndEcho(t *testing.T) {
+	need(t, "baresip", "espeak-ng", "sox")
+	vb := startVoicebot(t, 33200)
+	work := t.TempDir()
+	run := func(name string, args ...string) {
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, out)
+		}
+	}
+	// 7 s of silence while the greeting plays, the sentence, then silence for the echo.
+	run("espeak-ng", "-w", filepath.Join(work, "say22.wav"), "Hello, can you hear me? This is a test call.")
+	run("sox", filepath.Join(work, "say22.wav"), "-r", "8000", "-c", "1", "-b", "16", filepath.Join(work, "say8.wav"))
+	run("sox", filepath.Join(work, "say8.wav"), filepath.Join(work, "in.wav"), "pad", "7", "8")
+	said, _, err := readWAV(filepath.Join(work, "say8.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recordings := filepath.Join(work, "rec")
+	os.MkdirAll(recordings, 0o755)
+	cfgDir := filepath.Join(work, "baresip")
+	os.MkdirAll(cfgDir, 0o755)
+	rtpPort := freePort(t) &^ 1
+	os.WriteFile(filepath.Join(cfgDir, "config"), []byte(fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.1:%d
+audio_source aufile,%s
+audio_player none,none
+audio_alert aufile,/dev/null
+net_interface 127.0.0.1
+audio_srate 8000
+audio_channels 1
+rtp_ports %d-%d
+module_path /usr/lib/baresip/modules
+module stdio.so
+module g711.so
+module aufile.so
+module sndfile.so
+snd_path %s
+module_app account.so
+module_app menu.so
+`, freePort(t), filepath.Join(work, "in.wav"), rtpPort, rtpPort+20, recordings)), 0o644)
+	os.WriteFile(filepath.Join(cfgDir, "accounts"), []byte("<sip:tester@127.0.0.1>;regint=0\n"), 0o644)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "baresip", "-f", cfgDir, "-e", "/dial sip:bot@"+vb.addr, "-t", "22")
+	cmd.Stdin = nil
+	out, err := cmd.CombinedOutput()
+	if err != nil && ctx.Err() != nil {
+		t.Fatalf("baresip hung: %s", lastLines(string(out), 30))
+	}
+	decs, _ := filepath.Glob(filepath.Join(recordings, "dump-*-dec.wav"))
+	if len(decs) == 0 {
+		t.Fatalf("baresip recorded nothing:\n%s", lastLines(string(out), 30))
+	}
+	heard, rate, err := readWAV(decs[0])
+	if err != nil || rate != 8000 {
+		t.Fatalf("recording: %v (rate %d)", err, rate)
+	}
+	t.Logf("baresip heard %.1f s of audio", float64(len(heard))/8000)
+
+	greeting := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(greetingPCM())))
+	best, off := testpeer.BestCorrelation(heard, loudest(greeting, 8000))
+	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the recording does not contain the greeting (correlation %.3f)", best)
+	}
+	best, off = testpeer.BestCorrelation(heard, loudest(said, 8000))
+	t.Logf("echo of the caller found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the recording does not contain the echo of what baresip said (correlation %.3f)", best)
+	}
+	if !strings.Contains(vb.logs(), `"who":"caller"`) {
+		t.Error("voicebot did not log the caller's turn")
+	}
+}
