@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,19 +111,35 @@ func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
 	defer model.Close()
 
 	c := newCallState(b, call, model, cm, log)
-	if err := c.configure(); err != nil {
-		log.Error().Err(err).Msg("call: session.update")
-		_ = call.Reject(500, "Server Internal Error")
-		return
-	}
-
-	callCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The media session exists from here so the greeting's audio can queue;
+	// it starts sending only once the call is answered.
 	c.media = media.NewSession(conn, media.Config{
 		Remote: cm.Remote, Codec: cm.Codec, DTMFPayloadType: cm.DTMFPayloadType,
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
 		OnAudio: c.up.write, Clock: b.cfg.Clock, Log: log,
 	})
+	if err := c.configure(); err != nil {
+		log.Error().Err(err).Msg("call: session.update")
+		_ = call.Reject(500, "Server Internal Error")
+		return
+	}
+	// Still ringing: wait for the model to take the configuration. The
+	// greeting is requested the moment it does, so its audio is generated
+	// while the phone rings and plays the instant the call is answered.
+	readyCtx, cancelReady := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
+	err = c.awaitReady(readyCtx)
+	cancelReady()
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error().Err(err).Msg("call: model not ready")
+		_ = call.Reject(503, "Service Unavailable (model not ready)")
+		return
+	}
+
+	callCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -178,7 +195,6 @@ type callState struct {
 	pcm8      []int16
 	received  map[string]int // item id → ms of audio received from the model
 	discarded map[string]bool
-	current   media.ItemRef // item whose audio was last queued
 	botText   map[string]string
 	bargeIns  int
 }
@@ -209,6 +225,33 @@ func (c *callState) configure() error {
 		return err
 	}
 	return c.model.Send(ev)
+}
+
+// errSessionRefused means the model answered session.update with an error.
+var errSessionRefused = errors.New("model refused the session configuration")
+
+// awaitReady handles events until session.updated arrives (greeting as it
+// does). An error answering our session.update refuses the call: answering
+// into a misconfigured session would fail every call the same way.
+func (c *callState) awaitReady(ctx context.Context) error {
+	for !c.ready {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for session.updated: %w", ctx.Err())
+		case ev, ok := <-c.model.Events():
+			if !ok {
+				return fmt.Errorf("model connection lost: %w", c.model.Err())
+			}
+			if ev.Kind == realtime.KindError && strings.HasPrefix(ev.Err.EventID, "session_") {
+				err := fmt.Errorf("%w: %s (%s, param %s)", errSessionRefused, ev.Err.Message, ev.Err.Code, ev.Err.Param)
+				ev.Release()
+				return err
+			}
+			c.handle(ev)
+			ev.Release()
+		}
+	}
+	return nil
 }
 
 // run is the call's event loop. It returns why the call ended.
@@ -300,11 +343,7 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		c.pcm24 = append(c.pcm24, int16(binary.LittleEndian.Uint16(ev.Audio[i:])))
 	}
 	c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
-	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
-	if ref != c.current {
-		c.current = ref
-	}
-	c.media.Enqueue(ref, c.pcm8)
+	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
 }
 
 // bargeIn stops the bot when the caller talks over it, and tells the model
@@ -329,9 +368,4 @@ func (c *callState) bargeIn() {
 		c.log.Info().Str("item_id", p.Ref.ItemID).Int("audio_end_ms", audioEnd).
 			Int("discarded_ms", p.QueuedSamples*1000/media.SampleRate).Err(err).Msg("barge-in: truncated")
 	}
-}
-
-// Describe is a one-line summary of the config for the startup log.
-func (b *Bridge) Describe() string {
-	return fmt.Sprintf("append every %s, greeting %v", b.cfg.AppendInterval, b.cfg.Greeting)
 }

@@ -71,7 +71,8 @@ func startRig(t *testing.T, mutate func(*config.Config), model func(url string) 
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv := realtimetest.NewServer(realtimetest.Options{Greeting: tone(0.6, 440), GreetingText: "beep", Speed: 4, ChunkMS: 100})
+	srv := realtimetest.NewServer(realtimetest.Options{Greeting: tone(0.6, 440), GreetingText: "beep", Speed: 4, ChunkMS: 100,
+		Voices: []string{"marin", "cedar"}})
 	url, err := srv.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -458,4 +459,57 @@ func TestRTPFromStrangerIsDropped(t *testing.T) {
 	if !strings.Contains(r.logs.String(), `"strangers":52,`) {
 		t.Errorf("stranger packets not counted")
 	}
+}
+
+// A model that refuses our session.update (here: a voice it does not have)
+// refuses the call clearly instead of answering into a broken session.
+func TestRefusedSessionConfigGives503(t *testing.T) {
+	r := startRig(t, func(c *config.Config) { c.Agent.Voice = "robot" }, nil)
+	c := r.caller()
+	res, err := c.Invite("", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 503 {
+		t.Errorf("got %d, want 503", res.StatusCode)
+	}
+	_ = c.SendRaw(c.Request("ACK", "", ""))
+	waitFor(t, "log line", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), "model refused the session configuration") })
+	if !strings.Contains(r.logs.String(), "robot") {
+		t.Error("the log does not say what was refused")
+	}
+}
+
+// The greeting is generated while the phone rings: its first packet leaves
+// right after the 200 OK, not a model round trip later.
+func TestGreetingStartsAtAnswer(t *testing.T) {
+	r := startRig(t, nil, nil)
+	c := r.caller()
+	start := time.Now()
+	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
+		t.Fatalf("INVITE: %v %v", res, err)
+	}
+	answered := time.Since(start)
+	waitFor(t, "greeting", 5*time.Second, func() bool { return rmsOf(audible(c.Received())) > 100 })
+	var first time.Time
+	for _, p := range c.Received() {
+		if p.Header.Marker {
+			first = p.At
+			break
+		}
+	}
+	if first.IsZero() {
+		t.Fatal("no talkspurt start")
+	}
+	// Not a timing assertion on voicebot's speed: an ordering one. The
+	// response.create went out before the 200 OK did.
+	sess := r.server.Sessions()[0]
+	rc, err := sess.WaitFor("response.create", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rc.At.Before(start.Add(answered)) {
+		t.Errorf("greeting requested %v after the INVITE, but the call was answered at %v", rc.At.Sub(start), answered)
+	}
+	_, _ = c.Bye(5 * time.Second)
 }

@@ -49,6 +49,9 @@ type Options struct {
 	Reply func(utterance []int16) (audio []int16, transcript string)
 	// APIKey, when set, must arrive as Bearer token or api-key header.
 	APIKey string
+	// Voices, when set, are the only voices session.update may choose, as
+	// the real service enforces its voice list.
+	Voices []string
 	Logger zerolog.Logger
 }
 

@@ -334,6 +334,7 @@ type sessionUpdateGA struct {
 			} `json:"input"`
 			Output struct {
 				Format *struct{ Type string } `json:"format"`
+				Voice  *string                `json:"voice"`
 			} `json:"output"`
 		} `json:"audio"`
 		Temperature *float64 `json:"temperature"`
@@ -344,6 +345,7 @@ type sessionUpdateGA struct {
 type sessionUpdateBeta struct {
 	Session struct {
 		Type              *string         `json:"type"`
+		Voice             *string         `json:"voice"`
 		InputAudioFormat  *string         `json:"input_audio_format"`
 		OutputAudioFormat *string         `json:"output_audio_format"`
 		Transcription     json.RawMessage `json:"input_audio_transcription"`
@@ -403,6 +405,9 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 			}
 		}
 		turn, transcribeRM = u.Session.Audio.Input.TurnDetection, u.Session.Audio.Input.Transcription
+		if !s.voiceAllowed(u.Session.Audio.Output.Voice, "session.audio.output.voice", eventID) {
+			return
+		}
 	} else {
 		var u sessionUpdateBeta
 		if err := json.Unmarshal(data, &u); err != nil {
@@ -425,6 +430,9 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 			}
 		}
 		turn, transcribeRM = u.Session.TurnDetection, u.Session.Transcription
+		if !s.voiceAllowed(u.Session.Voice, "session.voice", eventID) {
+			return
+		}
 	}
 	s.mu.Lock()
 	if in != nil {
@@ -469,6 +477,19 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 	s.updated = true
 	s.mu.Unlock()
 	s.send(map[string]any{"type": "session.updated", "session": s.sessionObject()})
+}
+
+func (s *Session) voiceAllowed(voice *string, param, eventID string) bool {
+	if voice == nil || len(s.srv.opts.Voices) == 0 {
+		return true
+	}
+	for _, v := range s.srv.opts.Voices {
+		if v == *voice {
+			return true
+		}
+	}
+	s.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'. Supported values are: %s.", *voice, strings.Join(s.srv.opts.Voices, ", ")), param, eventID)
+	return false
 }
 
 // rmsForThreshold maps the 0…1 VAD threshold onto an energy level: 0.5 is
