@@ -138,6 +138,19 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	}
 }
 
+// waitForBye waits until voicebot has sent the caller a BYE.
+func waitForBye(t *testing.T, c *testpeer.Caller, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, "BYE from voicebot", timeout, func() bool {
+		for _, req := range c.Requests() {
+			if req.Method == "BYE" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func audible(pkts []testpeer.Packet) []int16 {
 	var out []int16
 	for _, p := range pkts {
@@ -393,14 +406,7 @@ func TestModelLossHangsUp(t *testing.T) {
 	}
 	waitFor(t, "model session", 3*time.Second, func() bool { return len(r.server.Sessions()) == 1 })
 	r.server.Sessions()[0].Drop()
-	waitFor(t, "BYE from voicebot", 10*time.Second, func() bool {
-		for _, req := range c.Requests() {
-			if req.Method == "BYE" {
-				return true
-			}
-		}
-		return false
-	})
+	waitForBye(t, c, 10*time.Second)
 }
 
 // A caller that never ACKs the 200 OK must not hold the call forever.
@@ -422,14 +428,7 @@ func TestNoAckEndsTheCall(t *testing.T) {
 			c.ToTag, _ = res.To().Params.Get("tag")
 		}
 	}
-	waitFor(t, "BYE after the ACK timeout", 6*time.Second, func() bool {
-		for _, req := range c.Requests() {
-			if req.Method == "BYE" {
-				return true
-			}
-		}
-		return false
-	})
+	waitForBye(t, c, 6*time.Second)
 	waitFor(t, "call cleanup", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), "no ACK") })
 }
 

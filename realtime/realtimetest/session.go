@@ -193,9 +193,12 @@ func (s *Session) close() {
 }
 
 func (s *Session) run() {
+	log := s.srv.opts.Logger
+	log.Debug().Str("dialect", s.dialect.String()).Msg("demo model: session opened")
 	defer func() {
 		s.close()
 		s.streamWG.Wait()
+		log.Debug().Int("appends", s.Appends()).Int("utterances", s.SpeechStarts()).Msg("demo model: session closed")
 	}()
 	session := s.sessionObject()
 	s.send(map[string]any{"type": "session.created", "session": session})
