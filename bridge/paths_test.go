@@ -15,7 +15,6 @@ import (
 
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
-	"github.com/voicebot/voicebot/resample"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -124,10 +123,8 @@ func BenchmarkCallerPath(b *testing.B) {
 func botPath(out *int) (*realtime.Decoder, *callState, *media.Session, []byte) {
 	s := media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error { *out += len(pkt); return nil }})
-	c := &callState{
-		media: s, down: resample.MustNew(24000, 8000), pcm24: make([]int16, 0, 24000), pcm8: make([]int16, 0, 8000),
-		received: map[string]int{}, discarded: map[string]bool{},
-	}
+	c := newCallState(New(Config{Log: zerolog.Nop()}), &fakeModel{recycler: newRecycler()}, zerolog.Nop())
+	c.media = s
 	pcm := make([]byte, 960) // 20 ms at 24 kHz
 	for i := 0; i < 480; i++ {
 		binary.LittleEndian.PutUint16(pcm[2*i:], uint16(int16(8000*math.Sin(float64(i)/5))))
@@ -154,8 +151,8 @@ func TestBotPathSendsWhatTheModelSent(t *testing.T) {
 		now = now.Add(20 * time.Millisecond)
 	}
 	played, _ := s.Played("item_002")
-	if played.SentSamples != 800 || c.received["item_002"] != 100 {
-		t.Errorf("sent %d samples, received %d ms; want 800 samples and 100 ms", played.SentSamples, c.received["item_002"])
+	if played.SentSamples != 800 || c.receivedMS("item_002") != 100 {
+		t.Errorf("sent %d samples, received %d ms; want 800 samples and 100 ms", played.SentSamples, c.receivedMS("item_002"))
 	}
 	allocs := testing.AllocsPerRun(200, func() {
 		ev, _ := dec.Decode(delta)

@@ -24,7 +24,8 @@ type upstream struct {
 	batch   int    // bytes per append event
 	seq     uint64
 	conn    sender
-	dropped uint64 // events the connection refused
+	vad     *energyVAD // may be nil
+	dropped uint64     // events the connection refused
 }
 
 func newUpstream(conn sender, appendMS int) *upstream {
@@ -39,6 +40,9 @@ func newUpstream(conn sender, appendMS int) *upstream {
 }
 
 func (u *upstream) write(pcm8 []int16) {
+	if u.vad != nil {
+		u.vad.frame(pcm8)
+	}
 	u.pcm24 = u.rs.Process(u.pcm24[:0], pcm8)
 	for _, v := range u.pcm24 {
 		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))

@@ -29,7 +29,22 @@ type Config struct {
 	Media    Media    `yaml:"media"`
 	Realtime Realtime `yaml:"realtime"`
 	Agent    Agent    `yaml:"agent"`
+	BargeIn  BargeIn  `yaml:"barge_in"`
 	Demo     Demo     `yaml:"demo"`
+}
+
+// BargeIn decides what happens when the caller talks over the bot.
+type BargeIn struct {
+	// Mode: immediate stops the bot at the first sign of speech; pause holds
+	// playout and resumes it if the speech turns out to be a cough or an
+	// "mm-hm" shorter than MinSpeechMS.
+	Mode          string `yaml:"mode"`
+	MinSpeechMS   int    `yaml:"min_speech_ms"`   // pause mode: speech this long is a real interruption
+	ResumeAfterMS int    `yaml:"resume_after_ms"` // pause mode: resume if the model decides nothing within this
+	// LocalVAD detects speech in the caller's audio here, ahead of the model's event.
+	LocalVAD            bool    `yaml:"local_vad"`
+	LocalVADThresholdDB float64 `yaml:"local_vad_threshold_db"`  // dBFS a 20 ms frame must exceed to count as speech
+	LocalVADMinSpeechMS int     `yaml:"local_vad_min_speech_ms"` // consecutive speech before it triggers
 }
 
 // Log selects the log level and format.
@@ -147,6 +162,10 @@ func Default() Config {
 				CreateResponse:    true,
 				InterruptResponse: true,
 			},
+		},
+		BargeIn: BargeIn{
+			Mode: "immediate", MinSpeechMS: 400, ResumeAfterMS: 2000,
+			LocalVADThresholdDB: -35, LocalVADMinSpeechMS: 120,
 		},
 		Demo: Demo{Speed: 4},
 	}
@@ -302,6 +321,19 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Agent.VAD.SilenceDuration.D(); d < 0 || d > 10*time.Second {
 		bad("agent.vad.silence_duration", "must be 0-10s, got %s", c.Agent.VAD.SilenceDuration)
+	}
+	oneOf("barge_in.mode", c.BargeIn.Mode, "immediate", "pause")
+	if v := c.BargeIn.MinSpeechMS; v < 0 || v > 5000 {
+		bad("barge_in.min_speech_ms", "must be 0-5000, got %d", v)
+	}
+	if v := c.BargeIn.ResumeAfterMS; v < 100 || v > 30000 {
+		bad("barge_in.resume_after_ms", "must be 100-30000, got %d", v)
+	}
+	if v := c.BargeIn.LocalVADThresholdDB; v < -90 || v > 0 {
+		bad("barge_in.local_vad_threshold_db", "must be -90 to 0 dBFS, got %g", v)
+	}
+	if v := c.BargeIn.LocalVADMinSpeechMS; v < 20 || v > 2000 {
+		bad("barge_in.local_vad_min_speech_ms", "must be 20-2000, got %d", v)
 	}
 	if c.Demo.Speed < 1 || c.Demo.Speed > 100 {
 		bad("demo.speed", "must be 1-100, got %g", c.Demo.Speed)

@@ -33,6 +33,7 @@ type pacer struct {
 }
 
 type pacerStats struct {
+	lastAudio   time.Time // when the last packet carrying bot audio was written
 	packets     uint64
 	audioFrames uint64
 	skipped     uint64 // frames dropped from the schedule after a long stall
@@ -96,7 +97,7 @@ func (p *pacer) tick(now time.Time) {
 		due = maxBurst
 	}
 	for i := 0; i < due; i++ {
-		p.send()
+		p.sendAt(now)
 		p.n++
 	}
 }
@@ -104,7 +105,7 @@ func (p *pacer) tick(now time.Time) {
 // talkspurt is called when audio is queued while the bot was quiet: the
 // first frame goes now and the schedule restarts from it.
 func (p *pacer) talkspurt(now time.Time) {
-	if p.talking || p.queue.queued() == 0 {
+	if p.talking || p.queue.queued() == 0 || p.queue.isPaused() {
 		return
 	}
 	if p.started && !now.Before(p.next()) {
@@ -112,11 +113,11 @@ func (p *pacer) talkspurt(now time.Time) {
 		return
 	}
 	p.started = true
-	p.send()
+	p.sendAt(now)
 	p.anchor, p.n = now, 1
 }
 
-func (p *pacer) send() {
+func (p *pacer) sendAt(now time.Time) {
 	n := p.queue.pop(p.frame[:])
 	payload := p.silence
 	p.header.Marker = false
@@ -134,6 +135,9 @@ func (p *pacer) send() {
 		pkt := append(p.packet[:hn], payload...)
 		if err = p.write(pkt); err != nil {
 			p.stats.writeErrors++
+		}
+		if n > 0 {
+			p.stats.lastAudio = now
 		}
 	}
 	p.stats.packets++

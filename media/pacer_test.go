@@ -261,3 +261,52 @@ func abs(x int) int {
 	}
 	return x
 }
+
+func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
+	r := newPacerRig()
+	r.p.tick(r.clk.Now())
+	audio := make([]int16, 1600) // 200 ms, each frame a distinct level
+	for i := range audio {
+		audio[i] = int16(1000 + 500*(i/FrameSamples))
+	}
+	r.q.enqueue(ItemRef{ItemID: "a"}, audio)
+	r.p.talkspurt(r.clk.Now())
+	r.run(60*time.Millisecond, time.Millisecond) // 4 frames out
+	r.q.setPaused(true)
+	before := len(r.sent)
+	r.run(200*time.Millisecond, time.Millisecond)
+	for _, sp := range r.sent[before:] {
+		if sp.pkt.Payload[0] != 0xFF {
+			t.Fatal("audio sent while paused")
+		}
+	}
+	if acc, _ := r.q.account("a"); acc.SentSamples != 4*FrameSamples || acc.QueuedSamples != 6*FrameSamples {
+		t.Fatalf("while paused: %+v", acc)
+	}
+	r.q.setPaused(false)
+	r.p.talkspurt(r.clk.Now())
+	r.run(200*time.Millisecond, time.Millisecond)
+	var levels []int16
+	for _, sp := range r.sent {
+		if sp.pkt.Payload[0] != 0xFF {
+			levels = append(levels, PCMU.Decode(nil, sp.pkt.Payload[:1])[0])
+		}
+	}
+	if len(levels) != 10 {
+		t.Fatalf("%d audio frames in all, want 10 (nothing lost, nothing repeated)", len(levels))
+	}
+	for i := 1; i < len(levels); i++ {
+		if levels[i] <= levels[i-1] {
+			t.Fatalf("frame %d out of order after resume: %v", i, levels)
+		}
+	}
+	markers := 0
+	for _, sp := range r.sent {
+		if sp.pkt.Marker {
+			markers++
+		}
+	}
+	if markers != 2 {
+		t.Errorf("%d talkspurt markers, want 2 (start and resume)", markers)
+	}
+}

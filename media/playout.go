@@ -32,6 +32,7 @@ type playout struct {
 	size     int // queued samples
 	spans    []span
 	accounts []ItemPlayed // recent items, oldest first
+	paused   bool         // hold playout: pop returns nothing, the queue is kept
 }
 
 // span is a run of queued samples belonging to one item.
@@ -115,6 +116,10 @@ func (p *playout) accountFor(ref ItemRef) int {
 func (p *playout) pop(frame []int16) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.paused {
+		clear(frame)
+		return 0
+	}
 	n := min(len(frame), p.size)
 	first := copy(frame[:n], p.ring[p.head:min(len(p.ring), p.head+n)])
 	copy(frame[first:n], p.ring[:n-first])
@@ -133,6 +138,19 @@ func (p *playout) pop(frame []int16) int {
 		}
 	}
 	return n
+}
+
+// setPaused holds or releases playout.
+func (p *playout) setPaused(paused bool) {
+	p.mu.Lock()
+	p.paused = paused
+	p.mu.Unlock()
+}
+
+func (p *playout) isPaused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
 }
 
 // queued is the number of samples waiting.
@@ -155,6 +173,7 @@ func (p *playout) flush(dst []ItemPlayed) []ItemPlayed {
 	}
 	p.spans = p.spans[:0]
 	p.head, p.size = 0, 0
+	p.paused = false
 	return dst
 }
 

@@ -131,13 +131,33 @@ func (s *Session) Enqueue(ref ItemRef, pcm []int16) {
 	}
 }
 
-// Flush stops bot audio at once: nothing queued is sent after the packet
-// already in flight. It returns, for each item that was playing or queued,
-// how much of it was sent. The slice is reused by the next Flush.
-func (s *Session) Flush() []ItemPlayed {
+// Flush stops bot audio at once: it waits out a packet being sent at this
+// instant, and nothing queued is sent after it. It returns, for each item
+// that was playing or queued, how much of it was sent, and when the last
+// packet carrying bot audio left (zero if none ever did). The slice is
+// reused by the next Flush. Flush also ends a pause.
+func (s *Session) Flush() (played []ItemPlayed, lastAudio time.Time) {
+	s.pmu.Lock() // the pacer holds pmu while it sends
+	defer s.pmu.Unlock()
 	s.flushBuf = s.queue.flush(s.flushBuf[:0])
-	return s.flushBuf
+	return s.flushBuf, s.pacer.stats.lastAudio
 }
+
+// Pause holds bot audio where it is: the pacer sends silence and nothing
+// queued is lost or counted as sent. Audio enqueued meanwhile waits too.
+func (s *Session) Pause() { s.queue.setPaused(true) }
+
+// Resume continues a paused playout where it stopped, as a new talkspurt.
+func (s *Session) Resume() {
+	s.queue.setPaused(false)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Paused reports whether playout is held.
+func (s *Session) Paused() bool { return s.queue.isPaused() }
 
 // QueuedMS is the bot audio waiting to be played.
 func (s *Session) QueuedMS() int { return s.queue.queued() * 1000 / SampleRate }

@@ -108,12 +108,20 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		return err
 	}
 	br := bridge.New(bridge.Config{
-		Model:             model,
-		Session:           sessionConfig(cfg),
-		Greeting:          cfg.Agent.Greeting,
-		GreetingPrompt:    cfg.Agent.GreetingPrompt,
-		ConnectTimeout:    cfg.Realtime.ConnectTimeout.D(),
-		AppendInterval:    cfg.Realtime.AppendInterval.D(),
+		Model:          model,
+		Session:        sessionConfig(cfg),
+		Greeting:       cfg.Agent.Greeting,
+		GreetingPrompt: cfg.Agent.GreetingPrompt,
+		ConnectTimeout: cfg.Realtime.ConnectTimeout.D(),
+		AppendInterval: cfg.Realtime.AppendInterval.D(),
+		BargeIn: bridge.BargeIn{
+			Pause:            cfg.BargeIn.Mode == "pause",
+			MinSpeech:        time.Duration(cfg.BargeIn.MinSpeechMS) * time.Millisecond,
+			ResumeAfter:      time.Duration(cfg.BargeIn.ResumeAfterMS) * time.Millisecond,
+			LocalVAD:         cfg.BargeIn.LocalVAD,
+			LocalThresholdDB: cfg.BargeIn.LocalVADThresholdDB,
+			LocalMinSpeech:   time.Duration(cfg.BargeIn.LocalVADMinSpeechMS) * time.Millisecond,
+		},
 		Ports:             ports,
 		ReorderWindow:     cfg.Media.ReorderWindow,
 		InputSilenceAfter: cfg.Media.InputSilenceAfter.D(),

@@ -1,0 +1,265 @@
+package bridge
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/clock"
+	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/resample"
+)
+
+// modelConn is what a call needs of its model connection.
+type modelConn interface {
+	Dialect() realtime.Dialect
+	Send(event []byte) error
+	Buffer() *[]byte
+	SendBuffer(*[]byte) error
+}
+
+// callState is owned by the bridge loop goroutine (run). The caller path
+// (upstream) runs on the media receive goroutine and shares with it only the
+// connection's send queue and the energy detector's atomic counters.
+type callState struct {
+	b     *Bridge
+	cfg   *Config
+	clock clock.Clock
+	model modelConn
+	media *media.Session
+	up    *upstream
+	vad   *energyVAD
+	log   zerolog.Logger
+
+	eventSeq uint64
+	greeted  bool
+	ready    bool
+	down     *resample.Resampler
+	pcm24    []int16
+	pcm8     []int16
+
+	// What the model has sent, per item: bytes of PCM16 at 24 kHz.
+	receivedBytes map[string]int
+	botText       map[string]string
+
+	// Responses: the one in progress, those we no longer play, those we
+	// asked the server to cancel.
+	activeResp string
+	discarded  map[string]bool
+	cancelSent map[string]bool
+	// answerAfter is a response we cancelled while the server was still
+	// generating it: the caller's new turn may then get no automatic answer,
+	// so one is asked for when it is done unless another response starts.
+	answerAfter string
+
+	barge         bargeState
+	localSpeech   chan struct{}
+	bargeIns      int
+	falseBargeIns int
+}
+
+func newCallState(b *Bridge, model modelConn, log zerolog.Logger) *callState {
+	c := &callState{
+		b: b, cfg: &b.cfg, clock: b.cfg.Clock, model: model, log: log,
+		down:          resample.MustNew(24000, 8000),
+		pcm24:         make([]int16, 0, 24000),
+		pcm8:          make([]int16, 0, 8000),
+		receivedBytes: map[string]int{},
+		discarded:     map[string]bool{},
+		cancelSent:    map[string]bool{},
+		botText:       map[string]string{},
+	}
+	c.up = newUpstream(model, int(b.cfg.AppendInterval/time.Millisecond))
+	bi := b.cfg.BargeIn
+	if bi.LocalVAD || bi.Pause {
+		if bi.LocalVAD {
+			c.localSpeech = make(chan struct{}, 1)
+		}
+		c.vad = newEnergyVAD(bi.LocalThresholdDB, int(bi.LocalMinSpeech/time.Millisecond), c.localSpeech)
+		c.up.vad = c.vad
+	}
+	return c
+}
+
+func (c *callState) nextEventID(prefix string) string {
+	c.eventSeq++
+	return prefix + strconv.FormatUint(c.eventSeq, 10)
+}
+
+// send encodes and queues a client event; failures are logged, never fatal.
+func (c *callState) send(what string, ev []byte, err error) {
+	if err == nil {
+		err = c.model.Send(ev)
+	}
+	if err != nil {
+		c.log.Warn().Err(err).Str("event", what).Msg("model: event not sent")
+	}
+}
+
+func (c *callState) configure() error {
+	s := c.cfg.Session
+	s.InputFormat, s.OutputFormat = realtime.PCM16, realtime.PCM16
+	ev, err := c.model.Dialect().SessionUpdate(c.nextEventID("session_"), s)
+	if err != nil {
+		return err
+	}
+	return c.model.Send(ev)
+}
+
+// errSessionRefused means the model answered session.update with an error.
+var errSessionRefused = errors.New("model refused the session configuration")
+
+// awaitReady handles events until session.updated arrives (greeting as it
+// does). An error answering our session.update refuses the call: answering
+// into a misconfigured session would fail every call the same way.
+func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) error {
+	for !c.ready {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for session.updated: %w", ctx.Err())
+		case ev, ok := <-events:
+			if !ok {
+				return fmt.Errorf("model connection lost: %w", connErr())
+			}
+			if ev.Kind == realtime.KindError && strings.HasPrefix(ev.Err.EventID, "session_") {
+				err := fmt.Errorf("%w: %s (%s, param %s)", errSessionRefused, ev.Err.Message, ev.Err.Code, ev.Err.Param)
+				ev.Release()
+				return err
+			}
+			c.handle(ev)
+			ev.Release()
+		}
+	}
+	return nil
+}
+
+const (
+	endCallerHungUp = "caller hung up"
+	endModelLost    = "model connection lost"
+)
+
+// run is the call's event loop. It returns why the call ended.
+func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) string {
+	for {
+		var timerC <-chan time.Time
+		if c.barge.timer != nil {
+			timerC = c.barge.timer.C()
+		}
+		select {
+		case <-ctx.Done():
+			return endCallerHungUp
+		case ev, ok := <-events:
+			if !ok {
+				c.log.Error().Err(connErr()).Msg("call: model connection lost")
+				return endModelLost
+			}
+			c.handle(ev)
+			ev.Release()
+		case <-timerC:
+			c.onBargeTimer()
+		case <-c.localSpeech:
+			c.onLocalSpeech()
+		}
+	}
+}
+
+func (c *callState) handle(ev realtime.ServerEvent) {
+	switch ev.Kind {
+	case realtime.KindSessionCreated:
+		if ev.Session != nil {
+			c.log.Debug().Str("session", ev.Session.ID).Str("model", ev.Session.Model).Msg("model: session created")
+		}
+	case realtime.KindSessionUpdated:
+		if !c.ready {
+			c.ready = true
+			c.log.Debug().Msg("model: session configured")
+			c.greet()
+		}
+	case realtime.KindAudioDelta:
+		c.onAudio(ev)
+	case realtime.KindSpeechStarted:
+		c.log.Debug().Int("audio_start_ms", ev.AudioStartMS).Msg("model: caller started speaking")
+		c.onSpeechStarted(ev.AudioStartMS, false)
+	case realtime.KindSpeechStopped:
+		c.log.Debug().Int("audio_end_ms", ev.AudioEndMS).Msg("model: caller stopped speaking")
+		c.onSpeechStopped(ev.AudioEndMS)
+	case realtime.KindInputTranscript:
+		c.log.Info().Str("who", "caller").Str("item_id", ev.ItemID).Str("text", ev.Text).Msg("transcript")
+	case realtime.KindInputTranscriptFailed:
+		c.log.Warn().Str("item_id", ev.ItemID).Msg("model: caller transcription failed")
+	case realtime.KindTranscriptDelta:
+		c.botText[ev.ItemID] += ev.Text
+	case realtime.KindTranscriptDone:
+		text := ev.Text
+		if text == "" {
+			text = c.botText[ev.ItemID]
+		}
+		delete(c.botText, ev.ItemID)
+		c.log.Info().Str("who", "bot").Str("item_id", ev.ItemID).Str("text", text).Msg("transcript")
+	case realtime.KindResponseCreated:
+		c.activeResp = ev.ResponseID
+		if c.answerAfter != "" && ev.ResponseID != c.answerAfter {
+			c.answerAfter = "" // the server answered the caller's turn itself
+		}
+	case realtime.KindResponseDone:
+		c.onResponseDone(ev)
+	case realtime.KindItemTruncated:
+		c.log.Debug().Str("item_id", ev.ItemID).Int("audio_end_ms", ev.AudioEndMS).Msg("model: item truncated")
+	case realtime.KindError:
+		// Errors answering a truncate or a cancel (races with the server's
+		// own cancel, or audio it had already cut) are expected and harmless.
+		c.log.Warn().Str("code", ev.Err.Code).Str("type", ev.Err.Type).Str("event", ev.Err.EventID).
+			Str("message", ev.Err.Message).Msg("model: error")
+	}
+}
+
+func (c *callState) onResponseDone(ev realtime.ServerEvent) {
+	if r := ev.Response; r != nil {
+		e := c.log.Debug()
+		if r.Status == "failed" {
+			e = c.log.Warn()
+		}
+		e.Str("response_id", r.ID).Str("status", r.Status).Str("reason", r.StatusDetails.Reason).Msg("model: response done")
+	}
+	if ev.ResponseID == c.activeResp {
+		c.activeResp = ""
+	}
+	if c.answerAfter != "" && ev.ResponseID == c.answerAfter {
+		c.answerAfter = ""
+		ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("answer_"), "")
+		c.send("response.create", ev, err)
+	}
+}
+
+func (c *callState) greet() {
+	if c.greeted || !c.cfg.Greeting {
+		return
+	}
+	c.greeted = true
+	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), c.cfg.GreetingPrompt)
+	c.send("response.create", ev, err)
+}
+
+// onAudio decodes a model audio delta (PCM16 24 kHz) and queues it at 8 kHz.
+func (c *callState) onAudio(ev realtime.ServerEvent) {
+	if c.discarded[ev.ResponseID] {
+		return // a late delta of an interrupted response
+	}
+	c.receivedBytes[ev.ItemID] += len(ev.Audio)
+	c.pcm24 = c.pcm24[:0]
+	for i := 0; i+1 < len(ev.Audio); i += 2 {
+		c.pcm24 = append(c.pcm24, int16(binary.LittleEndian.Uint16(ev.Audio[i:])))
+	}
+	c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
+	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
+}
+
+// receivedMS is how much of an item's audio the model has sent, in whole ms.
+func (c *callState) receivedMS(itemID string) int { return c.receivedBytes[itemID] / 48 }
