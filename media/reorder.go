@@ -15,6 +15,13 @@ type reorderer struct {
 	// duplicate from a late packet.
 	recent uint64
 
+	// badSeq is the sequence number that would confirm a restart (RFC 3550
+	// A.1): a packet far outside the window is held on probation until the
+	// next one follows it.
+	badSeq   uint16
+	probing  bool
+	restarts uint64
+
 	lost, late, duplicate uint64
 }
 
@@ -25,8 +32,13 @@ type heldPacket struct {
 	buf     []byte
 }
 
-// A jump this large is a new stream (a restart or a source change), not loss.
-const seqJump = 1000
+// Beyond these a sequence number is not reordering or loss but a restart of
+// the numbering (a peer that restarted, a replayed stream): RFC 3550 A.1's
+// MAX_DROPOUT and MAX_MISORDER, with the dropout scaled to 20 ms packets.
+const (
+	seqJump     = 1000
+	maxMisorder = 100
+)
 
 func newReorderer(window int) *reorderer {
 	r := &reorderer{window: window, slots: make([]heldPacket, window)}
@@ -54,12 +66,23 @@ func (r *reorderer) push(seq uint16, payload []byte, deliver func([]byte)) {
 		r.next = seq
 	}
 	d := int16(seq - r.next)
+	if r.probing && int(d) < seqJump && int(d) >= -maxMisorder {
+		r.probing = false // the stream went on as before
+	}
 	switch {
 	case d == 0:
 		r.deliverOne(payload, deliver)
 		r.drain(deliver)
-	case d < 0 && -int(d) >= seqJump, d > 0 && int(d) >= seqJump:
-		// A new numbering: deliver what was held, then start over from here.
+	case int(d) >= seqJump || int(d) < -maxMisorder:
+		if !r.probing || seq != r.badSeq {
+			// One packet far off may be garbage: wait for a second in sequence.
+			r.probing, r.badSeq = true, seq+1
+			r.late++
+			return
+		}
+		// Two in a row: a new numbering. Deliver what was held, start over.
+		r.probing = false
+		r.restarts++
 		r.flush(deliver)
 		r.recent = 0
 		r.next = seq

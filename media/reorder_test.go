@@ -30,7 +30,11 @@ func TestReorder(t *testing.T) {
 		{"gap beyond window", 3, []uint16{10, 20, 21}, []uint16{10, 20, 21}, 9, 0, 0},
 		{"window full", 2, []uint16{1, 3, 4, 5}, []uint16{1, 3, 4, 5}, 1, 0, 0},
 		{"no window", 0, []uint16{1, 3, 2, 4}, []uint16{1, 3, 4}, 1, 1, 0},
-		{"restart", 3, []uint16{100, 101, 40000, 40001}, []uint16{100, 101, 40000, 40001}, 0, 0, 0},
+		// A restart is confirmed by a second packet in sequence (RFC 3550 A.1); the first is lost to probation.
+		{"restart", 3, []uint16{100, 101, 40000, 40001, 40002}, []uint16{100, 101, 40001, 40002}, 0, 1, 0},
+		// 9→200 is loss (inside the dropout limit); then the numbering restarts from 1.
+		{"replayed numbering", 3, []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9, 200, 201, 202, 1, 2, 3}, []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9, 200, 201, 202, 2, 3}, 190, 1, 0},
+		{"one stray far-off packet", 3, []uint16{10, 11, 30000, 12, 13}, []uint16{10, 11, 12, 13}, 0, 1, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

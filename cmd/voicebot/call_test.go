@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // rig is a running voicebot with its own model server.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	sip    netip.AddrPort
 	server *realtimetest.Server
 	logs   *syncBuffer
@@ -58,7 +58,7 @@ func tone(seconds, freq float64) []int16 {
 	return out
 }
 
-func startRig(t *testing.T, mutate func(*config.Config), model func(url string) modelDialer) *rig {
+func startRig(t testing.TB, mutate func(*config.Config), model func(url string) modelDialer, server ...func(*realtimetest.Options)) *rig {
 	t.Helper()
 	cfg := config.Default()
 	cfg.SIP.Listen = "127.0.0.1:0"
@@ -71,8 +71,12 @@ func startRig(t *testing.T, mutate func(*config.Config), model func(url string) 
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv := realtimetest.NewServer(realtimetest.Options{Greeting: tone(0.6, 440), GreetingText: "beep", Speed: 4, ChunkMS: 100,
-		Voices: []string{"marin", "cedar"}})
+	opts := realtimetest.Options{Greeting: tone(0.6, 440), GreetingText: "beep", Speed: 4, ChunkMS: 100,
+		Voices: []string{"marin", "cedar"}}
+	for _, o := range server {
+		o(&opts)
+	}
+	srv := realtimetest.NewServer(opts)
 	url, err := srv.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +131,7 @@ func (r *rig) caller() *testpeer.Caller {
 	return c
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+func waitFor(t testing.TB, what string, timeout time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {

@@ -30,6 +30,7 @@ type Session struct {
 
 	mu         sync.Mutex
 	received   []Received
+	sent       []SentEvent
 	appended   int // input_audio_buffer.append events
 	speeches   int // speech_started events sent
 	nextID     int
@@ -238,7 +239,25 @@ func (s *Session) send(ev map[string]any) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	_ = s.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_ = s.ws.WriteMessage(websocket.TextMessage, data)
+	err = s.ws.WriteMessage(websocket.TextMessage, data)
+	if typ, _ := ev["type"].(string); err == nil && !strings.HasSuffix(typ, ".delta") {
+		s.mu.Lock()
+		s.sent = append(s.sent, SentEvent{Type: typ, At: time.Now()})
+		s.mu.Unlock()
+	}
+}
+
+// SentEvent is a server event as it left, with when (deltas are not kept).
+type SentEvent struct {
+	Type string
+	At   time.Time
+}
+
+// Sent returns the non-delta events sent so far, in order.
+func (s *Session) Sent() []SentEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SentEvent(nil), s.sent...)
 }
 
 func (s *Session) sendError(code, message, param, clientEventID string) {

@@ -246,31 +246,7 @@ func TestSIPpCallGetsTheEchoBack(t *testing.T) {
 	need(t, "sipp")
 	vb := startVoicebot(t, 33000)
 	rec := newRecorder(t)
-	work := t.TempDir()
-	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
-	pcapPath := "/usr/share/sip-tester/g711a.pcap"
-	src, err := os.ReadFile(pcapPath)
-	if err != nil {
-		t.Fatalf("%v (Debian sip-tester ships it)", err)
-	}
-	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
-	scenario, _ := filepath.Abs("../sipp/uac_echo.xml")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sipp := exec.CommandContext(ctx, "sipp", "-sf", scenario, vb.addr, "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)),
-		"-mp", fmt.Sprint(freePort(t)&^1), "-m", "1", "-nostdin", "-timeout", "45s", "-timeout_error",
-		"-key", "record_port", fmt.Sprint(rec.port()), "-trace_err")
-	sipp.Dir = work
-	out, err := sipp.CombinedOutput()
-	if err != nil {
-		errs, _ := filepath.Glob(filepath.Join(work, "*errors.log"))
-		for _, f := range errs {
-			b, _ := os.ReadFile(f)
-			t.Logf("%s:\n%s", f, b)
-		}
-		t.Fatalf("sipp failed: %v\n%s", err, lastLines(string(out), 20))
-	}
+	runSIPp(t, vb, rec, "uac_echo.xml")
 
 	pkts := rec.packets()
 	if len(pkts) < 600 { // ~16.5 s of call at 50 packets/s
@@ -283,7 +259,7 @@ func TestSIPpCallGetsTheEchoBack(t *testing.T) {
 		}
 	}
 	heard := decode(pkts)
-	spoken := pcapAudio(t, pcapPath)
+	spoken := pcapAudio(t, sippPcap)
 	// The reply starts after the caller's 7 s of speech: take its loudest
 	// second and find it in what the caller said.
 	reply := heard[min(len(heard), 8000*9):]
@@ -294,6 +270,37 @@ func TestSIPpCallGetsTheEchoBack(t *testing.T) {
 	t.Logf("reply matches the caller's speech at %.2f s with correlation %.3f", float64(off)/8000, best)
 	if best < 0.8 {
 		t.Errorf("the reply is not the echo of the caller (correlation %.3f)", best)
+	}
+}
+
+const sippPcap = "/usr/share/sip-tester/g711a.pcap"
+
+// runSIPp runs one call of a scenario from test/sipp against vb, with the
+// RTP voicebot sends recorded by rec, and fails the test unless SIPp exits 0.
+func runSIPp(t *testing.T, vb *voicebot, rec *recorder, scenario string) {
+	t.Helper()
+	work := t.TempDir()
+	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
+	src, err := os.ReadFile(sippPcap)
+	if err != nil {
+		t.Fatalf("%v (Debian sip-tester ships it)", err)
+	}
+	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
+	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sipp := exec.CommandContext(ctx, "sipp", "-sf", path, vb.addr, "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)),
+		"-mp", fmt.Sprint(freePort(t)&^1), "-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error",
+		"-key", "record_port", fmt.Sprint(rec.port()), "-trace_err")
+	sipp.Dir = work
+	out, err := sipp.CombinedOutput()
+	if err != nil {
+		errs, _ := filepath.Glob(filepath.Join(work, "*errors.log"))
+		for _, f := range errs {
+			b, _ := os.ReadFile(f)
+			t.Logf("%s:\n%s", f, b)
+		}
+		t.Fatalf("sipp failed: %v\n%s", err, lastLines(string(out), 20))
 	}
 }
 
