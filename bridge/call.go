@@ -38,12 +38,13 @@ type callState struct {
 	vad   *energyVAD
 	log   zerolog.Logger
 
-	eventSeq uint64
-	greeted  bool
-	ready    bool
-	down     *resample.Resampler
-	pcm24    []int16
-	pcm8     []int16
+	eventSeq        uint64
+	greeted         bool
+	greetingStarted bool
+	ready           bool
+	down            *resample.Resampler
+	pcm24           []int16
+	pcm8            []int16
 
 	// What the model has sent, per item: bytes of PCM16 at 24 kHz.
 	receivedBytes map[string]int
@@ -116,14 +117,35 @@ func (c *callState) configure() error {
 // errSessionRefused means the model answered session.update with an error.
 var errSessionRefused = errors.New("model refused the session configuration")
 
-// awaitReady handles events until session.updated arrives (greeting as it
-// does). An error answering our session.update refuses the call: answering
-// into a misconfigured session would fail every call the same way.
+// greetingWait bounds how long a call keeps ringing for its greeting's
+// first audio once the model is ready; after it the call is answered anyway.
+const greetingWait = 3 * time.Second
+
+// awaitReady handles events until the model has taken the configuration
+// and, with a greeting, until its first audio is queued: the caller then
+// hears the greeting the instant the call is answered, not a model round
+// trip later. An error answering our session.update refuses the call:
+// answering into a misconfigured session would fail every call the same way.
 func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) error {
-	for !c.ready {
+	var greetingTimeout <-chan time.Time
+	for {
+		if c.ready && (!c.cfg.Greeting || c.greetingStarted) {
+			return nil
+		}
+		if c.ready && greetingTimeout == nil {
+			t := c.clock.NewTimer(greetingWait)
+			defer t.Stop()
+			greetingTimeout = t.C()
+		}
 		select {
 		case <-ctx.Done():
+			if c.ready {
+				return nil // the model is there; answer without waiting for the greeting
+			}
 			return fmt.Errorf("waiting for session.updated: %w", ctx.Err())
+		case <-greetingTimeout:
+			c.log.Warn().Dur("waited", greetingWait).Msg("call: greeting audio not ready, answering anyway")
+			return nil
 		case ev, ok := <-events:
 			if !ok {
 				return fmt.Errorf("model connection lost: %w", connErr())
@@ -134,10 +156,13 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 				return err
 			}
 			c.handle(ev)
+			if ev.Kind == realtime.KindAudioDelta || ev.Kind == realtime.KindResponseDone ||
+				(ev.Kind == realtime.KindError && strings.HasPrefix(ev.Err.EventID, "greeting_")) {
+				c.greetingStarted = true // audio is queued, or there will be none
+			}
 			ev.Release()
 		}
 	}
-	return nil
 }
 
 const (

@@ -148,7 +148,18 @@ func (c *Call) Reject(code int, reason string) error {
 	if c.tx.Err() != nil { // cancelled: the transaction already answered 487
 		return ErrCallEnded
 	}
-	return c.tx.Respond(c.response(code, reason, nil))
+	if err := c.tx.Respond(c.response(code, reason, nil)); err != nil {
+		return err
+	}
+	// Wait for the ACK: until it comes, sipgo retransmits the response (up
+	// to Timer H, 32 s), and would go on doing so after the UA has closed.
+	select {
+	case <-c.tx.Acks():
+	case <-c.tx.Done():
+	case <-c.ua.baseContext().Done():
+		c.tx.Terminate()
+	}
+	return nil
 }
 
 // Answer sends 200 OK with our SDP (RTP at localPort) and waits for the

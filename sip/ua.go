@@ -60,6 +60,8 @@ type UA struct {
 	ctx     context.Context
 }
 
+var setSipgoLogger sync.Once
+
 // Allowed methods, advertised in Allow headers.
 const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 
@@ -81,7 +83,9 @@ func New(cfg Config, handler Handler) (*UA, error) {
 		cfg.UserAgent = "voicebot"
 	}
 	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}}
-	sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log)))
+	// sipgo logs through a process-wide logger that its own goroutines read
+	// at any time: set it once, before any of them exists.
+	setSipgoLogger.Do(func() { sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log))) })
 
 	host := cfg.Listen.Addr().String()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.UserAgent), sipgo.WithUserAgentHostname(u.advertisedHost()))
@@ -92,10 +96,6 @@ func New(cfg Config, handler Handler) (*UA, error) {
 	if u.server, err = sipgo.NewServer(ua); err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("sip server: %w", err)
-	}
-	if u.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(host)); err != nil {
-		ua.Close()
-		return nil, fmt.Errorf("sip client: %w", err)
 	}
 	for _, t := range cfg.Transports {
 		switch t {
@@ -116,6 +116,13 @@ func New(cfg Config, handler Handler) (*UA, error) {
 			cfg.Listen = netip.AddrPortFrom(cfg.Listen.Addr(), u.port())
 			u.cfg.Listen = cfg.Listen
 		}
+	}
+	// Requests we send (BYE) leave from the listening socket: peers and NATs
+	// expect our SIP port, and sipgo does not reap sockets it opens itself.
+	if u.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientConnectionAddr(u.Addr().String())); err != nil {
+		u.closeListeners()
+		ua.Close()
+		return nil, fmt.Errorf("sip client: %w", err)
 	}
 	u.server.OnInvite(u.onInvite)
 	u.server.OnAck(u.onAck)
@@ -206,9 +213,17 @@ func (u *UA) Serve(ctx context.Context) error {
 		err = fmt.Errorf("sip serve: %w", err)
 	}
 	u.calls.Wait()
+	// Stop reading, then close sipgo (it terminates its transactions and
+	// closes the sockets it pooled). A request read just before the sockets
+	// closed may still be in a sipgo goroutine that, finding no socket,
+	// opens one to answer from: sweep those up too.
 	u.closeListeners()
-	u.ua.Close()
 	wg.Wait()
+	u.ua.Close()
+	for i := 0; i < 10; i++ {
+		time.Sleep(20 * time.Millisecond)
+		_ = u.ua.TransportLayer().Close()
+	}
 	return err
 }
 

@@ -107,6 +107,11 @@ func (c *Caller) readSIP() {
 		}
 		switch m := msg.(type) {
 		case *sip.Response:
+			if m.StatusCode >= 300 && m.CSeq() != nil && m.CSeq().MethodName == sip.INVITE {
+				// A UAC acknowledges a failure itself, in the INVITE's
+				// transaction: same branch and CSeq (RFC 3261 17.1.1.3).
+				_, _ = c.SIP.WriteToUDPAddrPort(ackFailure(m), from)
+			}
 			select {
 			case c.resps <- m:
 			default:
@@ -266,6 +271,16 @@ func (c *Caller) SendAudio(pcm []int16, seq uint16, ts uint32, ssrc uint32) (uin
 		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
 	}
 	return seq, ts
+}
+
+// ackFailure builds the ACK for a non-2xx final answer to an INVITE.
+func ackFailure(res *sip.Response) []byte {
+	via, from, to := res.Via(), res.From(), res.To()
+	var b strings.Builder
+	fmt.Fprintf(&b, "ACK %s SIP/2.0\r\n", "sip:bot@"+res.Source())
+	fmt.Fprintf(&b, "Via: %s\r\nMax-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n", via.Value(), from.Value(), to.Value())
+	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d ACK\r\nContent-Length: 0\r\n\r\n", res.CallID().Value(), res.CSeq().SeqNo)
+	return []byte(b.String())
 }
 
 type answer struct {

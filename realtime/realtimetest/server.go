@@ -40,6 +40,9 @@ type Options struct {
 	Speed float64
 	// ChunkMS is the audio per delta event (default 100 ms).
 	ChunkMS int
+	// FirstAudioDelay is the time a response takes to its first audio, as
+	// real models take a few hundred milliseconds (default 0).
+	FirstAudioDelay time.Duration
 	// Greeting is the audio (PCM16 24 kHz) of a response that has no caller
 	// utterance to answer; default: the recorded demo greeting.
 	Greeting     []int16

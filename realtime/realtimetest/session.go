@@ -824,7 +824,7 @@ func (s *Session) stream(r *response, prev string, audio []int16, transcript str
 	words := strings.Fields(transcript)
 	chunks := (len(audio) + chunk - 1) / chunk
 	interval := time.Duration(float64(s.srv.opts.ChunkMS)/s.srv.opts.Speed*1e6) * time.Nanosecond
-	start := time.Now()
+	start := time.Now().Add(s.srv.opts.FirstAudioDelay)
 	reason := ""
 	sentWords := 0
 	var down *resample.Resampler
