@@ -26,6 +26,8 @@ type Call interface {
 	Answer(ctx context.Context, localPort int) error
 	Reject(code int, reason string) error
 	Hangup() error
+	// Keys delivers keys pressed as SIP INFO.
+	Keys() <-chan rune
 }
 
 // CallMedia is the negotiated media of a call.
@@ -146,7 +148,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
 	c.media = media.NewSession(conn, media.Config{
 		Remote: cm.Remote, Codec: cm.Codec, DTMFPayloadType: cm.DTMFPayloadType,
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
-		OnAudio: c.up.write, Clock: b.cfg.Clock, Log: log,
+		OnAudio: c.up.write, OnDTMF: c.rtpKey, Clock: b.cfg.Clock, Log: log,
 	})
 	if err := c.configure(); err != nil {
 		log.Error().Err(err).Msg("call: session.update")
@@ -187,14 +189,18 @@ func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
 		return
 	}
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", cm.Codec.Name).Msg("call: answered")
-	reason := c.run(callCtx, model.Events(), model.Err)
+	reason := c.run(callCtx, model.Events(), model.Err, call.Keys())
 	c.stopBargeTimer()
+	if c.keys.timer != nil {
+		c.keys.timer.Stop()
+	}
 	st := c.media.Stats()
 	log.Info().Str("end", reason).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).
 		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
-		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).Msg("call: ended")
+		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).
+		Int("keys", c.keys.pressed).Int("keys_dropped", c.keys.dropped).Msg("call: ended")
 	if reason != endCallerHungUp {
 		_ = call.Hangup()
 	}

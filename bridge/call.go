@@ -62,6 +62,8 @@ type callState struct {
 
 	barge         bargeState
 	localSpeech   chan struct{}
+	keys          keyState
+	rtpKeys       chan rune // keys decoded from RTP, from the media goroutine
 	bargeIns      int
 	falseBargeIns int
 }
@@ -76,6 +78,7 @@ func newCallState(b *Bridge, model modelConn, log zerolog.Logger) *callState {
 		discarded:     map[string]bool{},
 		cancelSent:    map[string]bool{},
 		botText:       map[string]string{},
+		rtpKeys:       make(chan rune, 32),
 	}
 	c.up = newUpstream(model, int(b.cfg.AppendInterval/time.Millisecond))
 	bi := b.cfg.BargeIn
@@ -171,11 +174,14 @@ const (
 )
 
 // run is the call's event loop. It returns why the call ended.
-func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) string {
+func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error, infoKeys <-chan rune) string {
 	for {
-		var timerC <-chan time.Time
+		var timerC, keysC <-chan time.Time
 		if c.barge.timer != nil {
 			timerC = c.barge.timer.C()
+		}
+		if c.keys.timer != nil {
+			keysC = c.keys.timer.C()
 		}
 		select {
 		case <-ctx.Done():
@@ -191,6 +197,12 @@ func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent,
 			c.onBargeTimer()
 		case <-c.localSpeech:
 			c.onLocalSpeech()
+		case d := <-c.rtpKeys:
+			c.onKey(d, "rfc4733")
+		case d := <-infoKeys:
+			c.onKey(d, "sip-info")
+		case <-keysC:
+			c.onKeysDone()
 		}
 	}
 }
@@ -284,6 +296,15 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 	}
 	c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
 	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
+}
+
+// rtpKey takes a key press from the media receive goroutine. A flood beyond
+// the channel's room is dropped here rather than stalling the RTP reader.
+func (c *callState) rtpKey(digit rune, _ time.Duration) {
+	select {
+	case c.rtpKeys <- digit:
+	default:
+	}
 }
 
 // receivedMS is how much of an item's audio the model has sent, in whole ms.

@@ -144,6 +144,13 @@ func (h *harness) play(d time.Duration) {
 			default:
 			}
 		}
+		if t := h.c.keys.timer; t != nil {
+			select {
+			case <-t.C():
+				h.c.onKeysDone()
+			default:
+			}
+		}
 	}
 }
 

@@ -33,6 +33,9 @@ type Config struct {
 	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
 	// the receive goroutine. pcm is only valid during the call.
 	OnAudio func(pcm []int16)
+	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
+	// receive goroutine.
+	OnDTMF func(digit rune, duration time.Duration)
 	// Output, if set, receives every outgoing RTP packet instead of the
 	// socket (benchmarks and tests). packet is only valid during the call.
 	Output func(packet []byte) error
@@ -65,6 +68,7 @@ type Session struct {
 
 	// Receive-side state: only the receive goroutine touches it.
 	reorder *reorderer
+	dtmf    dtmfDecoder
 	padder  silencePadder
 	source  netip.AddrPort
 	ssrc    uint32
@@ -91,6 +95,9 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	}
 	if cfg.OnAudio == nil {
 		cfg.OnAudio = func([]int16) {}
+	}
+	if cfg.OnDTMF == nil {
+		cfg.OnDTMF = func(rune, time.Duration) {}
 	}
 	s := &Session{
 		cfg:     cfg,
@@ -256,6 +263,9 @@ func (s *Session) receiveLoop(ctx context.Context) {
 		if !s.padder.last.IsZero() {
 			wait = max(s.padder.deadline().Sub(clk.Now()), 0)
 		}
+		if d := s.dtmf.deadline(); !d.IsZero() {
+			wait = max(min(wait, d.Sub(clk.Now())), 0)
+		}
 		_ = s.conn.SetReadDeadline(time.Now().Add(wait))
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -263,6 +273,7 @@ func (s *Session) receiveLoop(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.dtmf.expire(clk.Now(), s.cfg.OnDTMF)
 				s.padSilence(clk.Now())
 				continue
 			}
@@ -303,7 +314,10 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 		return
 	}
 	if s.cfg.DTMFPayloadType != 0 && pkt.PayloadType == s.cfg.DTMFPayloadType {
+		// Key presses travel outside the reorder window: their timestamp,
+		// not their sequence number, says which press a packet belongs to.
 		s.in.dtmf.Add(1)
+		s.dtmf.push(now, pkt.Timestamp, pkt.Payload, s.cfg.OnDTMF)
 		return
 	}
 	if pkt.PayloadType != s.cfg.Codec.PayloadType {

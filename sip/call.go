@@ -56,6 +56,8 @@ type Call struct {
 	reason    EndReason
 	cseq      uint32
 	sessionID uint64
+
+	keys chan rune
 }
 
 func newCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log zerolog.Logger) *Call {
@@ -66,6 +68,7 @@ func newCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log
 		ua: u, req: req, tx: tx, media: media,
 		localTag:  hex.EncodeToString(b[:8]),
 		ackCh:     make(chan struct{}),
+		keys:      make(chan rune, 16),
 		cseq:      binary.BigEndian.Uint32(b[8:]) & 0x7fffffff,
 		sessionID: binary.BigEndian.Uint64(b[8:]) >> 1,
 	}
@@ -73,6 +76,18 @@ func newCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log
 	c.log = log
 	c.ctx, c.cancel = context.WithCancel(u.baseContext())
 	return c
+}
+
+// Keys delivers the keys the caller pressed as SIP INFO. A burst beyond the
+// channel's room is dropped: a flood must not stall the SIP stack.
+func (c *Call) Keys() <-chan rune { return c.keys }
+
+func (c *Call) keyPressed(d rune) {
+	select {
+	case c.keys <- d:
+	default:
+		c.log.Warn().Str("key", string(d)).Msg("sip: INFO key press dropped (too many queued)")
+	}
 }
 
 // ID is the SIP Call-ID.

@@ -107,3 +107,16 @@ func TestWildcardBindAdvertisesARoutableAddress(t *testing.T) {
 		t.Errorf("bound address not used: %q", h)
 	}
 }
+
+func TestParseDTMFBodies(t *testing.T) {
+	for body, want := range map[string]rune{"Signal=5\r\nDuration=160\r\n": '5', "signal= #\nDuration=100": '#', "Signal=11\r\n": '#', "Signal=*": '*', "Signal=14": 'C'} {
+		if got, ok := parseDTMFRelay(body); !ok || got != want {
+			t.Errorf("%q: %q %v, want %q", body, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "Duration=100", "Signal=", "Signal=55", "Signal=X", "Signal=16"} {
+		if got, ok := parseDTMFRelay(bad); ok {
+			t.Errorf("%q parsed as %q", bad, got)
+		}
+	}
+}

@@ -63,12 +63,12 @@ type UA struct {
 var setSipgoLogger sync.Once
 
 // Allowed methods, advertised in Allow headers.
-const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 
 // knownMethods are SIP methods we recognise but do not serve (405, not 501).
 var knownMethods = map[string]bool{
 	"REGISTER": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "MESSAGE": true,
-	"REFER": true, "INFO": true, "UPDATE": true, "PRACK": true,
+	"REFER": true, "UPDATE": true, "PRACK": true,
 }
 
 // New binds the configured transports. Serve starts answering.
@@ -129,6 +129,7 @@ func New(cfg Config, handler Handler) (*UA, error) {
 	u.server.OnBye(u.onBye)
 	u.server.OnCancel(u.onCancel)
 	u.server.OnOptions(u.onOptions)
+	u.server.OnInfo(u.onInfo)
 	u.server.OnNoRoute(u.onOther)
 	return u, nil
 }
@@ -316,6 +317,67 @@ func (u *UA) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	u.respond(tx, req, 200, "OK", nil)
 	c.end(EndRemoteBye)
+}
+
+// onInfo takes key presses sent as SIP INFO (application/dtmf-relay, or
+// application/dtmf) within a call.
+func (u *UA) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := u.lookup(req)
+	if c == nil {
+		u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
+	}
+	if len(req.Body()) == 0 {
+		u.respond(tx, req, 200, "OK", nil) // an empty INFO is a keep-alive
+		return
+	}
+	digit, ok := rune(0), false
+	switch ct {
+	case "application/dtmf-relay":
+		digit, ok = parseDTMFRelay(string(req.Body()))
+	case "application/dtmf":
+		digit, ok = parseDTMFDigit(strings.TrimSpace(string(req.Body())))
+	default:
+		u.respond(tx, req, 415, "Unsupported Media Type", nil, sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
+		return
+	}
+	if !ok {
+		u.respond(tx, req, 400, "Bad Request (no DTMF signal in body)", nil)
+		return
+	}
+	u.respond(tx, req, 200, "OK", nil)
+	c.keyPressed(digit)
+}
+
+// parseDTMFRelay reads the "Signal=5\r\nDuration=160" body of
+// application/dtmf-relay.
+func parseDTMFRelay(body string) (rune, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		k, v, found := strings.Cut(line, "=")
+		if found && strings.EqualFold(strings.TrimSpace(k), "signal") {
+			return parseDTMFDigit(strings.TrimSpace(v))
+		}
+	}
+	return 0, false
+}
+
+// parseDTMFDigit accepts one key: 0-9, *, #, A-D, or the event codes 10-15.
+func parseDTMFDigit(s string) (rune, bool) {
+	switch {
+	case len(s) == 1 && strings.ContainsRune("0123456789*#ABCDabcd", rune(s[0])):
+		return []rune(strings.ToUpper(s))[0], true
+	case s == "10":
+		return '*', true
+	case s == "11":
+		return '#', true
+	case len(s) == 2 && s[0] == '1' && s[1] >= '2' && s[1] <= '5':
+		return rune('A' + s[1] - '2'), true
+	}
+	return 0, false
 }
 
 // onCancel sees only CANCELs that matched no pending INVITE (the

@@ -283,6 +283,46 @@ func ackFailure(res *sip.Response) []byte {
 	return []byte(b.String())
 }
 
+// PressKey sends one key as RFC 4733 telephone-events on payload type pt:
+// a start, updates every 20 ms for 100 ms, and the end packet three times,
+// as phones do.
+func (c *Caller) PressKey(digit rune, pt uint8, seq uint16, ts uint32, ssrc uint32) uint16 {
+	event := byte(strings.IndexRune("0123456789*#ABCD", digit))
+	for i := 0; i <= 5; i++ {
+		end := i == 5
+		dur := uint16(160 * (i + 1))
+		repeats := 1
+		if end {
+			repeats = 3
+		}
+		flags := byte(10)
+		if end {
+			flags |= 0x80
+		}
+		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: i == 0},
+			Payload: []byte{event, flags, byte(dur >> 8), byte(dur)}}
+		b, _ := p.Marshal()
+		for r := 0; r < repeats; r++ {
+			_, _ = c.RTP.WriteToUDPAddrPort(b, c.RemoteRTP)
+		}
+		seq++
+		time.Sleep(20 * time.Millisecond)
+	}
+	return seq
+}
+
+// Info sends an in-dialog INFO and returns the answer's status code.
+func (c *Caller) Info(contentType, body string, timeout time.Duration) (int, error) {
+	if err := c.SendRaw(c.Request("INFO", contentType, body)); err != nil {
+		return 0, err
+	}
+	res, err := c.Final(timeout)
+	if err != nil {
+		return 0, err
+	}
+	return res.StatusCode, nil
+}
+
 type answer struct {
 	addr  netip.AddrPort
 	codec media.Codec

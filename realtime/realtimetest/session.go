@@ -54,6 +54,7 @@ type Session struct {
 	prefix       []int16 // recent audio kept for prefix padding
 	utterance    []int16
 	pending      []int16 // committed utterance not yet answered
+	pendingText  string  // user text item not yet answered
 	buffered     int     // ms in the input buffer since the last commit
 }
 
@@ -766,7 +767,12 @@ func (s *Session) startResponse(eventID string) {
 	}
 	var audio []int16
 	var transcript string
-	if s.pending != nil {
+	if s.pendingText != "" {
+		// A text turn (a key press, history): acknowledge it with a short beep.
+		audio = beep(0.4, 660)
+		transcript = "(heard: " + s.pendingText + ")"
+		s.pendingText = ""
+	} else if s.pending != nil {
 		audio, transcript = s.srv.opts.Reply(s.pending)
 		s.pending = nil
 	} else {
@@ -883,6 +889,16 @@ loop:
 	}})
 }
 
+// beep is a tone of seconds at freq, PCM16 at 24 kHz, with soft edges.
+func beep(seconds, freq float64) []int16 {
+	out := make([]int16, int(seconds*24000))
+	for i := range out {
+		edge := math.Min(1, math.Min(float64(i), float64(len(out)-i))/240)
+		out[i] = int16(6000 * edge * math.Sin(2*math.Pi*freq*float64(i)/24000))
+	}
+	return out
+}
+
 func encodeOutput(pcm []int16, f realtime.AudioFormat, down *resample.Resampler) []byte {
 	if f == realtime.PCM16 {
 		b := make([]byte, 2*len(pcm))
@@ -948,6 +964,7 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 		CallID  string `json:"call_id"`
 		Content []struct {
 			Type string `json:"type"`
+			Text string `json:"text"`
 		} `json:"content"`
 	}
 	if err := json.Unmarshal(data, &ev); err != nil || json.Unmarshal(ev.Item, &it) != nil {
@@ -983,6 +1000,12 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 		prev = *ev.PreviousItemID
 	}
 	s.addItemLocked(&item{id: it.ID, role: it.Role, kind: it.Type, callID: it.CallID})
+	if it.Type == "message" && it.Role == "user" && len(it.Content) > 0 && it.Content[0].Type == "input_text" {
+		if s.pendingText != "" {
+			s.pendingText += " "
+		}
+		s.pendingText += it.Content[0].Text
+	}
 	s.mu.Unlock()
 	var obj map[string]any
 	_ = json.Unmarshal(ev.Item, &obj)

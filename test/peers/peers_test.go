@@ -286,6 +286,11 @@ func runSIPp(t *testing.T, vb *voicebot, rec *recorder, scenario string) {
 		t.Fatalf("%v (Debian sip-tester ships it)", err)
 	}
 	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
+	dtmf, err := os.ReadFile(filepath.Join(filepath.Dir(sippPcap), "dtmf_2833_1.pcap"))
+	if err != nil {
+		t.Fatalf("%v (Debian sip-tester ships it)", err)
+	}
+	os.WriteFile(filepath.Join(work, "pcap", "dtmf_2833_1.pcap"), dtmf, 0o644)
 	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
