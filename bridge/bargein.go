@@ -50,7 +50,7 @@ func (c *callState) onSpeechStarted(audioStartMS int, local bool) {
 	c.barge.paused = true
 	c.barge.pausedAt = c.barge.heardAt
 	c.barge.onsetMS = audioStartMS
-	if td := c.cfg.Session.TurnDetection; td != nil && !local {
+	if td := c.session.TurnDetection; td != nil && !local {
 		c.barge.onsetMS += td.PrefixPaddingMS // audio_start_ms includes the padding
 	}
 	if c.vad != nil {
@@ -74,7 +74,7 @@ func (c *callState) onSpeechStopped(audioEndMS int) {
 		return
 	}
 	speech := audioEndMS - c.barge.onsetMS
-	if td := c.cfg.Session.TurnDetection; td != nil {
+	if td := c.session.TurnDetection; td != nil {
 		speech -= td.SilenceDurationMS // audio_end_ms includes the silence that ended the turn
 	}
 	if speech < int(c.cfg.BargeIn.MinSpeech/time.Millisecond) && !c.voicedEnough() {
@@ -167,7 +167,7 @@ func (c *callState) interrupt(cause string) {
 	}
 	if r := c.activeResp; r != "" {
 		c.discarded[r] = true
-		serverCancels := c.cfg.Session.TurnDetection != nil && c.cfg.Session.TurnDetection.InterruptResponse && !c.barge.local
+		serverCancels := c.session.TurnDetection != nil && c.session.TurnDetection.InterruptResponse && !c.barge.local
 		if !serverCancels && !c.cancelSent[r] {
 			c.cancelSent[r] = true
 			cancel, err := c.model.Dialect().ResponseCancel(c.nextEventID("cancel_"), r)

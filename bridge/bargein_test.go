@@ -64,7 +64,7 @@ func TestInterruptBetweenItems(t *testing.T) {
 }
 
 func TestInterruptAfterGenerationFinished(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Session.TurnDetection.InterruptResponse = false })
+	h := newProfileHarness(t, nil, func(p *Profile) { p.Session.TurnDetection.InterruptResponse = false })
 	h.respond("resp_1", "item_1", 2000)
 	h.done("resp_1", "completed") // generated in full; still playing
 	h.play(700 * time.Millisecond)
@@ -91,7 +91,7 @@ func TestNothingToDoAfterPlayoutDrained(t *testing.T) {
 }
 
 func TestSecondBargeInDuringTheFirstsCancel(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Session.TurnDetection.InterruptResponse = false })
+	h := newProfileHarness(t, nil, func(p *Profile) { p.Session.TurnDetection.InterruptResponse = false })
 	h.respond("resp_1", "item_1", 3000)
 	h.play(500 * time.Millisecond)
 	h.speechStarted(2000)
@@ -122,7 +122,7 @@ func pauseMode(c *Config) {
 
 func TestPauseModeResumesAfterACough(t *testing.T) {
 	h := newHarness(t, pauseMode)
-	if h.c.cfg.Session.TurnDetection.InterruptResponse {
+	if h.c.session.TurnDetection.InterruptResponse {
 		t.Fatal("pause mode must run the model's VAD with interrupt_response false")
 	}
 	h.respond("resp_1", "item_1", 3000)

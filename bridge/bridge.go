@@ -1,13 +1,15 @@
 // Package bridge is one call's brain: it joins a call's media (RTP) to a
 // model session (Realtime WebSocket), moves audio both ways, greets, handles
-// barge-in, and logs the transcript. It is the only package that knows both
-// media and realtime.
+// barge-in, keys, hold and the tools the model calls (hang up, transfer,
+// send keys, webhooks), and logs the transcript. It is the only package that
+// knows both media and realtime.
 package bridge
 
 import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -19,15 +21,35 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 )
 
-// Call is what the bridge needs of a SIP call; sip.Call provides it.
+// Call is what the bridge needs of a SIP call; cmd/voicebot adapts sip.Call
+// to it.
 type Call interface {
 	ID() string
+	// Ringing tells an inbound caller we are on it (nothing for outbound).
 	Ringing() error
+	// Answer connects the call with our RTP at localPort: it answers an
+	// inbound call, and places an outbound one, returning once the callee
+	// answers.
 	Answer(ctx context.Context, localPort int) error
+	// Reject ends a call that is not connected (a failure response, or a
+	// CANCEL for an outbound call).
 	Reject(code int, reason string) error
 	Hangup() error
-	// Keys delivers keys pressed as SIP INFO.
-	Keys() <-chan rune
+	// Transfer asks the far end to call target instead (blind transfer)
+	// and returns once that succeeded or failed.
+	Transfer(ctx context.Context, target string) error
+	// Observe gives the call what to tell of its signalling: keys sent as
+	// SIP INFO, renegotiated media. Called before Answer.
+	Observe(Observer)
+}
+
+// Observer is told what happens in a call's signalling. Its methods are
+// called from SIP goroutines and return at once.
+type Observer interface {
+	KeyPressed(key rune)
+	// MediaChanged reports the media as now negotiated; early is media of
+	// an outbound call the callee has not answered yet.
+	MediaChanged(m CallMedia, early bool)
 }
 
 // CallMedia is the negotiated media of a call.
@@ -35,11 +57,28 @@ type CallMedia struct {
 	Remote          netip.AddrPort
 	Codec           media.Codec
 	DTMFPayloadType uint8
+	// Signalling is where the call's SIP comes from. RTP from its IP is
+	// accepted too, for peers behind NAT whose SDP names a private address.
+	Signalling netip.Addr
+	// OnHold: the peer offered sendonly or inactive.
+	OnHold bool
+}
+
+// Setup is one call's particulars.
+type Setup struct {
+	// Profile is the agent that takes the call.
+	Profile *Profile
+	// Media is an inbound call's negotiated media; an outbound call learns
+	// its media when the callee answers.
+	Media    CallMedia
+	Outbound bool
+	// Caller and Called are the numbers (or SIP users), for webhooks.
+	Caller, Called string
 }
 
 // Model opens a model session for a call.
 type Model interface {
-	Dial(ctx context.Context) (*realtime.Conn, error)
+	Dial(ctx context.Context, model string) (*realtime.Conn, error)
 }
 
 // BargeIn configures what happens when the caller talks over the bot.
@@ -57,14 +96,20 @@ type BargeIn struct {
 	LocalMinSpeech   time.Duration
 }
 
+// SymmetricRTP says when RTP is sent back to where the peer's comes from.
+type SymmetricRTP int
+
+const (
+	// SymmetricAuto latches when the peer looks NATed: its SDP address is
+	// not where its signalling comes from.
+	SymmetricAuto SymmetricRTP = iota
+	SymmetricOn
+	SymmetricOff
+)
+
 // Config is what every call shares.
 type Config struct {
-	Model   Model
-	Session realtime.SessionConfig
-	// Greeting: speak first once the session is ready, with GreetingPrompt as
-	// that response's instructions.
-	Greeting       bool
-	GreetingPrompt string
+	Model          Model
 	ConnectTimeout time.Duration
 	AppendInterval time.Duration
 	BargeIn        BargeIn
@@ -72,6 +117,11 @@ type Config struct {
 	Ports             *media.Ports
 	ReorderWindow     int
 	InputSilenceAfter time.Duration
+	SymmetricRTP      SymmetricRTP
+
+	// HTTP carries webhook tool calls (default: a client without a global
+	// timeout; each webhook has its own).
+	HTTP *http.Client
 
 	Clock clock.Clock
 	Log   zerolog.Logger
@@ -105,21 +155,21 @@ func New(cfg Config) *Bridge {
 	if cfg.BargeIn.LocalThresholdDB == 0 {
 		cfg.BargeIn.LocalThresholdDB = -35
 	}
-	if cfg.BargeIn.Pause && cfg.Session.TurnDetection != nil {
-		// In pause mode the bridge decides whether speech interrupts: the
-		// model must not cancel its answer by itself.
-		td := *cfg.Session.TurnDetection
-		td.InterruptResponse = false
-		cfg.Session.TurnDetection = &td
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{}
 	}
 	return &Bridge{cfg: cfg}
 }
 
-// Handle runs one call to its end. ctx ends when the caller hangs up.
-func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
+// Handle runs one call to its end. ctx ends when the far end hangs up.
+func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	log := b.cfg.Log.With().Str("call_id", call.ID()).Logger()
-	_ = call.Ringing()
-
+	if setup.Profile == nil {
+		setup.Profile = &Profile{Name: "default"}
+	}
+	if !setup.Outbound {
+		_ = call.Ringing()
+	}
 	conn, err := b.allocate()
 	if err != nil {
 		log.Error().Err(err).Msg("call: no RTP port")
@@ -128,28 +178,58 @@ func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
 	}
 	defer b.cfg.Ports.Release(conn)
 
+	c := newCallState(b, setup.Profile, nil, log)
+	c.call, c.setup = call, setup
+	c.sig.peerHold.Store(setup.Media.OnHold)
+	// The media session exists from here so the greeting's audio can queue;
+	// it starts sending only once the call is answered.
+	c.media = media.NewSession(conn, media.Config{
+		Peer:          b.peer(setup.Media),
+		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
+		OnAudio: c.up.write, OnDTMF: c.rtpKey, Clock: b.cfg.Clock, Log: log,
+	})
+	call.Observe(c)
+
+	callCtx, cancel := context.WithCancel(ctx)
+	c.tools.ctx = callCtx
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	runMedia := func() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.media.Run(callCtx)
+		}()
+	}
+	var answered chan error
+	if setup.Outbound {
+		// Ring while the model session opens. Nothing is sent or heard until
+		// the callee answers: early media is ringback, not a caller.
+		c.media.Hold(true)
+		runMedia()
+		answered = make(chan error, 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answered <- call.Answer(callCtx, int(c.media.LocalAddr().Port()))
+		}()
+	}
+
 	// The model session opens while the phone rings, so the greeting is not late.
 	dialCtx, cancelDial := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
-	model, err := b.cfg.Model.Dial(dialCtx)
+	model, err := b.cfg.Model.Dial(dialCtx, setup.Profile.Model)
 	cancelDial()
 	if err != nil {
 		if ctx.Err() != nil {
-			return // the caller gave up while we connected
+			return // the far end gave up while we connected
 		}
 		log.Error().Err(err).Msg("call: model unreachable")
 		_ = call.Reject(503, "Service Unavailable (model unreachable)")
 		return
 	}
 	defer model.Close()
-
-	c := newCallState(b, model, log)
-	// The media session exists from here so the greeting's audio can queue;
-	// it starts sending only once the call is answered.
-	c.media = media.NewSession(conn, media.Config{
-		Remote: cm.Remote, Codec: cm.Codec, DTMFPayloadType: cm.DTMFPayloadType,
-		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
-		OnAudio: c.up.write, OnDTMF: c.rtpKey, Clock: b.cfg.Clock, Log: log,
-	})
+	c.setModel(model)
 	if err := c.configure(); err != nil {
 		log.Error().Err(err).Msg("call: session.update")
 		_ = call.Reject(500, "Server Internal Error")
@@ -170,40 +250,61 @@ func (b *Bridge) Handle(ctx context.Context, call Call, cm CallMedia) {
 		return
 	}
 
-	callCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = c.media.Run(callCtx)
-	}()
-	defer wg.Wait()
-	defer cancel()
-
 	start := time.Now()
-	if err := call.Answer(callCtx, int(c.media.LocalAddr().Port())); err != nil {
-		if ctx.Err() == nil {
+	if setup.Outbound {
+		select {
+		case err = <-answered:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	} else {
+		runMedia()
+		err = call.Answer(callCtx, int(c.media.LocalAddr().Port()))
+	}
+	if err != nil {
+		if ctx.Err() == nil || setup.Outbound {
 			log.Warn().Err(err).Msg("call: not established")
 		}
 		return
 	}
-	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", cm.Codec.Name).Msg("call: answered")
-	reason := c.run(callCtx, model.Events(), model.Err, call.Keys())
-	c.stopBargeTimer()
-	if c.keys.timer != nil {
-		c.keys.timer.Stop()
-	}
+	c.connected()
+	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).
+		Str("profile", setup.Profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
+	reason := c.run(callCtx, model.Events(), model.Err)
+	c.stopTimers()
+	cancel()
+	c.tools.wait()
 	st := c.media.Stats()
 	log.Info().Str("end", reason).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).
 		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
 		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).
-		Int("keys", c.keys.pressed).Int("keys_dropped", c.keys.dropped).Msg("call: ended")
+		Int("keys", c.keys.pressed).Int("keys_dropped", c.keys.dropped).Uint64("dtmf_out", st.DTMFOut).
+		Int("tool_calls", c.tools.calls).Msg("call: ended")
 	if reason != endCallerHungUp {
 		_ = call.Hangup()
 	}
+}
+
+// peer is the media session's view of negotiated media.
+func (b *Bridge) peer(m CallMedia) media.Peer {
+	p := media.Peer{Remote: m.Remote, Codec: m.Codec, DTMFPayloadType: m.DTMFPayloadType}
+	if m.Codec.Name == "" {
+		p.Codec = media.PCMU
+	}
+	sdpIP := m.Remote.Addr().Unmap()
+	natted := m.Signalling.IsValid() && m.Remote.IsValid() && m.Signalling.Unmap() != sdpIP
+	switch b.cfg.SymmetricRTP {
+	case SymmetricOn:
+		p.Symmetric = true
+	case SymmetricAuto:
+		p.Symmetric = natted
+	}
+	if natted && p.Symmetric {
+		p.Sources = []netip.Addr{m.Signalling.Unmap()}
+	}
+	return p
 }
 
 func (b *Bridge) allocate() (*net.UDPConn, error) {

@@ -27,21 +27,28 @@ type modelConn interface {
 
 // callState is owned by the bridge loop goroutine (run). The caller path
 // (upstream) runs on the media receive goroutine and shares with it only the
-// connection's send queue and the energy detector's atomic counters.
+// connection's send queue and the energy detector's atomic counters. SIP
+// goroutines reach it through the Observer methods, which only touch the
+// (goroutine-safe) media session and channels.
 type callState struct {
-	b     *Bridge
-	cfg   *Config
-	clock clock.Clock
-	model modelConn
-	media *media.Session
-	up    *upstream
-	vad   *energyVAD
-	log   zerolog.Logger
+	b       *Bridge
+	cfg     *Config
+	profile *Profile
+	session realtime.SessionConfig // what this call's model is configured with
+	clock   clock.Clock
+	model   modelConn
+	media   *media.Session
+	call    Call
+	setup   Setup
+	up      *upstream
+	vad     *energyVAD
+	log     zerolog.Logger
 
 	eventSeq        uint64
 	greeted         bool
 	greetingStarted bool
 	ready           bool
+	answered        bool
 	down            *resample.Resampler
 	pcm24           []int16
 	pcm8            []int16
@@ -64,13 +71,21 @@ type callState struct {
 	localSpeech   chan struct{}
 	keys          keyState
 	rtpKeys       chan rune // keys decoded from RTP, from the media goroutine
+	infoKeys      chan rune // keys sent as SIP INFO, from SIP goroutines
 	bargeIns      int
 	falseBargeIns int
+
+	tools  toolState
+	ending *ending // the call ends once the bot has finished speaking
+	sig    signalling
 }
 
-func newCallState(b *Bridge, model modelConn, log zerolog.Logger) *callState {
+func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *callState {
+	if p == nil {
+		p = &Profile{Name: "default"}
+	}
 	c := &callState{
-		b: b, cfg: &b.cfg, clock: b.cfg.Clock, model: model, log: log,
+		b: b, cfg: &b.cfg, profile: p, clock: b.cfg.Clock, log: log,
 		down:          resample.MustNew(24000, 8000),
 		pcm24:         make([]int16, 0, 24000),
 		pcm8:          make([]int16, 0, 8000),
@@ -79,8 +94,19 @@ func newCallState(b *Bridge, model modelConn, log zerolog.Logger) *callState {
 		cancelSent:    map[string]bool{},
 		botText:       map[string]string{},
 		rtpKeys:       make(chan rune, 32),
+		infoKeys:      make(chan rune, 32),
 	}
-	c.up = newUpstream(model, int(b.cfg.AppendInterval/time.Millisecond))
+	c.session = p.Session
+	c.session.Tools = p.toolDeclarations()
+	if b.cfg.BargeIn.Pause && c.session.TurnDetection != nil {
+		// In pause mode the bridge decides whether speech interrupts: the
+		// model must not cancel its answer by itself.
+		td := *c.session.TurnDetection
+		td.InterruptResponse = false
+		c.session.TurnDetection = &td
+	}
+	c.tools.init()
+	c.up = newUpstream(nil, int(b.cfg.AppendInterval/time.Millisecond))
 	bi := b.cfg.BargeIn
 	if bi.LocalVAD || bi.Pause {
 		if bi.LocalVAD {
@@ -89,7 +115,18 @@ func newCallState(b *Bridge, model modelConn, log zerolog.Logger) *callState {
 		c.vad = newEnergyVAD(bi.LocalThresholdDB, int(bi.LocalMinSpeech/time.Millisecond), c.localSpeech)
 		c.up.vad = c.vad
 	}
+	if model != nil {
+		c.setModel(model)
+	}
 	return c
+}
+
+// setModel joins the call to its model connection. The caller path reads
+// the connection from the media goroutine, which starts (for an inbound
+// call) only after this.
+func (c *callState) setModel(m modelConn) {
+	c.model = m
+	c.up.setConn(m)
 }
 
 func (c *callState) nextEventID(prefix string) string {
@@ -108,7 +145,7 @@ func (c *callState) send(what string, ev []byte, err error) {
 }
 
 func (c *callState) configure() error {
-	s := c.cfg.Session
+	s := c.session
 	s.InputFormat, s.OutputFormat = realtime.PCM16, realtime.PCM16
 	ev, err := c.model.Dialect().SessionUpdate(c.nextEventID("session_"), s)
 	if err != nil {
@@ -132,7 +169,7 @@ const greetingWait = 3 * time.Second
 func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) error {
 	var greetingTimeout <-chan time.Time
 	for {
-		if c.ready && (!c.cfg.Greeting || c.greetingStarted) {
+		if c.ready && (!c.profile.Greeting || c.greetingStarted) {
 			return nil
 		}
 		if c.ready && greetingTimeout == nil {
@@ -168,20 +205,36 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 	}
 }
 
+// connected runs once the call is answered: media goes live, unless the
+// far end holds the call (an outbound call's media was held while it rang).
+func (c *callState) connected() {
+	c.answered = true
+	c.sig.connected.Store(true)
+	held := c.sig.peerHold.Load()
+	if held || c.setup.Outbound {
+		c.media.Hold(held)
+	}
+}
+
 const (
 	endCallerHungUp = "caller hung up"
 	endModelLost    = "model connection lost"
+	endBotHungUp    = "bot ended the call"
+	endTransferred  = "transferred"
 )
 
 // run is the call's event loop. It returns why the call ended.
-func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error, infoKeys <-chan rune) string {
+func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) string {
 	for {
-		var timerC, keysC <-chan time.Time
+		var timerC, keysC, endC <-chan time.Time
 		if c.barge.timer != nil {
 			timerC = c.barge.timer.C()
 		}
 		if c.keys.timer != nil {
 			keysC = c.keys.timer.C()
+		}
+		if c.ending != nil && c.ending.timer != nil {
+			endC = c.ending.timer.C()
 		}
 		select {
 		case <-ctx.Done():
@@ -199,15 +252,33 @@ func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent,
 			c.onLocalSpeech()
 		case d := <-c.rtpKeys:
 			c.onKey(d, "rfc4733")
-		case d := <-infoKeys:
+		case d := <-c.infoKeys:
 			c.onKey(d, "sip-info")
 		case <-keysC:
 			c.onKeysDone()
+		case r := <-c.tools.results:
+			c.onToolResult(r)
+		case <-endC:
+			c.ending.timer = nil
+		}
+		if reason, done := c.checkEnding(); done {
+			return reason
 		}
 	}
 }
 
+func (c *callState) stopTimers() {
+	c.stopBargeTimer()
+	if c.keys.timer != nil {
+		c.keys.timer.Stop()
+	}
+	if c.ending != nil && c.ending.timer != nil {
+		c.ending.timer.Stop()
+	}
+}
+
 func (c *callState) handle(ev realtime.ServerEvent) {
+	defer c.speechEvents(ev)
 	switch ev.Kind {
 	case realtime.KindSessionCreated:
 		if ev.Session != nil {
@@ -245,6 +316,10 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		if c.answerAfter != "" && ev.ResponseID != c.answerAfter {
 			c.answerAfter = "" // the server answered the caller's turn itself
 		}
+	case realtime.KindOutputItemDone:
+		if ev.Item != nil && ev.Item.Type == "function_call" {
+			c.onFunctionCall(ev.ResponseID, ev.Item)
+		}
 	case realtime.KindResponseDone:
 		c.onResponseDone(ev)
 	case realtime.KindItemTruncated:
@@ -254,6 +329,9 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		// own cancel, or audio it had already cut) are expected and harmless.
 		c.log.Warn().Str("code", ev.Err.Code).Str("type", ev.Err.Type).Str("event", ev.Err.EventID).
 			Str("message", ev.Err.Message).Msg("model: error")
+		if ev.Err.Code == "conversation_already_has_active_response" && strings.HasPrefix(ev.Err.EventID, toolAnswerPrefix) {
+			c.tools.wantAnswer = true // asked too early: ask again when the active one is done
+		}
 	}
 }
 
@@ -273,14 +351,15 @@ func (c *callState) onResponseDone(ev realtime.ServerEvent) {
 		ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("answer_"), "")
 		c.send("response.create", ev, err)
 	}
+	c.maybeAnswerTools()
 }
 
 func (c *callState) greet() {
-	if c.greeted || !c.cfg.Greeting {
+	if c.greeted || !c.profile.Greeting {
 		return
 	}
 	c.greeted = true
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), c.cfg.GreetingPrompt)
+	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), c.profile.GreetingPrompt)
 	c.send("response.create", ev, err)
 }
 

@@ -1,18 +1,28 @@
 package bridge
 
 import (
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/voicebot/voicebot/clock"
 )
 
-// Keys the caller presses reach the model as user text items. A burst (a
-// PIN, "1234#") is answered once, after a pause between keys.
+// Keys the caller presses reach the model as user text items, or run the
+// action the profile maps the key to. A burst (a PIN, "1234#") is answered
+// once, after a pause between keys.
 const (
 	// interDigit is the quiet after a key before the model is asked to answer.
 	interDigit = 700 * time.Millisecond
 	// maxKeysPerSecond bounds what a flood of key presses can send the model.
 	maxKeysPerSecond = 10
+)
+
+// Key actions a profile may map keys to.
+const (
+	KeyHangup   = "hangup"
+	KeyIgnore   = "ignore"
+	KeyTransfer = "transfer:" // followed by a transfer target's name
 )
 
 type keyState struct {
@@ -21,6 +31,7 @@ type keyState struct {
 	inWindow    int
 	dropped     int
 	pressed     int
+	infoDropped atomic.Int64 // SIP INFO keys beyond the queue's room
 }
 
 // onKey handles one key press, from RTP (RFC 4733) or SIP INFO.
@@ -38,11 +49,26 @@ func (c *callState) onKey(digit rune, source string) {
 	}
 	c.keys.inWindow++
 	c.keys.pressed++
-	c.log.Info().Str("key", string(digit)).Str("source", source).Msg("dtmf: caller pressed a key")
+	action := c.profile.DTMF[digit]
+	c.log.Info().Str("key", string(digit)).Str("source", source).Str("action", action).Msg("dtmf: caller pressed a key")
+	if action == KeyIgnore {
+		return
+	}
 	if c.speaking() {
 		// A key press is the caller's decision: stop the bot as at a barge-in.
 		c.barge.heardAt, c.barge.local = now, true
 		c.interrupt("dtmf")
+	}
+	switch {
+	case action == KeyHangup:
+		c.ending = &ending{reason: "caller pressed " + string(digit), immediate: true}
+		return
+	case strings.HasPrefix(action, KeyTransfer):
+		name := strings.TrimPrefix(action, KeyTransfer)
+		if t, ok := c.profile.TransferTargets[name]; ok && c.tools.inFlight == 0 {
+			c.startTransfer("", name, t.URI)
+			return
+		}
 	}
 	ev, err := c.model.Dialect().UserText(c.nextEventID("dtmf_"), "The caller pressed "+string(digit)+".")
 	c.send("conversation.item.create", ev, err)

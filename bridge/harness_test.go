@@ -65,19 +65,25 @@ type sentRTP struct {
 }
 
 func newHarness(t *testing.T, mutate func(*Config)) *harness {
+	return newProfileHarness(t, mutate, nil)
+}
+
+// newProfileHarness is newHarness with the call's profile adjusted.
+func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile)) *harness {
 	h := &harness{t: t, clk: clock.NewFake(time.Unix(1000, 0)), dec: realtime.NewDecoder(8)}
 	h.model = &fakeModel{recycler: newRecycler()}
-	cfg := Config{
-		Session: realtime.SessionConfig{TurnDetection: &realtime.TurnDetection{Type: "server_vad", Threshold: 0.5,
-			PrefixPaddingMS: 300, SilenceDurationMS: 500, CreateResponse: true, InterruptResponse: true}},
-		Clock: h.clk, Log: zerolog.Nop(),
-	}
+	cfg := Config{Clock: h.clk, Log: zerolog.Nop()}
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	p := &Profile{Name: "test", Session: realtime.SessionConfig{TurnDetection: &realtime.TurnDetection{Type: "server_vad", Threshold: 0.5,
+		PrefixPaddingMS: 300, SilenceDurationMS: 500, CreateResponse: true, InterruptResponse: true}}}
+	if profile != nil {
+		profile(p)
+	}
 	b := New(cfg)
-	h.c = newCallState(b, h.model, zerolog.Nop())
-	h.c.media = media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, Clock: h.clk, Log: zerolog.Nop(),
+	h.c = newCallState(b, p, h.model, zerolog.Nop())
+	h.c.media = media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, Clock: h.clk, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error {
 			var p rtp.Packet
 			if err := p.Unmarshal(append([]byte(nil), pkt...)); err != nil {

@@ -56,7 +56,7 @@ var peer = netip.MustParseAddrPort("127.0.0.1:40000")
 // path feeding the upstream, which writes append events.
 func callerPath(conn sender) (*media.Session, [][]byte) {
 	up := newUpstream(conn, 20)
-	s := media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
+	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
 	pkts := make([][]byte, 64)
 	for i := range pkts {
 		payload := make([]byte, 160)
@@ -121,9 +121,9 @@ func BenchmarkCallerPath(b *testing.B) {
 // botPath wires what a call wires for model audio: the decoder, the bridge's
 // audio handling, and the media pacer writing RTP to a sink.
 func botPath(out *int) (*realtime.Decoder, *callState, *media.Session, []byte) {
-	s := media.NewSession(nil, media.Config{Remote: peer, Codec: media.PCMU, Log: zerolog.Nop(),
+	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error { *out += len(pkt); return nil }})
-	c := newCallState(New(Config{Log: zerolog.Nop()}), &fakeModel{recycler: newRecycler()}, zerolog.Nop())
+	c := newCallState(New(Config{Log: zerolog.Nop()}), nil, &fakeModel{recycler: newRecycler()}, zerolog.Nop())
 	c.media = s
 	pcm := make([]byte, 960) // 20 ms at 24 kHz
 	for i := 0; i < 480; i++ {

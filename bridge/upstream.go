@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/resample"
@@ -23,21 +24,28 @@ type upstream struct {
 	pending []byte // PCM16 LE at 24 kHz, waiting for a full batch
 	batch   int    // bytes per append event
 	seq     uint64
-	conn    sender
+	// conn is set once the model session exists (an outbound call's media
+	// runs, held, before it does).
+	conn    atomic.Pointer[sender]
 	vad     *energyVAD // may be nil
-	dropped uint64     // events the connection refused
+	dropped uint64     // events the connection refused, or audio before it existed
 }
 
 func newUpstream(conn sender, appendMS int) *upstream {
 	batch := appendMS * 48 // 24 kHz × 2 bytes per ms
-	return &upstream{
+	u := &upstream{
 		rs:      resample.MustNew(8000, 24000),
 		pcm24:   make([]int16, 0, 4096),
 		pending: make([]byte, 0, batch+4096),
 		batch:   batch,
-		conn:    conn,
 	}
+	if conn != nil {
+		u.setConn(conn)
+	}
+	return u
 }
+
+func (u *upstream) setConn(conn sender) { u.conn.Store(&conn) }
 
 func (u *upstream) write(pcm8 []int16) {
 	if u.vad != nil {
@@ -47,14 +55,21 @@ func (u *upstream) write(pcm8 []int16) {
 	for _, v := range u.pcm24 {
 		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))
 	}
+	cp := u.conn.Load()
+	if cp == nil {
+		u.dropped++
+		u.pending = u.pending[:0]
+		return
+	}
+	conn := *cp
 	for len(u.pending) >= u.batch {
-		b := u.conn.Buffer()
+		b := conn.Buffer()
 		if need := realtime.AppendInputAudioLen(u.batch); cap(*b) < need {
 			*b = make([]byte, 0, need)
 		}
 		u.seq++
 		*b = realtime.AppendInputAudio((*b)[:0], u.seq, u.pending[:u.batch])
-		if err := u.conn.SendBuffer(b); err != nil {
+		if err := conn.SendBuffer(b); err != nil {
 			u.dropped++
 		}
 		u.pending = u.pending[:copy(u.pending, u.pending[u.batch:])]

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/voicebot/voicebot/secret"
 )
 
 // Config is the whole configuration. The zero value is not useful: start
@@ -28,9 +30,62 @@ type Config struct {
 	SIP      SIP      `yaml:"sip"`
 	Media    Media    `yaml:"media"`
 	Realtime Realtime `yaml:"realtime"`
-	Agent    Agent    `yaml:"agent"`
-	BargeIn  BargeIn  `yaml:"barge_in"`
-	Demo     Demo     `yaml:"demo"`
+	// Agent is the default profile: what the model is told on every call
+	// no route sends elsewhere, and what every profile starts from.
+	Agent Agent `yaml:"agent"`
+	// Profiles are named agents; each inherits every key of agent and
+	// overrides those it sets.
+	Profiles Profiles `yaml:"profiles"`
+	// Routes pick a profile by the called (and caller) number, first match wins.
+	Routes []Route `yaml:"routes"`
+	// Tools are webhook tools profiles may give the model, by name.
+	Tools   map[string]Tool `yaml:"tools"`
+	BargeIn BargeIn         `yaml:"barge_in"`
+	API     API             `yaml:"api"`
+	Demo    Demo            `yaml:"demo"`
+}
+
+// API configures the HTTP API (outbound calls, the list of calls).
+type API struct {
+	Listen string `yaml:"listen"` // host:port; empty: no API
+	Token  Secret `yaml:"token"`  // bearer token every request must carry
+}
+
+// Route sends calls to a profile. Patterns are globs (* any run, ? one
+// character, [..] a class), matched against the whole number; an empty
+// pattern matches anything.
+type Route struct {
+	To      string `yaml:"to"`   // the called number: the Request-URI user, else the To user
+	From    string `yaml:"from"` // the caller's number (From user)
+	Profile string `yaml:"profile"`
+}
+
+// Tool is a webhook the model may call: its arguments are POSTed as JSON to
+// URL and the JSON answer is the result the model gets.
+type Tool struct {
+	Description string         `yaml:"description"`
+	Parameters  map[string]any `yaml:"parameters"` // JSON Schema of the arguments, written in YAML
+	URL         string         `yaml:"url"`
+	Timeout     Duration       `yaml:"timeout"`
+	// Headers are sent with every call (an Authorization token, say);
+	// "${NAME}" takes the value from the environment.
+	Headers map[string]Secret `yaml:"headers"`
+}
+
+// Trunk is an upstream SIP server (PBX, carrier) calls are placed through
+// and that voicebot may register with.
+type Trunk struct {
+	Name         string `yaml:"name"`
+	Address      string `yaml:"address"`   // host:port of the server
+	Transport    string `yaml:"transport"` // udp or tcp
+	Domain       string `yaml:"domain"`    // our account's SIP domain; default: the address's host
+	Username     string `yaml:"username"`
+	AuthUsername string `yaml:"auth_username"` // digest user, when not username
+	// Password: "${NAME}" takes it from the environment variable NAME.
+	Password        Secret   `yaml:"password"`
+	FromUser        string   `yaml:"from_user"` // caller ID of outbound calls; default: username
+	Register        bool     `yaml:"register"`
+	RegisterExpires Duration `yaml:"register_expires"`
 }
 
 // BargeIn decides what happens when the caller talks over the bot.
@@ -61,6 +116,10 @@ type SIP struct {
 	UserAgent       string   `yaml:"user_agent"`       // User-Agent / Server header
 	Codecs          []string `yaml:"codecs"`           // preference order: PCMU, PCMA
 	AckTimeout      Duration `yaml:"ack_timeout"`      // give up on a 200 OK that is never ACKed
+	SessionExpires  Duration `yaml:"session_expires"`  // RFC 4028 session timer we ask for; 0: only when the peer asks
+	MinSE           Duration `yaml:"min_se"`           // shortest session timer we accept (422 below it)
+	RingTimeout     Duration `yaml:"ring_timeout"`     // outbound calls ring this long at most
+	Trunks          []Trunk  `yaml:"trunks"`
 }
 
 // Media configures RTP.
@@ -70,6 +129,7 @@ type Media struct {
 	PortMax           int      `yaml:"port_max"`            //
 	ReorderWindow     int      `yaml:"reorder_window"`      // packets held to put late ones back in order
 	InputSilenceAfter Duration `yaml:"input_silence_after"` // caller RTP gap after which silence is sent to the model
+	SymmetricRTP      string   `yaml:"symmetric_rtp"`       // auto, on, off: send RTP back where the peer's comes from
 }
 
 // Realtime configures the model connection.
@@ -101,6 +161,37 @@ type Agent struct {
 	Language           string `yaml:"language"`            // ISO-639-1 hint for transcription
 	NoiseReduction     string `yaml:"noise_reduction"`     // "", near_field, far_field
 	VAD                VAD    `yaml:"vad"`
+	Model              string `yaml:"model"` // realtime model (Azure: deployment) for this agent; empty: realtime.model
+	// Tools the model may call: end_call, transfer_call, send_dtmf and the
+	// names of webhook tools.
+	Tools             []string                  `yaml:"tools"`
+	TransferTargets   map[string]TransferTarget `yaml:"transfer_targets"`
+	OnTransferFailure string                    `yaml:"on_transfer_failure"` // hangup or continue
+	// DTMF maps keys to actions: hangup, ignore, transfer:<target>. Other
+	// keys reach the model as text ("The caller pressed 5").
+	DTMF map[string]string `yaml:"dtmf"`
+}
+
+// TransferTarget is where transfer_call may send a caller.
+type TransferTarget struct {
+	URI         string `yaml:"uri"`         // sip: URI the caller is referred to
+	Description string `yaml:"description"` // tells the model when to pick it
+}
+
+// clone copies an agent deeply, so a profile's overrides leave it alone.
+func (a Agent) clone() Agent {
+	a.Tools = append([]string(nil), a.Tools...)
+	targets := make(map[string]TransferTarget, len(a.TransferTargets))
+	for k, v := range a.TransferTargets {
+		targets[k] = v
+	}
+	a.TransferTargets = targets
+	dtmf := make(map[string]string, len(a.DTMF))
+	for k, v := range a.DTMF {
+		dtmf[k] = v
+	}
+	a.DTMF = dtmf
+	return a
 }
 
 // VAD configures the model's turn detection.
@@ -127,17 +218,21 @@ func Default() Config {
 	return Config{
 		Log: Log{Level: "info", Format: "console"},
 		SIP: SIP{
-			Listen:     "127.0.0.1:5060",
-			Transports: []string{"udp", "tcp"},
-			UserAgent:  "voicebot",
-			Codecs:     []string{"PCMU", "PCMA"},
-			AckTimeout: Duration(32 * time.Second),
+			Listen:         "127.0.0.1:5060",
+			Transports:     []string{"udp", "tcp"},
+			UserAgent:      "voicebot",
+			Codecs:         []string{"PCMU", "PCMA"},
+			AckTimeout:     Duration(32 * time.Second),
+			SessionExpires: Duration(1800 * time.Second),
+			MinSE:          Duration(90 * time.Second),
+			RingTimeout:    Duration(30 * time.Second),
 		},
 		Media: Media{
 			PortMin:           10000,
 			PortMax:           20000,
 			ReorderWindow:     3,
 			InputSilenceAfter: Duration(500 * time.Millisecond),
+			SymmetricRTP:      "auto",
 		},
 		Realtime: Realtime{
 			Provider:       "auto",
@@ -162,6 +257,8 @@ func Default() Config {
 				CreateResponse:    true,
 				InterruptResponse: true,
 			},
+			Tools:             []string{"end_call", "transfer_call", "send_dtmf"},
+			OnTransferFailure: "hangup",
 		},
 		BargeIn: BargeIn{
 			Mode: "immediate", MinSpeechMS: 400, ResumeAfterMS: 2000,
@@ -188,10 +285,22 @@ func Load(path string, environ []string) (Config, error) {
 	if err := applyEnv(&cfg, environ); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.finish(envMap(environ)); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// finish resolves what depends on the whole file and the environment
+// (profiles over agent, secrets from the environment), then validates.
+func (c *Config) finish(env map[string]string) error {
+	if err := c.Profiles.resolve(c.Agent); err != nil {
+		return err
+	}
+	if err := expandSecrets(c, env); err != nil {
+		return err
+	}
+	return c.Validate()
 }
 
 // Parse is Load for YAML already in memory, without the environment.
@@ -200,7 +309,7 @@ func Parse(data []byte) (Config, error) {
 	if err := decodeYAML(bytes.NewReader(data), &cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.finish(nil); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
@@ -310,18 +419,6 @@ func (c *Config) Validate() error {
 		bad("realtime.append_interval", "must be a multiple of 20ms from 20ms to 500ms, got %s", c.Realtime.AppendInterval)
 	}
 
-	oneOf("agent.vad.type", c.Agent.VAD.Type, "server_vad", "semantic_vad")
-	oneOf("agent.vad.eagerness", c.Agent.VAD.Eagerness, "low", "medium", "high", "auto")
-	oneOf("agent.noise_reduction", c.Agent.NoiseReduction, "", "near_field", "far_field")
-	if t := c.Agent.VAD.Threshold; t < 0 || t > 1 {
-		bad("agent.vad.threshold", "must be 0-1, got %g", t)
-	}
-	if d := c.Agent.VAD.PrefixPadding.D(); d < 0 || d > 5*time.Second {
-		bad("agent.vad.prefix_padding", "must be 0-5s, got %s", c.Agent.VAD.PrefixPadding)
-	}
-	if d := c.Agent.VAD.SilenceDuration.D(); d < 0 || d > 10*time.Second {
-		bad("agent.vad.silence_duration", "must be 0-10s, got %s", c.Agent.VAD.SilenceDuration)
-	}
 	oneOf("barge_in.mode", c.BargeIn.Mode, "immediate", "pause")
 	if v := c.BargeIn.MinSpeechMS; v < 0 || v > 5000 {
 		bad("barge_in.min_speech_ms", "must be 0-5000, got %d", v)
@@ -338,6 +435,8 @@ func (c *Config) Validate() error {
 	if c.Demo.Speed < 1 || c.Demo.Speed > 100 {
 		bad("demo.speed", "must be 1-100, got %g", c.Demo.Speed)
 	}
+	oneOf("media.symmetric_rtp", c.Media.SymmetricRTP, "auto", "on", "off")
+	c.validateCalls(bad)
 	return errors.Join(errs...)
 }
 
@@ -364,17 +463,7 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 
 // Secret holds a credential. It prints as [redacted] whatever the verb, so a
 // logged config can never carry it.
-type Secret string
-
-func (Secret) String() string   { return "[redacted]" }
-func (Secret) GoString() string { return "[redacted]" }
-
-// MarshalYAML and MarshalJSON keep secrets out of dumped configs.
-func (Secret) MarshalYAML() (any, error)    { return "[redacted]", nil }
-func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
-
-// Reveal returns the credential itself, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }
+type Secret = secret.Value
 
 // parseBool accepts the YAML-ish spellings people put in env files.
 func parseBool(s string) (bool, error) {

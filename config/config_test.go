@@ -137,6 +137,10 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 	cfg := Default()
 	fields, keys := map[string]reflect.Value{}, map[string]string{}
 	collect(reflect.ValueOf(&cfg).Elem(), "", fields, keys)
+	// Lists and maps are YAML-only (no environment variable): document them too.
+	for _, k := range []string{"sip.trunks", "profiles", "routes", "tools", "agent.transfer_targets", "agent.dtmf"} {
+		keys[k] = k
+	}
 	for _, key := range keys {
 		var node any = doc
 		for _, part := range strings.Split(key, ".") {
@@ -150,6 +154,113 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 				t.Errorf("configs/voicebot.yaml does not document %s", key)
 				break
 			}
+		}
+	}
+}
+
+// The call-centre example loads with its secrets from the environment, and
+// resolves profiles, routes and tools as documented.
+func TestCallCentreExample(t *testing.T) {
+	env := []string{"PBX_PASSWORD=pbx-secret", "CRM_TOKEN=Bearer crm-secret", "VOICEBOT_API_TOKEN=0123456789abcdef-token"}
+	cfg, err := Load("../configs/callcenter.yaml", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr := cfg.SIP.Trunks[0]; tr.Password.Reveal() != "pbx-secret" || !tr.Register || tr.Username != "1001" {
+		t.Errorf("trunk %+v", tr)
+	}
+	if cfg.Tools["lookup_order"].Headers["Authorization"].Reveal() != "Bearer crm-secret" {
+		t.Error("webhook header not taken from the environment")
+	}
+	sales, ok := cfg.Profile("sales")
+	if !ok || !strings.Contains(sales.Instructions, "take orders") {
+		t.Fatalf("sales profile: %+v", sales)
+	}
+	// Inherited from agent: voice, tools, targets, dtmf.
+	if sales.Voice != "marin" || len(sales.Tools) != 4 || sales.TransferTargets["operator"].URI != "sip:100@pbx.example.com" || sales.DTMF["0"] != "transfer:operator" {
+		t.Errorf("sales did not inherit from agent: %+v", sales)
+	}
+	for _, c := range []struct{ req, to, from, want string }{
+		{"2000", "2000", "+15550100", "sales"},
+		{"+442079460123", "", "", "sales"},
+		{"1001", "1001", "x", DefaultProfile},
+		{"", "2000", "x", "sales"}, // through the registration: Request-URI user is ours, To is the number
+	} {
+		if got := cfg.Route(c.req, c.to, c.from); got != c.want {
+			t.Errorf("Route(%q, %q, %q) = %q, want %q", c.req, c.to, c.from, got, c.want)
+		}
+	}
+	if _, err := Load("../configs/callcenter.yaml", nil); err == nil || !strings.Contains(err.Error(), "PBX_PASSWORD is not set") {
+		t.Errorf("missing secret: %v", err)
+	}
+	for _, s := range []string{fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", cfg.SIP.Trunks)} {
+		if strings.Contains(s, "pbx-secret") || strings.Contains(s, "crm-secret") || strings.Contains(s, "0123456789abcdef-token") {
+			t.Fatalf("a secret printed: %s", s)
+		}
+	}
+}
+
+func TestProfileOverridesAndRoutes(t *testing.T) {
+	cfg, err := Parse([]byte(`
+agent:
+  voice: cedar
+  transfer_targets: {ops: {uri: "sip:ops@pbx"}}
+profiles:
+  night:
+    voice: marin
+    transfer_targets: {desk: {uri: "sip:desk@pbx"}}
+routes:
+  - {to: "9*", from: "+1*", profile: night}
+  - {to: "[0-4]??", profile: night}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	night, _ := cfg.Profile("night")
+	if night.Voice != "marin" || len(night.TransferTargets) != 1 || night.TransferTargets["desk"].URI != "sip:desk@pbx" {
+		t.Errorf("a map a profile sets must replace the agent's: %+v", night.TransferTargets)
+	}
+	if cfg.Agent.Voice != "cedar" || len(cfg.Agent.TransferTargets) != 1 {
+		t.Errorf("the profile changed agent: %+v", cfg.Agent)
+	}
+	for _, c := range []struct{ to, from, want string }{
+		{"911", "+1555", "night"}, {"911", "+44", DefaultProfile}, {"123", "", "night"}, {"1234", "", DefaultProfile},
+	} {
+		if got := cfg.Route(c.to, c.to, c.from); got != c.want {
+			t.Errorf("Route(%q, %q) = %q, want %q", c.to, c.from, got, c.want)
+		}
+	}
+}
+
+func TestBadCallSettingsNameTheKey(t *testing.T) {
+	for yaml, want := range map[string]string{
+		"routes: [{to: '1', profile: nobody}]":                                        "routes[0].profile",
+		"routes: [{to: '[', profile: default}]":                                       "routes[0].to",
+		"profiles: {default: {voice: x}}":                                             "profiles.default",
+		"profiles: {p: {vioce: x}}":                                                   "profiles.p",
+		"profiles: {p: 3}":                                                            "profile \"p\"",
+		"agent: {tools: [launch_missiles]}":                                           "agent.tools",
+		"agent: {dtmf: {'5': transfer:nowhere}}":                                      "agent.dtmf.5",
+		"agent: {dtmf: {'55': hangup}}":                                               "agent.dtmf",
+		"agent: {transfer_targets: {x: {uri: 'http://x'}}}":                           "agent.transfer_targets.x.uri",
+		"agent: {on_transfer_failure: shrug}":                                         "agent.on_transfer_failure",
+		"tools: {end_call: {description: d, url: 'http://x'}}":                        "built-in",
+		"tools: {t: {description: d, url: 'ftp://x'}}":                                "tools.t.url",
+		"tools: {t: {url: 'http://x'}}":                                               "tools.t.description",
+		"tools: {t: {description: d, url: 'http://x', parameters: {type: s}}}":        "tools.t.parameters",
+		"sip: {trunks: [{name: a, address: 'nowhere'}]}":                              "sip.trunks[0].address",
+		"sip: {trunks: [{name: a, address: 'h:5060'}, {name: a, address: 'h:5060'}]}": "defined twice",
+		"sip: {trunks: [{name: a, address: 'h:5060', register: true}]}":               "sip.trunks[0].username",
+		"sip: {min_se: 1s}":                                                           "sip.min_se",
+		"sip: {session_expires: 60s}":                                                 "sip.session_expires",
+		"media: {symmetric_rtp: maybe}":                                               "media.symmetric_rtp",
+		"api: {listen: '127.0.0.1:8080'}":                                             "api.token",
+		"api: {listen: 'x', token: 0123456789abcdef}":                                 "api.listen",
+		"sip: {trunks: [{name: a, address: 'h:1', password: '${NOPE}'}]}":             "NOPE is not set",
+	} {
+		_, err := Parse([]byte(yaml))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to name %q", yaml, err, want)
 		}
 	}
 }

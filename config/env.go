@@ -77,6 +77,9 @@ func collect(v reflect.Value, path string, fields map[string]reflect.Value, keys
 			collect(f, key, fields, keys)
 			continue
 		}
+		if f.Kind() == reflect.Map || (f.Kind() == reflect.Slice && f.Type().Elem().Kind() != reflect.String) {
+			continue // lists of records and maps live in the YAML file only
+		}
 		name := EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 		fields[name] = f
 		keys[name] = key

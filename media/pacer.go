@@ -22,6 +22,12 @@ type pacer struct {
 	n       int64 // frames sent since anchor
 	started bool
 	talking bool
+	// muted sends nothing while the schedule and timestamps run on: the
+	// call is on hold, and RFC 3264 forbids sending to a recvonly peer.
+	muted bool
+
+	dtmfPT uint8 // negotiated telephone-event payload type, 0 if none
+	dtmf   dtmfSender
 
 	header  rtp.Header
 	frame   [FrameSamples]int16
@@ -36,6 +42,7 @@ type pacerStats struct {
 	lastAudio   time.Time // when the last packet carrying bot audio was written
 	packets     uint64
 	audioFrames uint64
+	dtmfPackets uint64
 	skipped     uint64 // frames dropped from the schedule after a long stall
 	maxLateness time.Duration
 	sumLateness time.Duration
@@ -51,16 +58,24 @@ const frameDuration = FrameDurationMS * time.Millisecond
 
 func newPacer(codec Codec, queue *playout, ssrc uint32, seq uint16, ts uint32, write func([]byte) error) *pacer {
 	p := &pacer{
-		codec: codec, queue: queue, write: write,
-		header:  rtp.Header{Version: 2, PayloadType: codec.PayloadType, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc},
+		queue: queue, write: write,
+		header:  rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc},
 		payload: make([]byte, 0, FrameSamples),
 		silence: make([]byte, FrameSamples),
 		packet:  make([]byte, 12+FrameSamples),
 	}
+	p.setCodec(codec)
+	return p
+}
+
+// setCodec switches the codec of the frames that follow (a re-INVITE may
+// change it); sequence numbers and timestamps carry on.
+func (p *pacer) setCodec(codec Codec) {
+	p.codec = codec
+	p.header.PayloadType = codec.PayloadType
 	for i := range p.silence {
 		p.silence[i] = codec.SilenceByte()
 	}
-	return p
 }
 
 // next is the deadline of the next frame.
@@ -105,7 +120,7 @@ func (p *pacer) tick(now time.Time) {
 // talkspurt is called when audio is queued while the bot was quiet: the
 // first frame goes now and the schedule restarts from it.
 func (p *pacer) talkspurt(now time.Time) {
-	if p.talking || p.queue.queued() == 0 || p.queue.isPaused() {
+	if p.talking || p.muted || p.dtmf.busy() || p.queue.queued() == 0 || p.queue.isPaused() {
 		return
 	}
 	if p.started && !now.Before(p.next()) {
@@ -118,6 +133,15 @@ func (p *pacer) talkspurt(now time.Time) {
 }
 
 func (p *pacer) sendAt(now time.Time) {
+	if p.muted {
+		p.talking = false
+		p.header.Timestamp += FrameSamples
+		return
+	}
+	if p.dtmf.busy() {
+		p.sendDTMF()
+		return
+	}
 	n := p.queue.pop(p.frame[:])
 	payload := p.silence
 	p.header.Marker = false
@@ -138,6 +162,29 @@ func (p *pacer) sendAt(now time.Time) {
 		}
 		if n > 0 {
 			p.stats.lastAudio = now
+		}
+	}
+	p.stats.packets++
+	p.header.SequenceNumber++
+	p.header.Timestamp += FrameSamples
+}
+
+// sendDTMF sends this frame's telephone-event packet, or silence in the gap
+// between keys. Bot audio waits in the queue meanwhile.
+func (p *pacer) sendDTMF() {
+	p.talking = false
+	event, start := p.dtmf.next(p.header.Timestamp)
+	h := p.header
+	payload := p.silence
+	h.Marker = false
+	if event != nil {
+		h.PayloadType, h.Timestamp, h.Marker = p.dtmfPT, p.dtmf.startTS, start
+		payload = event
+		p.stats.dtmfPackets++
+	}
+	if hn, err := h.MarshalTo(p.packet); err == nil {
+		if err := p.write(append(p.packet[:hn], payload...)); err != nil {
+			p.stats.writeErrors++
 		}
 	}
 	p.stats.packets++

@@ -32,7 +32,8 @@ type playout struct {
 	size     int // queued samples
 	spans    []span
 	accounts []ItemPlayed // recent items, oldest first
-	paused   bool         // hold playout: pop returns nothing, the queue is kept
+	paused   bool         // a barge-in decision: pop returns nothing, the queue is kept
+	held     bool         // the call is on hold: the same, and a flush does not end it
 }
 
 // span is a run of queued samples belonging to one item.
@@ -116,7 +117,7 @@ func (p *playout) accountFor(ref ItemRef) int {
 func (p *playout) pop(frame []int16) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused {
+	if p.paused || p.held {
 		clear(frame)
 		return 0
 	}
@@ -150,7 +151,14 @@ func (p *playout) setPaused(paused bool) {
 func (p *playout) isPaused() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.paused
+	return p.paused || p.held
+}
+
+// setHeld holds or releases playout for a call on hold.
+func (p *playout) setHeld(held bool) {
+	p.mu.Lock()
+	p.held = held
+	p.mu.Unlock()
 }
 
 // queued is the number of samples waiting.

@@ -18,14 +18,46 @@ import (
 	"github.com/voicebot/voicebot/clock"
 )
 
-// Config describes one call's media.
-type Config struct {
-	// Remote is where the peer asked for RTP (its SDP c= and m=). Packets are
-	// accepted from that IP only; the first source port seen is kept.
+// Peer is the far end of a call's RTP as signalled: where to send, what it
+// carries. A re-INVITE or a late answer may change it (SetPeer).
+type Peer struct {
+	// Remote is where the peer asked for RTP (its SDP c= and m=). Packets
+	// are accepted from its IP (and Sources) only; the first source port
+	// seen is kept.
 	Remote netip.AddrPort
-	Codec  Codec
+	// Sources are further IPs RTP is accepted from: the address the call's
+	// signalling came from, for a peer behind NAT whose SDP names a private
+	// address. Packets from anywhere else are strangers.
+	Sources []netip.Addr
+	// Symmetric sends RTP back to the address the peer's first packet came
+	// from (latching), not to Remote: a NATed peer is reachable only there.
+	// The latch happens once per Peer, at the first packet, so a stranger
+	// cannot take over the stream later.
+	Symmetric bool
+	Codec     Codec
 	// DTMFPayloadType is the negotiated telephone-event type, 0 if none.
 	DTMFPayloadType uint8
+}
+
+// accepts reports whether RTP from ip may belong to this peer.
+func (p *Peer) accepts(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	if p.Remote.IsValid() && ip == p.Remote.Addr().Unmap() {
+		return true
+	}
+	for _, s := range p.Sources {
+		if ip == s.Unmap() {
+			return true
+		}
+	}
+	return false
+}
+
+// Config describes one call's media.
+type Config struct {
+	// Peer is the far end as first negotiated. An outbound call may start
+	// without one (the answer brings it).
+	Peer
 	// ReorderWindow is how many packets may be held to restore order.
 	ReorderWindow int
 	// InputSilenceAfter is the RTP gap after which silence is fed to OnAudio.
@@ -43,6 +75,19 @@ type Config struct {
 	Log    zerolog.Logger
 }
 
+// peerState is one generation of the peer: the receive path starts over
+// (new lock, new latch, new sequence state) when the generation changes.
+type peerState struct {
+	Peer
+	gen uint64
+}
+
+// latch is where the peer's RTP was seen coming from, for one generation.
+type latch struct {
+	gen  uint64
+	addr netip.AddrPort
+}
+
 // Stats counts what happened on the call's RTP.
 type Stats struct {
 	PacketsIn, BytesIn       uint64
@@ -53,7 +98,9 @@ type Stats struct {
 	DTMFPackets              uint64
 	SSRCChanges              uint64
 	SilenceFramesIn          uint64 // 20 ms frames padded for the model
+	HeldIn                   uint64 // packets dropped while the call was on hold
 	PacketsOut, AudioOut     uint64
+	DTMFOut                  uint64 // telephone-event packets sent
 	SkippedOut               uint64
 	MaxLateness, AvgLateness time.Duration
 }
@@ -66,18 +113,24 @@ type Session struct {
 	queue *playout
 	kick  chan struct{}
 
+	peer    atomic.Pointer[peerState]
+	latched atomic.Pointer[latch]
+	held    atomic.Bool
+
 	// Receive-side state: only the receive goroutine touches it.
 	reorder *reorderer
 	dtmf    dtmfDecoder
 	padder  silencePadder
+	gen     uint64 // the peer generation the state below belongs to
 	source  netip.AddrPort
 	ssrc    uint32
 	locked  bool
+	codec   Codec // the codec of the packets being delivered
 	pcm     []int16
 	silence []int16
 
 	in struct {
-		packets, bytes, wrongPT, stranger, malformed, dtmf, ssrcChanges, silence atomic.Uint64
+		packets, bytes, wrongPT, stranger, malformed, dtmf, ssrcChanges, silence, held atomic.Uint64
 	}
 	rmu      sync.Mutex // guards the reorderer's counters for Stats
 	pmu      sync.Mutex // guards the pacer (Stats reads its counters)
@@ -109,18 +162,90 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 		silence: make([]int16, FrameSamples),
 	}
 	s.padder.after = cfg.InputSilenceAfter
+	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1})
+	s.codec = cfg.Codec
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
 	out := cfg.Output
 	if out == nil {
-		out = func(pkt []byte) error {
-			_, err := conn.WriteToUDPAddrPort(pkt, cfg.Remote)
-			return err
-		}
+		out = s.sendToPeer
 	}
 	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
 		binary.BigEndian.Uint32(seed[6:]), out)
+	s.pacer.dtmfPT = cfg.DTMFPayloadType
 	return s
+}
+
+// sendToPeer writes one packet where the peer receives: the latched source
+// of its RTP when symmetric, else the signalled address. Before the peer is
+// known (an outbound call not yet answered) nothing is sent.
+func (s *Session) sendToPeer(pkt []byte) error {
+	p := s.peer.Load()
+	to := p.Remote
+	if l := s.latched.Load(); p.Symmetric && l != nil && l.gen == p.gen {
+		to = l.addr
+	}
+	if !to.IsValid() || to.Addr().IsUnspecified() || to.Port() == 0 {
+		return nil
+	}
+	_, err := s.conn.WriteToUDPAddrPort(pkt, to)
+	return err
+}
+
+// SetPeer changes the far end (a re-INVITE with a new address or codec, the
+// answer to an outbound call). The receive path locks on and latches anew.
+func (s *Session) SetPeer(p Peer) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	old := s.peer.Load()
+	s.peer.Store(&peerState{Peer: p, gen: old.gen + 1})
+	if p.Codec != s.pacer.codec {
+		s.pacer.setCodec(p.Codec)
+	}
+	s.pacer.dtmfPT = p.DTMFPayloadType
+}
+
+// CurrentPeer is the far end as last set.
+func (s *Session) CurrentPeer() Peer { return s.peer.Load().Peer }
+
+// Hold stops media both ways while the call is on hold: nothing is sent
+// (the schedule and timestamps run on), the caller's audio is dropped (it
+// is music on hold, not speech for the model), and queued bot audio waits,
+// nothing lost. Hold(false) resumes where it stopped.
+func (s *Session) Hold(held bool) {
+	s.pmu.Lock()
+	s.pacer.muted = held
+	s.pmu.Unlock()
+	s.held.Store(held)
+	s.queue.setHeld(held)
+	if !held {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Held reports whether the call is on hold.
+func (s *Session) Held() bool { return s.held.Load() }
+
+// SendDTMF queues keys (0-9, *, #, A-D) to be sent as RFC 4733 events in
+// the RTP stream, 100 ms each with 80 ms between them. Bot audio waits
+// while they are sent. It fails without a negotiated telephone-event type.
+func (s *Session) SendDTMF(keys string) error {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	if s.pacer.dtmfPT == 0 {
+		return ErrNoTelephoneEvent
+	}
+	return s.pacer.dtmf.add(keys)
+}
+
+// DTMFPending is how many queued keys have not been completely sent.
+func (s *Session) DTMFPending() int {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	return s.pacer.dtmf.pending()
 }
 
 // LocalAddr is the address RTP is received on.
@@ -179,6 +304,7 @@ func (s *Session) Stats() Stats {
 		WrongPayloadType: s.in.wrongPT.Load(), FromStranger: s.in.stranger.Load(),
 		Malformed: s.in.malformed.Load(), DTMFPackets: s.in.dtmf.Load(),
 		SSRCChanges: s.in.ssrcChanges.Load(), SilenceFramesIn: s.in.silence.Load(),
+		HeldIn: s.in.held.Load(),
 	}
 	s.rmu.Lock()
 	st.Lost, st.Late, st.Duplicate = s.reorder.lost, s.reorder.late, s.reorder.duplicate
@@ -186,7 +312,7 @@ func (s *Session) Stats() Stats {
 	s.pmu.Lock()
 	ps := s.pacer.stats
 	s.pmu.Unlock()
-	st.PacketsOut, st.AudioOut, st.SkippedOut = ps.packets, ps.audioFrames, ps.skipped
+	st.PacketsOut, st.AudioOut, st.SkippedOut, st.DTMFOut = ps.packets, ps.audioFrames, ps.skipped, ps.dtmfPackets
 	st.MaxLateness = ps.maxLateness
 	if ps.packets > 0 {
 		st.AvgLateness = ps.sumLateness / time.Duration(ps.packets)
@@ -287,6 +413,11 @@ func (s *Session) receiveLoop(ctx context.Context) {
 // padSilence feeds the model silence for an input gap, after delivering
 // anything the reorder window still held.
 func (s *Session) padSilence(now time.Time) {
+	if s.held.Load() {
+		// No silence for the model during hold, and none to backfill after.
+		s.padder = silencePadder{after: s.cfg.InputSilenceAfter}
+		return
+	}
 	frames := s.padder.due(now)
 	if frames == 0 {
 		return
@@ -305,7 +436,11 @@ func (s *Session) padSilence(now time.Time) {
 // scratch space the caller reuses. Not safe for concurrent use.
 func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Packet) {
 	now := s.cfg.Clock.Now()
-	if from.Addr().Unmap() != s.cfg.Remote.Addr().Unmap() || (s.locked && from != s.source) {
+	peer := s.peer.Load()
+	if peer.gen != s.gen {
+		s.newPeer(peer)
+	}
+	if !peer.accepts(from.Addr()) || (s.locked && from != s.source) {
 		s.in.stranger.Add(1)
 		return
 	}
@@ -313,19 +448,29 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 		s.in.malformed.Add(1)
 		return
 	}
-	if s.cfg.DTMFPayloadType != 0 && pkt.PayloadType == s.cfg.DTMFPayloadType {
+	if s.held.Load() {
+		s.in.held.Add(1)
+		return
+	}
+	if peer.DTMFPayloadType != 0 && pkt.PayloadType == peer.DTMFPayloadType {
 		// Key presses travel outside the reorder window: their timestamp,
 		// not their sequence number, says which press a packet belongs to.
 		s.in.dtmf.Add(1)
 		s.dtmf.push(now, pkt.Timestamp, pkt.Payload, s.cfg.OnDTMF)
 		return
 	}
-	if pkt.PayloadType != s.cfg.Codec.PayloadType {
+	if pkt.PayloadType != peer.Codec.PayloadType {
 		s.in.wrongPT.Add(1)
 		return
 	}
 	if !s.locked {
 		s.locked, s.source, s.ssrc = true, from, pkt.SSRC
+		if peer.Symmetric {
+			s.latched.Store(&latch{gen: peer.gen, addr: from})
+			if from != peer.Remote {
+				s.cfg.Log.Debug().Str("signalled", peer.Remote.String()).Str("latched", from.String()).Msg("rtp: sending to where the peer's RTP comes from")
+			}
+		}
 	} else if pkt.SSRC != s.ssrc {
 		// Same peer, new stream (a re-INVITE, a transfer on the far side).
 		s.ssrc = pkt.SSRC
@@ -343,7 +488,19 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 	s.rmu.Unlock()
 }
 
+// newPeer starts the receive path over for a changed peer: a new source
+// to lock onto and a new sequence space, after delivering what was held.
+func (s *Session) newPeer(p *peerState) {
+	s.gen = p.gen
+	s.locked = false
+	s.rmu.Lock()
+	s.reorder.flush(s.deliver)
+	s.reorder.reset()
+	s.rmu.Unlock()
+	s.codec = p.Codec
+}
+
 func (s *Session) deliver(payload []byte) {
-	s.pcm = s.cfg.Codec.Decode(s.pcm[:0], payload)
+	s.pcm = s.codec.Decode(s.pcm[:0], payload)
 	s.cfg.OnAudio(s.pcm)
 }

@@ -61,7 +61,7 @@ func TestSessionOnLoopback(t *testing.T) {
 	}
 	sink := &audioSink{}
 	s := NewSession(conn, Config{
-		Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), Codec: PCMU, DTMFPayloadType: 101,
+		Peer:          Peer{Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), Codec: PCMU, DTMFPayloadType: 101},
 		ReorderWindow: 3, InputSilenceAfter: 200 * time.Millisecond, OnAudio: sink.write,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,7 +153,7 @@ func FuzzHandleDatagram(f *testing.F) {
 	f.Add([]byte{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})                                     // 15 CSRCs promised
 	peer := netip.MustParseAddrPort("127.0.0.1:4000")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := NewSession(nil, Config{Remote: peer, Codec: PCMU, DTMFPayloadType: 101, ReorderWindow: 3, OnAudio: func(pcm []int16) {
+		s := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, DTMFPayloadType: 101}, ReorderWindow: 3, OnAudio: func(pcm []int16) {
 			if len(pcm) > MaxPayload {
 				t.Fatalf("delivered %d samples from one datagram", len(pcm))
 			}

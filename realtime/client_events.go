@@ -190,6 +190,15 @@ func (d Dialect) AssistantText(eventID, text string) ([]byte, error) {
 	})
 }
 
+// FunctionCallOutput encodes conversation.item.create with the result of a
+// function call: output is free text, voicebot sends JSON.
+func (Dialect) FunctionCallOutput(eventID, callID, output string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"type": "conversation.item.create", "event_id": eventID,
+		"item": map[string]any{"type": "function_call_output", "call_id": callID, "output": output},
+	})
+}
+
 // InputAudioCommit encodes input_audio_buffer.commit.
 func (Dialect) InputAudioCommit(eventID string) []byte {
 	return []byte(`{"type":"input_audio_buffer.commit","event_id":` + strconv.Quote(eventID) + `}`)

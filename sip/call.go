@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
 )
@@ -22,91 +21,172 @@ type EndReason string
 
 // Why calls end.
 const (
-	EndRemoteBye  EndReason = "remote_bye"
-	EndLocalBye   EndReason = "local_bye"
-	EndCancelled  EndReason = "cancelled"
-	EndRejected   EndReason = "rejected"
-	EndAckTimeout EndReason = "ack_timeout"
-	EndShutdown   EndReason = "shutdown"
-	EndError      EndReason = "error"
+	EndRemoteBye      EndReason = "remote_bye"
+	EndLocalBye       EndReason = "local_bye"
+	EndCancelled      EndReason = "cancelled"
+	EndRejected       EndReason = "rejected"
+	EndAckTimeout     EndReason = "ack_timeout"
+	EndSessionExpired EndReason = "session_expired"
+	EndTransferred    EndReason = "transferred"
+	EndShutdown       EndReason = "shutdown"
+	EndError          EndReason = "error"
+	// Outbound calls that never connected.
+	EndNoAnswer EndReason = "no_answer"
+	EndBusy     EndReason = "busy"
+	EndDeclined EndReason = "declined"
+	EndFailed   EndReason = "failed"
 )
 
 // ErrCallEnded is returned by operations on a call that has ended.
 var ErrCallEnded = errors.New("sip: call has ended")
 
-// Call is one inbound call, from INVITE to BYE.
-type Call struct {
-	ua    *UA
-	req   *sip.Request
-	tx    sip.ServerTransaction
-	media Media
-	log   zerolog.Logger
+// Direction says who placed a call.
+type Direction int
 
-	key      string
-	localTag string
-	ctx      context.Context
-	cancel   context.CancelFunc
+const (
+	// Inbound calls were placed by the peer: we answer them.
+	Inbound Direction = iota
+	// Outbound calls are ours: the peer answers.
+	Outbound
+)
 
-	mu        sync.Mutex
-	responded bool // a final response was sent
-	answered  bool
-	answer    []byte
-	ackCh     chan struct{}
-	ackOnce   sync.Once
-	reason    EndReason
-	cseq      uint32
-	sessionID uint64
-
-	keys chan rune
+func (d Direction) String() string {
+	if d == Outbound {
+		return "outbound"
+	}
+	return "inbound"
 }
 
-func newCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log zerolog.Logger) *Call {
+// Event is something that happens in a call's signalling after it was
+// offered: keys sent as SIP INFO, and media renegotiated by a re-INVITE or
+// UPDATE (hold, resume, a new address or codec), or learnt from an outbound
+// call's early media or answer.
+type Event struct {
+	// Key is a key the peer pressed (SIP INFO), 0 otherwise.
+	Key rune
+	// Media is the call's media as now negotiated, nil otherwise.
+	Media *Media
+	// Early marks Media from a provisional answer: the callee has not
+	// answered, what it sends is ringback or an announcement.
+	Early bool
+}
+
+// Call is one call, inbound or outbound, from INVITE to BYE. Its handler
+// owns it; the UA ends it when the handler returns.
+type Call struct {
+	ua     *UA
+	log    zerolog.Logger
+	dir    Direction
+	invite *sip.Request          // the call's INVITE: theirs, or our latest
+	tx     sip.ServerTransaction // inbound: the INVITE's transaction
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the call's own goroutines
+
+	localTag  string
+	sessionID uint64
+	outbound  *PlaceRequest // the request, for outbound calls
+
+	mu         sync.Mutex
+	dlg        *dialog // nil until the dialog exists
+	responded  bool    // a final response was sent (inbound) or received (outbound)
+	answered   bool
+	ringing    bool // a provisional answer was sent (inbound) or received (outbound)
+	answeredAt time.Time
+	reason     EndReason
+	media      Media
+	localPort  int
+	sdpVersion uint64
+	localSDP   []byte
+	onEvent    func(Event)
+	acks       map[uint32]chan []byte // our 2xx to INVITEs awaiting the ACK, by CSeq
+	reinviting bool                   // an INVITE transaction of the dialog is in progress
+	peerAllow  string                 // the peer's Allow header
+	timer      sessionTimer
+	timerKick  chan struct{}
+	refer      chan int // progress codes of our REFER, from the peer's NOTIFYs
+	failure    *CallError
+}
+
+func newCall(u *UA, dir Direction, log zerolog.Logger) *Call {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	fromTag, _ := req.From().Params.Get("tag")
 	c := &Call{
-		ua: u, req: req, tx: tx, media: media,
+		ua: u, dir: dir, log: log,
 		localTag:  hex.EncodeToString(b[:8]),
-		ackCh:     make(chan struct{}),
-		keys:      make(chan rune, 16),
-		cseq:      binary.BigEndian.Uint32(b[8:]) & 0x7fffffff,
 		sessionID: binary.BigEndian.Uint64(b[8:]) >> 1,
+		acks:      map[uint32]chan []byte{},
+		timerKick: make(chan struct{}, 1),
 	}
-	c.key = dialogKey(callID(req), fromTag, c.localTag)
-	c.log = log
 	c.ctx, c.cancel = context.WithCancel(u.baseContext())
 	return c
 }
 
-// Keys delivers the keys the caller pressed as SIP INFO. A burst beyond the
-// channel's room is dropped: a flood must not stall the SIP stack.
-func (c *Call) Keys() <-chan rune { return c.keys }
+// newInboundCall is the call a peer's INVITE offers.
+func newInboundCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log zerolog.Logger) *Call {
+	c := newCall(u, Inbound, log)
+	c.invite, c.tx, c.media = req, tx, media
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	c.dlg = inboundDialog(req, c.localTag, binary.BigEndian.Uint32(b[:])&0x7fffffff)
+	if h := req.GetHeader("Allow"); h != nil {
+		c.peerAllow = h.Value()
+	}
+	return c
+}
 
-func (c *Call) keyPressed(d rune) {
-	select {
-	case c.keys <- d:
-	default:
-		c.log.Warn().Str("key", string(d)).Msg("sip: INFO key press dropped (too many queued)")
+// OnEvent sets the function that receives the call's events. It is called
+// from SIP goroutines, one event at a time, and must not block for long.
+// Set it before Answer.
+func (c *Call) OnEvent(fn func(Event)) {
+	c.mu.Lock()
+	c.onEvent = fn
+	c.mu.Unlock()
+}
+
+func (c *Call) emit(e Event) {
+	c.mu.Lock()
+	fn := c.onEvent
+	c.mu.Unlock()
+	if fn != nil {
+		fn(e)
 	}
 }
 
 // ID is the SIP Call-ID.
-func (c *Call) ID() string { return callID(c.req) }
+func (c *Call) ID() string { return callID(c.invite) }
+
+// Direction says who placed the call.
+func (c *Call) Direction() Direction { return c.dir }
 
 // From and To are the caller's and callee's URIs.
-func (c *Call) From() string { return c.req.From().Address.String() }
-func (c *Call) To() string   { return c.req.To().Address.String() }
+func (c *Call) From() string { return c.invite.From().Address.String() }
+func (c *Call) To() string   { return c.invite.To().Address.String() }
 
-// FromUser and ToUser are the user parts (numbers) of From and the Request-URI.
-func (c *Call) FromUser() string { return c.req.From().Address.User }
-func (c *Call) ToUser() string   { return c.req.Recipient.User }
+// FromUser and ToUser are the user parts (numbers) of From and of the
+// Request-URI, or To when the Request-URI has none (a call that arrived
+// through a registration carries our Contact there).
+func (c *Call) FromUser() string { return c.invite.From().Address.User }
+func (c *Call) ToUser() string {
+	if u := c.invite.Recipient.User; u != "" {
+		return u
+	}
+	return c.invite.To().Address.User
+}
 
-// Media is what was negotiated.
-func (c *Call) Media() Media { return c.media }
+// ToHeaderUser is the user part of the To header.
+func (c *Call) ToHeaderUser() string { return c.invite.To().Address.User }
+
+// Media is what is negotiated now.
+func (c *Call) Media() Media {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.media
+}
 
 // Header returns a header of the INVITE ("" if absent).
 func (c *Call) Header(name string) string {
-	if h := c.req.GetHeader(name); h != nil {
+	if h := c.invite.GetHeader(name); h != nil {
 		return h.Value()
 	}
 	return ""
@@ -119,6 +199,32 @@ func (c *Call) EndReason() EndReason {
 	return c.reason
 }
 
+// State is where the call stands: dialing (an outbound INVITE not yet
+// answered by anything), ringing, answered, or ended.
+func (c *Call) State() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.reason != "":
+		return "ended"
+	case c.answered:
+		return "answered"
+	case c.ringing || c.dir == Inbound:
+		return "ringing"
+	}
+	return "dialing"
+}
+
+// AnsweredAt is when the call was answered (zero if it was not).
+func (c *Call) AnsweredAt() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.answeredAt
+}
+
+// Context ends when the call does.
+func (c *Call) Context() context.Context { return c.ctx }
+
 // end records why the call ended (the first reason wins) and ends its context.
 func (c *Call) end(r EndReason) {
 	c.mu.Lock()
@@ -129,29 +235,63 @@ func (c *Call) end(r EndReason) {
 	c.cancel()
 }
 
-func (c *Call) acked() { c.ackOnce.Do(func() { close(c.ackCh) }) }
+// RemoteSource is the address the peer's signalling comes from.
+func (c *Call) RemoteSource() netip.AddrPort {
+	c.mu.Lock()
+	d := c.dlg
+	c.mu.Unlock()
+	src := c.invite.Source()
+	if c.dir == Outbound && d != nil {
+		src = d.dest
+	}
+	ap, err := netip.ParseAddrPort(src)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
 
-func (c *Call) response(code int, reason string, body []byte) *sip.Response {
-	res := sip.NewResponseFromRequest(c.req, code, reason, body)
+// Transport is the SIP transport of the call (UDP, TCP).
+func (c *Call) Transport() string { return strings.ToUpper(c.invite.Transport()) }
+
+func (c *Call) dialog() *dialog {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dlg
+}
+
+// response builds a response to an in-dialog or initial request of the
+// call, with our tag on To.
+func (c *Call) response(req *sip.Request, code int, reason string, body []byte) *sip.Response {
+	res := sip.NewResponseFromRequest(req, code, reason, body)
 	if to := res.To(); to != nil && code != 100 {
-		to.Params.Add("tag", c.localTag) // one tag for every response of the dialog
+		// sipgo invents a tag per response: the dialog has one, ours.
+		to.Params.Add("tag", c.localTag)
 	}
 	res.AppendHeader(sip.NewHeader("Server", c.ua.cfg.UserAgent))
 	return res
 }
 
-// Ringing sends 180 Ringing.
+// Ringing sends 180 Ringing (inbound calls; nothing for outbound ones).
 func (c *Call) Ringing() error {
+	if c.dir == Outbound {
+		return nil
+	}
 	if c.ctx.Err() != nil {
 		return ErrCallEnded
 	}
-	res := c.response(180, "Ringing", nil)
-	res.AppendHeader(c.ua.contact(c.req))
+	res := c.response(c.invite, 180, "Ringing", nil)
+	res.AppendHeader(c.ua.contact(c.invite.Transport(), c.invite.Source()))
 	return c.tx.Respond(res)
 }
 
-// Reject ends an unanswered call with a final error response.
+// Reject ends a call that is not connected: an inbound one with a final
+// error response, an outbound one by cancelling the INVITE.
 func (c *Call) Reject(code int, reason string) error {
+	if c.dir == Outbound {
+		c.end(EndCancelled)
+		return nil
+	}
 	c.mu.Lock()
 	if c.responded {
 		c.mu.Unlock()
@@ -163,7 +303,7 @@ func (c *Call) Reject(code int, reason string) error {
 	if c.tx.Err() != nil { // cancelled: the transaction already answered 487
 		return ErrCallEnded
 	}
-	if err := c.tx.Respond(c.response(code, reason, nil)); err != nil {
+	if err := c.tx.Respond(c.response(c.invite, code, reason, nil)); err != nil {
 		return err
 	}
 	// Wait for the ACK: until it comes, sipgo retransmits the response (up
@@ -177,29 +317,94 @@ func (c *Call) Reject(code int, reason string) error {
 	return nil
 }
 
-// Answer sends 200 OK with our SDP (RTP at localPort) and waits for the
-// ACK, retransmitting the 200 over UDP as RFC 3261 asks. It gives up after
-// the configured ACK timeout and ends the call with a BYE.
+// Answer connects the call with our RTP at localPort. An inbound call is
+// answered: 200 OK with our SDP, retransmitted until the ACK comes (RFC
+// 3261 §13.3.1.4), or a BYE after the ACK timeout. An outbound call sends
+// its INVITE and waits for the callee to answer (see answerOutbound).
 func (c *Call) Answer(ctx context.Context, localPort int) error {
+	if c.dir == Outbound {
+		return c.answerOutbound(ctx, localPort)
+	}
 	if c.ctx.Err() != nil {
 		return ErrCallEnded
 	}
-	sdp, err := Answer(c.media, c.ua.hostFor(c.ua.cfg.MediaIP, c.req.Source()), localPort, c.sessionID, 1)
+	th, err := parseTimerHeaders(c.invite)
+	if err != nil {
+		th = timerHeaders{} // already checked when the INVITE came in
+	}
+	timer, refresher, _ := timerForRequest(th, sessionTimer{}, c.ua.cfg.SessionExpires, c.ua.cfg.MinSE, c.ua.cfg.Clock.Now())
+	c.mu.Lock()
+	c.localPort = localPort
+	sdp, err := c.localSDPLocked(c.media)
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("sdp answer: %w", err)
 	}
-	res := c.response(200, "OK", sdp)
+	res := c.response(c.invite, 200, "OK", sdp)
 	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(c.ua.contact(c.req))
+	res.AppendHeader(c.ua.contact(c.invite.Transport(), c.invite.Source()))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	res.AppendHeader(sip.NewHeader("Supported", supported))
+	if timer.interval > 0 {
+		res.AppendHeader(timer.header(refresher))
+		if th.supported {
+			res.AppendHeader(sip.NewHeader("Require", "timer"))
+		}
+	}
+	ack := c.expectAck(c.invite.CSeq().SeqNo)
 	c.mu.Lock()
-	c.responded, c.answered, c.answer = true, true, sdp
+	c.responded, c.answered, c.answeredAt = true, true, time.Now()
+	c.timer = timer
 	c.mu.Unlock()
 	if err := c.tx.Respond(res); err != nil {
 		c.end(EndError)
 		return fmt.Errorf("sip answer: %w", err)
 	}
-	reliable := sip.IsReliable(c.req.Transport())
+	body, err := c.awaitAck(ctx, c.tx, res, ack)
+	if err != nil {
+		if errors.Is(err, errNoAck) {
+			c.log.Warn().Dur("timeout", c.ua.cfg.AckTimeout).Msg("sip: no ACK for 200 OK, hanging up")
+			c.end(EndAckTimeout)
+			_ = c.sendBye()
+		}
+		return err
+	}
+	_ = body // an answer in the ACK only follows an INVITE without an offer, which we refuse
+	c.startSessionTimer()
+	return nil
+}
+
+var errNoAck = errors.New("sip: no ACK for 200 OK")
+
+// expectAck registers interest in the ACK of our 2xx to the INVITE with cseq.
+func (c *Call) expectAck(cseq uint32) chan []byte {
+	ch := make(chan []byte, 1)
+	c.mu.Lock()
+	c.acks[cseq] = ch
+	c.mu.Unlock()
+	return ch
+}
+
+// onAck delivers an ACK to the 2xx waiting for it.
+func (c *Call) onAck(req *sip.Request) {
+	cs := req.CSeq()
+	if cs == nil {
+		return
+	}
+	c.mu.Lock()
+	ch := c.acks[cs.SeqNo]
+	delete(c.acks, cs.SeqNo)
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- append([]byte(nil), req.Body()...)
+	}
+}
+
+// awaitAck retransmits res over UDP (T1 doubling to T2) until the ACK
+// arrives on ack, and returns the ACK's body. It gives up after the ACK
+// timeout with errNoAck.
+func (c *Call) awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, ack <-chan []byte) ([]byte, error) {
+	reliable := sip.IsReliable(res.Transport())
 	interval := sip.T1
 	retransmit := time.NewTimer(interval)
 	defer retransmit.Stop()
@@ -207,20 +412,17 @@ func (c *Call) Answer(ctx context.Context, localPort int) error {
 	defer deadline.Stop()
 	for {
 		select {
-		case <-c.ackCh:
-			return nil
+		case body := <-ack:
+			return body, nil
 		case <-c.ctx.Done():
-			return ErrCallEnded
+			return nil, ErrCallEnded
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-deadline.C:
-			c.log.Warn().Dur("timeout", c.ua.cfg.AckTimeout).Msg("sip: no ACK for 200 OK, hanging up")
-			c.end(EndAckTimeout)
-			c.sendBye()
-			return fmt.Errorf("sip: no ACK within %s", c.ua.cfg.AckTimeout)
+			return nil, errNoAck
 		case <-retransmit.C:
 			if !reliable {
-				_ = c.tx.Respond(res)
+				_ = tx.Respond(res)
 			}
 			interval = min(2*interval, sip.T2)
 			retransmit.Reset(interval)
@@ -228,18 +430,61 @@ func (c *Call) Answer(ctx context.Context, localPort int) error {
 	}
 }
 
-func (c *Call) answerSDP() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.answer
+// localSDPLocked builds our SDP for media; the version goes up whenever
+// the content changes (RFC 3264 §8). Caller holds mu.
+func (c *Call) localSDPLocked(m Media) ([]byte, error) {
+	host := c.ua.hostFor(c.ua.cfg.MediaIP, c.signallingPeer())
+	if c.sdpVersion == 0 {
+		c.sdpVersion = 1
+	}
+	sdp, err := Answer(m, host, c.localPort, c.sessionID, c.sdpVersion)
+	if err != nil {
+		return nil, err
+	}
+	if c.localSDP != nil && !sameSDP(c.localSDP, sdp) {
+		c.sdpVersion++
+		if sdp, err = Answer(m, host, c.localPort, c.sessionID, c.sdpVersion); err != nil {
+			return nil, err
+		}
+	}
+	c.localSDP = sdp
+	return sdp, nil
 }
 
-// Hangup ends the call from our side: BYE when answered, 480 when not.
+// signallingPeer is where the peer's signalling is, to pick the local
+// address that routes to it.
+func (c *Call) signallingPeer() string {
+	if c.dir == Outbound && c.outbound != nil {
+		return c.outbound.dest
+	}
+	return c.invite.Source()
+}
+
+// sameSDP compares two of our SDP bodies ignoring the o= line.
+func sameSDP(a, b []byte) bool {
+	strip := func(s []byte) string {
+		var out []string
+		for _, l := range strings.Split(string(s), "\n") {
+			if !strings.HasPrefix(l, "o=") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	return strip(a) == strip(b)
+}
+
+// Hangup ends the call from our side: BYE when connected; for an
+// unanswered inbound call 480, for an outbound one a CANCEL.
 func (c *Call) Hangup() error {
 	c.mu.Lock()
 	answered, responded := c.answered, c.responded
 	c.mu.Unlock()
 	if !answered {
+		if c.dir == Outbound {
+			c.end(EndCancelled)
+			return nil
+		}
 		if !responded {
 			return c.Reject(480, "Temporarily Unavailable")
 		}
@@ -252,15 +497,16 @@ func (c *Call) Hangup() error {
 	return c.sendBye()
 }
 
-// finish runs when the handler returns: whatever state the call is in, it ends.
+// finish runs when the handler returns: whatever state the call is in, it
+// ends, and its goroutines are waited for.
 func (c *Call) finish() {
 	c.mu.Lock()
 	answered, responded, reason := c.answered, c.responded, c.reason
 	c.mu.Unlock()
 	switch {
-	case !responded && reason == "" && c.ctx.Err() != nil:
+	case c.dir == Inbound && !responded && reason == "" && c.ctx.Err() != nil:
 		_ = c.Reject(503, "Service Unavailable") // shutting down before answer
-	case !responded && reason == "":
+	case c.dir == Inbound && !responded && reason == "":
 		c.log.Warn().Msg("sip: handler returned without answering; rejecting")
 		_ = c.Reject(500, "Server Internal Error")
 	case answered && reason == "":
@@ -273,46 +519,19 @@ func (c *Call) finish() {
 		_ = c.sendBye()
 	}
 	c.cancel()
+	c.wg.Wait()
+	c.ua.unregister(c)
 }
 
 // sendBye sends BYE in the dialog and waits (bounded) for its answer.
 func (c *Call) sendBye() error {
-	c.mu.Lock()
-	c.cseq++
-	cseq := c.cseq
-	c.mu.Unlock()
-
-	target := c.req.Contact().Address.Clone()
-	bye := sip.NewRequest(sip.BYE, *target)
-	from := c.req.To().AsFrom()
-	from.Params = from.Params.Clone()
-	from.Params.Add("tag", c.localTag)
-	to := c.req.From().AsTo()
-	bye.AppendHeader(&from)
-	bye.AppendHeader(&to)
-	bye.AppendHeader(sip.HeaderClone(c.req.CallID()))
-	bye.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: sip.BYE})
-	maxFwd := sip.MaxForwardsHeader(70)
-	bye.AppendHeader(&maxFwd)
-	bye.AppendHeader(sip.NewHeader("User-Agent", c.ua.cfg.UserAgent))
-	// A UAS's route set is the Record-Route of the INVITE in order.
-	rrs := c.req.GetHeaders("Record-Route")
-	for _, rr := range rrs {
-		bye.AppendHeader(sip.NewHeader("Route", rr.Value()))
+	d := c.dialog()
+	if d == nil {
+		return ErrCallEnded
 	}
-	bye.SetTransport(c.req.Transport())
-	if route := bye.Route(); route != nil {
-		bye.SetDestination(route.Address.HostPort())
-	} else {
-		// Reply where the INVITE came from: a Contact behind NAT is often
-		// unreachable, the source address is not.
-		bye.SetDestination(c.req.Source())
-	}
-	bye.SetBody(nil)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
-	res, err := c.ua.client.Do(ctx, bye, sipgo.ClientRequestAddVia)
+	res, err := c.ua.do(ctx, d.request(sip.BYE, c.ua.cfg.UserAgent, nil))
 	if err != nil {
 		c.log.Debug().Err(err).Msg("sip: BYE got no answer")
 		return fmt.Errorf("sip bye: %w", err)
@@ -324,11 +543,19 @@ func (c *Call) sendBye() error {
 	return nil
 }
 
-// RemoteSource is the address the INVITE came from.
-func (c *Call) RemoteSource() netip.AddrPort {
-	ap, _ := netip.ParseAddrPort(c.req.Source())
-	return ap
+// CallError is why an outbound call did not connect: the final response
+// (or 408 for no answer in time, 487 when we cancelled).
+type CallError struct {
+	Code   int
+	Reason string
 }
 
-// Transport is the SIP transport the call arrived on (UDP, TCP).
-func (c *Call) Transport() string { return strings.ToUpper(c.req.Transport()) }
+func (e *CallError) Error() string { return fmt.Sprintf("sip: call failed: %d %s", e.Code, e.Reason) }
+
+// Failure is why an outbound call did not connect, nil if it did or has
+// not yet failed.
+func (c *Call) Failure() *CallError {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failure
+}

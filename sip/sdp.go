@@ -33,6 +33,13 @@ type Media struct {
 	PtimeMS int
 }
 
+// Sends reports whether our direction lets us send RTP. A call whose peer
+// offered sendonly or inactive (or the old c=0.0.0.0) is on hold.
+func (m Media) Sends() bool { return m.Direction == "sendrecv" || m.Direction == "sendonly" || m.Direction == "" }
+
+// OnHold reports whether the peer has put the call on hold.
+func (m Media) OnHold() bool { return !m.Sends() }
+
 // Offer/answer failures, each with the SIP answer it calls for.
 var (
 	ErrSDPMalformed = errors.New("malformed SDP")          // 400
@@ -109,6 +116,9 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		names[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
 	}
 	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md)}
+	if addr.IsUnspecified() {
+		m.Direction = "inactive" // RFC 2543 hold: the peer wants nothing sent
+	}
 	if v, ok := md.Attribute("ptime"); ok {
 		m.PtimeMS, _ = strconv.Atoi(strings.TrimSpace(v))
 	}
@@ -203,3 +213,46 @@ func Answer(m Media, host string, localPort int, sessionID uint64, version uint6
 	}
 	return sd.Marshal()
 }
+
+// Offer builds our SDP offer (an outbound call, a session refresh that
+// renegotiates): one audio stream at host:localPort with codecs in order of
+// preference and telephone-event on payload type 101.
+func Offer(host string, localPort int, codecs []string, sessionID, version uint64, direction string) ([]byte, error) {
+	addrType := "IP4"
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		addrType = "IP6"
+	}
+	var formats []string
+	var attrs []sdp.Attribute
+	for _, c := range codecs {
+		pt, ok := staticCodecs[strings.ToUpper(c)]
+		if !ok {
+			return nil, fmt.Errorf("sdp offer: codec %q has no static payload type", c)
+		}
+		formats = append(formats, strconv.Itoa(int(pt)))
+		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", pt, strings.ToUpper(c))))
+	}
+	formats = append(formats, strconv.Itoa(OfferedDTMFPayloadType))
+	attrs = append(attrs,
+		sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", OfferedDTMFPayloadType)),
+		sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", OfferedDTMFPayloadType)))
+	if direction == "" {
+		direction = "sendrecv"
+	}
+	attrs = append(attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(direction))
+	sd := sdp.SessionDescription{
+		Origin: sdp.Origin{Username: "voicebot", SessionID: sessionID, SessionVersion: version,
+			NetworkType: "IN", AddressType: addrType, UnicastAddress: host},
+		SessionName:           "voicebot",
+		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: host}},
+		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
+		MediaDescriptions: []*sdp.MediaDescription{{
+			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: formats},
+			Attributes: attrs,
+		}},
+	}
+	return sd.Marshal()
+}
+
+// OfferedDTMFPayloadType is the telephone-event payload type in our offers.
+const OfferedDTMFPayloadType = 101

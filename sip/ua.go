@@ -1,8 +1,10 @@
 // Package sip is voicebot's SIP user agent, on emiago/sipgo: it answers
-// INVITEs with an SDP answer (pion/sdp), keeps the dialogs, and hands each
-// call to a handler with the few operations a call needs (ring, answer, hang
-// up). Dialog handling is our own, on sipgo's transaction layer, so that
-// every wait has a deadline and a call always ends.
+// INVITEs with an SDP answer (pion/sdp) and places calls through trunks,
+// keeps the dialogs (re-INVITE and UPDATE for hold, new media and session
+// timers, INFO keys, REFER transfers), registers to upstream registrars, and
+// hands each call to a handler with the few operations a call needs.
+// Dialog handling is our own, on sipgo's transaction layer, so that every
+// wait has a deadline and a call always ends.
 package sip
 
 import (
@@ -19,13 +21,15 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/clock"
 )
 
 // Config configures the user agent.
 type Config struct {
 	Listen     netip.AddrPort
 	Transports []string // udp, tcp
-	// ExternalHost is advertised in Contact and SDP when set (NAT).
+	// ExternalHost is advertised in Contact, Via and SDP when set (NAT).
 	ExternalHost string
 	// MediaIP is the address RTP sockets are bound on; it is advertised in
 	// SDP when ExternalHost is empty.
@@ -33,15 +37,23 @@ type Config struct {
 	UserAgent  string
 	Codecs     []string
 	AckTimeout time.Duration
-	Log        zerolog.Logger
+	// SessionExpires is the session-timer interval we ask for (RFC 4028),
+	// 0 for none unless the peer asks; MinSE the shortest we accept.
+	SessionExpires time.Duration
+	MinSE          time.Duration
+	// Trunks are the upstream servers calls are placed through and
+	// registered with.
+	Trunks []Trunk
+	Clock  clock.Clock
+	Log    zerolog.Logger
 }
 
-// Handler runs one inbound call. It is called while the INVITE is pending:
-// it must Answer (or Reject) the call and return when the call is over. ctx
-// ends when the caller hangs up or cancels, or the UA shuts down.
+// Handler runs one call. For an inbound call it is called while the INVITE
+// is pending: it must Answer (or Reject) the call. It returns when the call
+// is over. ctx ends when the peer hangs up or cancels, or the UA shuts down.
 type Handler func(ctx context.Context, call *Call)
 
-// UA is a SIP user agent serving inbound calls.
+// UA is a SIP user agent.
 type UA struct {
 	cfg     Config
 	handler Handler
@@ -54,21 +66,24 @@ type UA struct {
 	udp *net.UDPConn
 	tcp *net.TCPListener
 
-	mu      sync.Mutex
-	dialogs map[string]*Call
-	calls   sync.WaitGroup
-	ctx     context.Context
+	mu            sync.Mutex
+	dialogs       map[string]*Call
+	calls         sync.WaitGroup
+	ctx           context.Context
+	registrations []*registration
 }
 
 var setSipgoLogger sync.Once
 
 // Allowed methods, advertised in Allow headers.
-const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+const allowMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY"
+
+// supported lists the option tags we support (Supported header).
+const supported = "timer, replaces"
 
 // knownMethods are SIP methods we recognise but do not serve (405, not 501).
 var knownMethods = map[string]bool{
-	"REGISTER": true, "SUBSCRIBE": true, "NOTIFY": true, "PUBLISH": true, "MESSAGE": true,
-	"REFER": true, "UPDATE": true, "PRACK": true,
+	"REGISTER": true, "SUBSCRIBE": true, "PUBLISH": true, "MESSAGE": true, "PRACK": true,
 }
 
 // New binds the configured transports. Serve starts answering.
@@ -76,18 +91,28 @@ func New(cfg Config, handler Handler) (*UA, error) {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = 32 * time.Second
 	}
+	if cfg.MinSE <= 0 {
+		cfg.MinSE = 90 * time.Second
+	}
 	if !cfg.MediaIP.IsValid() {
 		cfg.MediaIP = cfg.Listen.Addr()
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "voicebot"
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	for i := range cfg.Trunks {
+		if err := cfg.Trunks[i].normalize(); err != nil {
+			return nil, fmt.Errorf("sip trunk %q: %w", cfg.Trunks[i].Name, err)
+		}
+	}
 	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}}
 	// sipgo logs through a process-wide logger that its own goroutines read
 	// at any time: set it once, before any of them exists.
 	setSipgoLogger.Do(func() { sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log))) })
 
-	host := cfg.Listen.Addr().String()
 	ua, err := sipgo.NewUA(sipgo.WithUserAgent(cfg.UserAgent), sipgo.WithUserAgentHostname(u.advertisedHost()))
 	if err != nil {
 		return nil, fmt.Errorf("sip: %w", err)
@@ -117,9 +142,7 @@ func New(cfg Config, handler Handler) (*UA, error) {
 			u.cfg.Listen = cfg.Listen
 		}
 	}
-	// Requests we send (BYE) leave from the listening socket: peers and NATs
-	// expect our SIP port, and sipgo does not reap sockets it opens itself.
-	if u.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(host), sipgo.WithClientConnectionAddr(u.Addr().String())); err != nil {
+	if u.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.Listen.Addr().String())); err != nil {
 		u.closeListeners()
 		ua.Close()
 		return nil, fmt.Errorf("sip client: %w", err)
@@ -130,6 +153,9 @@ func New(cfg Config, handler Handler) (*UA, error) {
 	u.server.OnCancel(u.onCancel)
 	u.server.OnOptions(u.onOptions)
 	u.server.OnInfo(u.onInfo)
+	u.server.OnUpdate(u.onUpdate)
+	u.server.OnNotify(u.onNotify)
+	u.server.OnRefer(u.onRefer)
 	u.server.OnNoRoute(u.onOther)
 	return u, nil
 }
@@ -190,8 +216,9 @@ func (u *UA) closeListeners() {
 	}
 }
 
-// Serve answers requests until ctx ends, then ends every call (their
-// handlers' contexts are cancelled), waits for them, and closes the sockets.
+// Serve answers requests and keeps the registrations until ctx ends, then
+// ends every call (their handlers' contexts are cancelled), un-registers,
+// waits for the calls, and closes the sockets.
 func (u *UA) Serve(ctx context.Context) error {
 	u.mu.Lock()
 	u.ctx = ctx
@@ -207,6 +234,18 @@ func (u *UA) Serve(ctx context.Context) error {
 		go func() { defer wg.Done(); errs <- u.server.ServeTCP(u.tcp) }()
 	}
 	u.log.Info().Str("listen", u.Addr().String()).Strs("transports", u.cfg.Transports).Msg("sip: listening")
+	var regs sync.WaitGroup
+	for _, t := range u.cfg.Trunks {
+		if !t.Register {
+			continue
+		}
+		r := newRegistration(u, t)
+		u.mu.Lock()
+		u.registrations = append(u.registrations, r)
+		u.mu.Unlock()
+		regs.Add(1)
+		go func() { defer regs.Done(); r.run(ctx) }()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -214,6 +253,7 @@ func (u *UA) Serve(ctx context.Context) error {
 		err = fmt.Errorf("sip serve: %w", err)
 	}
 	u.calls.Wait()
+	regs.Wait() // un-REGISTERs, bounded
 	// Stop reading, then close sipgo (it terminates its transactions and
 	// closes the sockets it pooled). A request read just before the sockets
 	// closed may still be in a sipgo goroutine that, finding no socket,
@@ -244,17 +284,74 @@ func (u *UA) baseContext() context.Context {
 	return u.ctx
 }
 
-func (u *UA) contact(req *sip.Request) *sip.ContactHeader {
-	host := u.hostFor(u.cfg.Listen.Addr(), req.Source())
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "voicebot", Host: host, Port: int(u.port())}}
-	if strings.EqualFold(req.Transport(), "tcp") {
+// register makes a call's dialog reachable by in-dialog requests.
+func (u *UA) register(c *Call) {
+	d := c.dialog()
+	u.mu.Lock()
+	u.dialogs[d.key()] = c
+	u.mu.Unlock()
+}
+
+func (u *UA) unregister(c *Call) {
+	d := c.dialog()
+	if d == nil {
+		return
+	}
+	u.mu.Lock()
+	if u.dialogs[d.key()] == c {
+		delete(u.dialogs, d.key())
+	}
+	u.mu.Unlock()
+}
+
+// contact is our Contact toward a peer at dest over transport.
+func (u *UA) contact(transport, dest string) *sip.ContactHeader {
+	return u.contactFor("voicebot", transport, dest)
+}
+
+func (u *UA) contactFor(user, transport, dest string) *sip.ContactHeader {
+	host := u.hostFor(u.cfg.Listen.Addr(), dest)
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host, Port: int(u.port())}}
+	if strings.EqualFold(transport, "tcp") {
 		c.Address.UriParams = sip.NewParams()
 		c.Address.UriParams.Add("transport", "tcp")
 	}
 	return c
 }
 
-// respond sends a final or provisional response to req with our headers.
+// do sends a request of ours and waits for its final response. It leaves
+// from our listening socket (peers and NATs expect our SIP port, and sipgo
+// does not reap sockets it opens itself), with a Via of the advertised
+// address and rport (RFC 3581), so answers find us behind NAT.
+func (u *UA) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	return u.client.Do(ctx, req, u.prepare)
+}
+
+// transaction sends a request of ours and returns its client transaction.
+func (u *UA) transaction(ctx context.Context, req *sip.Request) (sip.ClientTransaction, error) {
+	return u.client.TransactionRequest(ctx, req, u.prepare)
+}
+
+// prepare is the sipgo request option that adds our Via and picks the socket.
+func (u *UA) prepare(_ *sipgo.Client, req *sip.Request) error {
+	via := &sip.ViaHeader{
+		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(req.Transport()),
+		Host: u.hostFor(u.cfg.Listen.Addr(), req.Destination()), Port: int(u.port()),
+		Params: sip.NewParams(),
+	}
+	via.Params.Add("branch", sip.GenerateBranch())
+	via.Params.Add("rport", "")
+	req.PrependHeader(via)
+	if strings.EqualFold(req.Transport(), "udp") {
+		req.Laddr = sip.Addr{IP: net.IP(u.cfg.Listen.Addr().AsSlice()), Port: int(u.port())}
+	}
+	if req.ContentLength() == nil {
+		req.SetBody(req.Body())
+	}
+	return nil
+}
+
+// respond sends a response to a request outside any call.
 func (u *UA) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, headers ...sip.Header) {
 	res := sip.NewResponseFromRequest(req, code, reason, body)
 	res.AppendHeader(sip.NewHeader("Server", u.cfg.UserAgent))
@@ -273,11 +370,7 @@ func callID(req *sip.Request) string {
 	return ""
 }
 
-func dialogKey(callID, remoteTag, localTag string) string {
-	return callID + "\x00" + remoteTag + "\x00" + localTag
-}
-
-// lookup finds the dialog an in-dialog request belongs to.
+// lookup finds the call an in-dialog request belongs to.
 func (u *UA) lookup(req *sip.Request) *Call {
 	from, to := req.From(), req.To()
 	if from == nil || to == nil {
@@ -290,8 +383,24 @@ func (u *UA) lookup(req *sip.Request) *Call {
 	return u.dialogs[dialogKey(callID(req), ft, tt)]
 }
 
+// inDialog finds the call of an in-dialog request and checks its sequence
+// number, answering 481 or 500 itself when it cannot go on.
+func (u *UA) inDialog(req *sip.Request, tx sip.ServerTransaction) *Call {
+	c := u.lookup(req)
+	if c == nil {
+		u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return nil
+	}
+	if d := c.dialog(); d != nil && !d.acceptCSeq(req) {
+		u.respond(tx, req, 500, "Server Internal Error (CSeq out of order)", nil, sip.NewHeader("Retry-After", "1"))
+		return nil
+	}
+	return c
+}
+
 func (u *UA) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	u.respond(tx, req, 200, "OK", nil, sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"))
+	u.respond(tx, req, 200, "OK", nil, sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"),
+		sip.NewHeader("Supported", supported))
 }
 
 func (u *UA) onOther(req *sip.Request, tx sip.ServerTransaction) {
@@ -303,81 +412,28 @@ func (u *UA) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	u.respond(tx, req, 501, "Not Implemented", nil, sip.NewHeader("Allow", allowMethods))
 }
 
+// onRefer refuses transfers asked of us: voicebot transfers its callers,
+// it does not place calls for its peers.
+func (u *UA) onRefer(req *sip.Request, tx sip.ServerTransaction) {
+	if u.inDialog(req, tx) == nil {
+		return
+	}
+	u.respond(tx, req, 603, "Decline (voicebot does not accept transfers)", nil)
+}
+
 func (u *UA) onAck(req *sip.Request, _ sip.ServerTransaction) {
 	if c := u.lookup(req); c != nil {
-		c.acked()
+		c.onAck(req)
 	}
 }
 
 func (u *UA) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	c := u.lookup(req)
+	c := u.inDialog(req, tx)
 	if c == nil {
-		u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
 	u.respond(tx, req, 200, "OK", nil)
 	c.end(EndRemoteBye)
-}
-
-// onInfo takes key presses sent as SIP INFO (application/dtmf-relay, or
-// application/dtmf) within a call.
-func (u *UA) onInfo(req *sip.Request, tx sip.ServerTransaction) {
-	c := u.lookup(req)
-	if c == nil {
-		u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
-		return
-	}
-	ct := ""
-	if h := req.ContentType(); h != nil {
-		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
-	}
-	if len(req.Body()) == 0 {
-		u.respond(tx, req, 200, "OK", nil) // an empty INFO is a keep-alive
-		return
-	}
-	digit, ok := rune(0), false
-	switch ct {
-	case "application/dtmf-relay":
-		digit, ok = parseDTMFRelay(string(req.Body()))
-	case "application/dtmf":
-		digit, ok = parseDTMFDigit(strings.TrimSpace(string(req.Body())))
-	default:
-		u.respond(tx, req, 415, "Unsupported Media Type", nil, sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
-		return
-	}
-	if !ok {
-		u.respond(tx, req, 400, "Bad Request (no DTMF signal in body)", nil)
-		return
-	}
-	u.respond(tx, req, 200, "OK", nil)
-	c.keyPressed(digit)
-}
-
-// parseDTMFRelay reads the "Signal=5\r\nDuration=160" body of
-// application/dtmf-relay.
-func parseDTMFRelay(body string) (rune, bool) {
-	for _, line := range strings.Split(body, "\n") {
-		k, v, found := strings.Cut(line, "=")
-		if found && strings.EqualFold(strings.TrimSpace(k), "signal") {
-			return parseDTMFDigit(strings.TrimSpace(v))
-		}
-	}
-	return 0, false
-}
-
-// parseDTMFDigit accepts one key: 0-9, *, #, A-D, or the event codes 10-15.
-func parseDTMFDigit(s string) (rune, bool) {
-	switch {
-	case len(s) == 1 && strings.ContainsRune("0123456789*#ABCDabcd", rune(s[0])):
-		return []rune(strings.ToUpper(s))[0], true
-	case s == "10":
-		return '*', true
-	case s == "11":
-		return '#', true
-	case len(s) == 2 && s[0] == '1' && s[1] >= '2' && s[1] <= '5':
-		return rune('A' + s[1] - '2'), true
-	}
-	return 0, false
 }
 
 // onCancel sees only CANCELs that matched no pending INVITE (the
@@ -386,17 +442,47 @@ func (u *UA) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 }
 
+// unsupportedRequire lists the option tags a request requires that we do
+// not support (RFC 3261 §8.2.2.3: 420 Bad Extension).
+func unsupportedRequire(req *sip.Request) []string {
+	var bad []string
+	for _, h := range req.GetHeaders("Require") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			t = strings.TrimSpace(t)
+			if t != "" && !strings.EqualFold(t, "timer") && !strings.EqualFold(t, "replaces") {
+				bad = append(bad, t)
+			}
+		}
+	}
+	return bad
+}
+
 func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	log := u.log.With().Str("call_id", callID(req)).Logger()
 	if to := req.To(); to != nil {
 		if tag, ok := to.Params.Get("tag"); ok && tag != "" {
-			u.onReInvite(req, tx)
+			if c := u.inDialog(req, tx); c != nil {
+				c.onReinvite(req, tx)
+			}
 			return
 		}
 	}
 	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Contact() == nil {
 		log.Warn().Msg("sip: INVITE missing From/To/Call-ID/CSeq/Contact")
 		u.respond(tx, req, 400, "Bad Request (missing From, To, Call-ID, CSeq or Contact)", nil)
+		return
+	}
+	if bad := unsupportedRequire(req); len(bad) > 0 {
+		u.respond(tx, req, 420, "Bad Extension", nil, sip.NewHeader("Unsupported", strings.Join(bad, ", ")))
+		return
+	}
+	th, err := parseTimerHeaders(req)
+	if err != nil {
+		u.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
+		return
+	}
+	if _, _, err := timerForRequest(th, sessionTimer{}, u.cfg.SessionExpires, u.cfg.MinSE, time.Now()); err != nil {
+		u.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", fmt.Sprint(int(u.cfg.MinSE/time.Second))))
 		return
 	}
 	if ct := req.ContentType(); ct == nil || len(req.Body()) == 0 {
@@ -413,59 +499,35 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if errors.Is(err, ErrSDPMalformed) {
 			code, reason = 400, "Bad Request"
 		}
-		u.respond(tx, req, code, reason+" ("+err.Error()+")", nil, sip.NewHeader("Warning", `399 voicebot "`+sanitize(err.Error())+`"`))
+		u.respond(tx, req, code, reason+" ("+sanitize(err.Error())+")", nil, sip.NewHeader("Warning", `399 voicebot "`+sanitize(err.Error())+`"`))
 		return
 	}
 	u.respond(tx, req, 100, "Trying", nil)
 
-	c := newCall(u, req, tx, media, log)
-	u.mu.Lock()
-	u.dialogs[c.key] = c
-	u.mu.Unlock()
+	c := newInboundCall(u, req, tx, media, log)
+	u.register(c)
 	u.calls.Add(1)
 	defer u.calls.Done()
-	defer func() {
-		u.mu.Lock()
-		delete(u.dialogs, c.key)
-		u.mu.Unlock()
-	}()
 	if !tx.OnCancel(func(*sip.Request) { c.end(EndCancelled) }) {
 		c.end(EndCancelled)
 	}
 	log.Info().Str("from", req.From().Address.String()).Str("to", req.To().Address.String()).
 		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Msg("sip: incoming call")
+	u.run(c)
+}
 
+// run gives a call to the handler, and ends it when the handler returns.
+func (u *UA) run(c *Call) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
-				log.Error().Interface("panic", p).Msg("sip: call handler panicked")
+				c.log.Error().Interface("panic", p).Msg("sip: call handler panicked")
 				c.end(EndError)
 			}
 		}()
 		u.handler(c.ctx, c)
 	}()
 	c.finish()
-}
-
-// onReInvite keeps an established call alive: session refreshes and
-// re-INVITEs get our current answer back. Hold and media changes are not yet
-// acted on.
-func (u *UA) onReInvite(req *sip.Request, tx sip.ServerTransaction) {
-	c := u.lookup(req)
-	if c == nil {
-		u.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
-		return
-	}
-	sdp := c.answerSDP()
-	if sdp == nil {
-		u.respond(tx, req, 491, "Request Pending", nil)
-		return
-	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
-	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(u.contact(req))
-	res.AppendHeader(sip.NewHeader("Server", u.cfg.UserAgent))
-	_ = tx.Respond(res)
 }
 
 // sanitize keeps a reason phrase to one line of printable ASCII.

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/internal/testpeer"
 	"github.com/voicebot/voicebot/realtime"
@@ -83,7 +84,7 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	}
 	dialect, _ := realtime.ParseDialect(cfg.Realtime.Dialect)
 	ep, _ := realtime.BuildEndpoint(realtime.EndpointConfig{Provider: realtime.Custom, Dialect: dialect, URL: url})
-	var m modelDialer = dialer{realtime.DialConfig{Endpoint: ep, Dialect: dialect}}
+	var m modelDialer = dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect}}
 	if model != nil {
 		m = model(url)
 	}
@@ -102,9 +103,7 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	return r
 }
 
-type modelDialer interface {
-	Dial(ctx context.Context) (*realtime.Conn, error)
-}
+type modelDialer = bridge.Model
 
 func (r *rig) stop() {
 	r.cancel()
@@ -349,7 +348,7 @@ func TestSIPOtherMethodsAndGarbage(t *testing.T) {
 // slowModel never connects until the test lets it: the call stays ringing.
 type slowModel struct{ release chan struct{} }
 
-func (m slowModel) Dial(ctx context.Context) (*realtime.Conn, error) {
+func (m slowModel) Dial(ctx context.Context, _ string) (*realtime.Conn, error) {
 	select {
 	case <-m.release:
 		return nil, errors.New("refused")
@@ -390,7 +389,7 @@ func TestModelUnreachableGives503(t *testing.T) {
 	ln.Close()
 	r := startRig(t, func(c *config.Config) { c.Realtime.ConnectTimeout = config.Duration(2 * time.Second) }, func(string) modelDialer {
 		ep, _ := realtime.BuildEndpoint(realtime.EndpointConfig{Provider: realtime.Custom, URL: dead})
-		return dialer{realtime.DialConfig{Endpoint: ep}}
+		return dialer{cfg: realtime.DialConfig{Endpoint: ep}}
 	})
 	c := r.caller()
 	res, err := c.Invite("", 10*time.Second)

@@ -1,21 +1,25 @@
 // Command voicebot answers phone calls (SIP, G.711 RTP) with a realtime voice
-// model (OpenAI Realtime protocol over WebSocket). With no API key it uses a
-// built-in demo model that greets and echoes what the caller says.
+// model (OpenAI Realtime protocol over WebSocket), and places them when asked
+// through its HTTP API. With no API key it uses a built-in demo model that
+// greets and echoes what the caller says.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/voicebot/voicebot/api"
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/media"
@@ -56,10 +60,11 @@ func run(args, environ []string, stderr io.Writer) error {
 	return serve(ctx, cfg, log, serveOptions{})
 }
 
-// serveOptions lets tests replace the model and learn the SIP address.
+// serveOptions lets tests replace the model and learn the addresses.
 type serveOptions struct {
 	model bridge.Model          // nil: from the configuration
 	ready chan<- netip.AddrPort // receives the SIP address once calls can be placed
+	api   chan<- string         // receives the API's address, when it is on
 }
 
 func lookupEnv(environ []string, key string) string {
@@ -97,6 +102,10 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		defer closeModel()
 		model = m
 	}
+	profiles, err := buildProfiles(cfg)
+	if err != nil {
+		return err
+	}
 
 	listen, _ := netip.ParseAddrPort(cfg.SIP.Listen) // validated by config
 	mediaIP := listen.Addr()
@@ -107,11 +116,9 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if err != nil {
 		return err
 	}
+	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
-		Session:        sessionConfig(cfg),
-		Greeting:       cfg.Agent.Greeting,
-		GreetingPrompt: cfg.Agent.GreetingPrompt,
 		ConnectTimeout: cfg.Realtime.ConnectTimeout.D(),
 		AppendInterval: cfg.Realtime.AppendInterval.D(),
 		BargeIn: bridge.BargeIn{
@@ -125,59 +132,157 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Ports:             ports,
 		ReorderWindow:     cfg.Media.ReorderWindow,
 		InputSilenceAfter: cfg.Media.InputSilenceAfter.D(),
+		SymmetricRTP:      symmetric[cfg.Media.SymmetricRTP],
 		Log:               log,
 	})
+	calls := api.NewRegistry()
 	ua, err := sip.New(sip.Config{
 		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
 		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
-		AckTimeout: cfg.SIP.AckTimeout.D(), Log: log,
+		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
+		Trunks: trunks(cfg), Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
-		m := call.Media()
-		codec, err := media.CodecByName(m.Codec.Name)
-		if err != nil {
+		name := cfg.Route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
+		p := profiles[name]
+		c := sipCall{call}
+		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
+		defer calls.End(c)
+		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser()}
+		if setup.Media.Codec.Name == "" {
 			_ = call.Reject(488, "Not Acceptable Here")
 			return
 		}
-		codec.PayloadType = m.Codec.PayloadType
-		br.Handle(ctx, call, bridge.CallMedia{Remote: m.Remote, Codec: codec, DTMFPayloadType: m.DTMFPayloadType})
+		br.Handle(ctx, c, setup)
 	})
 	if err != nil {
 		return err
 	}
+	var apiServer *api.Server
+	if cfg.API.Listen != "" {
+		apiServer, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
+			Place: placer(cfg, profiles, ua, br, calls)})
+		if err != nil {
+			return err
+		}
+		if opts.api != nil {
+			opts.api <- apiServer.Addr()
+		}
+	}
 	log.Info().Str("sip", ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
+		Strs("profiles", append([]string{config.DefaultProfile}, cfg.Profiles.Names()...)).
 		Msg("voicebot ready: call sip:bot@" + ua.Addr().String())
 	if opts.ready != nil {
 		opts.ready <- ua.Addr()
 	}
+	var wg sync.WaitGroup
+	var apiErr error
+	if apiServer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); apiErr = apiServer.Serve(ctx) }()
+	}
 	err = ua.Serve(ctx)
+	wg.Wait()
 	log.Info().Msg("voicebot stopped")
-	return err
+	return errors.Join(err, apiErr)
 }
 
-func sessionConfig(cfg config.Config) realtime.SessionConfig {
-	a := cfg.Agent
-	s := realtime.SessionConfig{
-		Model: cfg.Realtime.Model, Instructions: a.Instructions, Voice: a.Voice,
-		NoiseReduction: a.NoiseReduction,
-		TurnDetection: &realtime.TurnDetection{
-			Type: a.VAD.Type, Threshold: a.VAD.Threshold,
-			PrefixPaddingMS:   int(a.VAD.PrefixPadding.D() / time.Millisecond),
-			SilenceDurationMS: int(a.VAD.SilenceDuration.D() / time.Millisecond),
-			Eagerness:         a.VAD.Eagerness, CreateResponse: a.VAD.CreateResponse, InterruptResponse: a.VAD.InterruptResponse,
-		},
+// placer places the calls the API asks for.
+func placer(cfg config.Config, profiles map[string]*bridge.Profile, ua *sip.UA, br *bridge.Bridge, calls *api.Registry) api.Placer {
+	return func(r api.CallRequest) (string, error) {
+		name := r.Agent
+		if name == "" {
+			name = config.DefaultProfile
+		}
+		base, ok := profiles[name]
+		if !ok {
+			return "", &api.RequestError{Msg: fmt.Sprintf("no agent named %q", name)}
+		}
+		p := *base
+		if r.Instructions != "" {
+			p.Session.Instructions = r.Instructions
+		}
+		if r.GreetingPrompt != "" {
+			p.GreetingPrompt = r.GreetingPrompt
+		}
+		info := api.CallInfo{Direction: "outbound", From: r.From, To: r.To, Agent: name}
+		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D()},
+			func(ctx context.Context, call *sip.Call) {
+				c := sipCall{call}
+				calls.Add(c, info)
+				defer calls.End(c)
+				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To})
+			})
+		if err != nil {
+			if errors.Is(err, sip.ErrShuttingDown) {
+				return "", err
+			}
+			return "", &api.RequestError{Msg: err.Error()}
+		}
+		calls.Add(sipCall{call}, info)
+		return call.ID(), nil
 	}
-	if a.TranscriptionModel != "" {
-		s.Transcription = &realtime.Transcription{Model: a.TranscriptionModel, Language: a.Language}
-	}
-	return s
 }
 
-// dialer opens model sessions at one endpoint.
+func trunks(cfg config.Config) []sip.Trunk {
+	out := make([]sip.Trunk, 0, len(cfg.SIP.Trunks))
+	for _, t := range cfg.SIP.Trunks {
+		out = append(out, sip.Trunk{Name: t.Name, Address: t.Address, Transport: t.Transport, Domain: t.Domain,
+			Username: t.Username, AuthUsername: t.AuthUsername, Password: t.Password, FromUser: t.FromUser,
+			Register: t.Register, RegisterExpires: t.RegisterExpires.D()})
+	}
+	return out
+}
+
+// sipCall adapts a SIP call to what the bridge and the API need of it.
+type sipCall struct{ *sip.Call }
+
+func (c sipCall) Observe(o bridge.Observer) {
+	c.Call.OnEvent(func(e sip.Event) {
+		if e.Key != 0 {
+			o.KeyPressed(e.Key)
+		}
+		if e.Media != nil {
+			o.MediaChanged(callMedia(c.Call, *e.Media), e.Early)
+		}
+	})
+}
+
+// Outcome is why the call ended, for the API.
+func (c sipCall) Outcome() string {
+	if f := c.Call.Failure(); f != nil {
+		return fmt.Sprintf("%s (%d %s)", c.Call.EndReason(), f.Code, f.Reason)
+	}
+	return string(c.Call.EndReason())
+}
+
+// callMedia is the bridge's view of negotiated SIP media.
+func callMedia(call *sip.Call, m sip.Media) bridge.CallMedia {
+	cm := bridge.CallMedia{Remote: m.Remote, DTMFPayloadType: m.DTMFPayloadType, OnHold: m.OnHold(),
+		Signalling: call.RemoteSource().Addr()}
+	if codec, err := media.CodecByName(m.Codec.Name); err == nil {
+		codec.PayloadType = m.Codec.PayloadType
+		cm.Codec = codec
+	}
+	return cm
+}
+
+// dialer opens model sessions at one endpoint, for a profile's model.
 type dialer struct {
-	cfg realtime.DialConfig
+	cfg   realtime.DialConfig
+	build func(model string) (realtime.Endpoint, error) // nil: cfg.Endpoint for every model
 }
 
-func (d dialer) Dial(ctx context.Context) (*realtime.Conn, error) { return realtime.Dial(ctx, d.cfg) }
+func (d dialer) Dial(ctx context.Context, model string) (*realtime.Conn, error) {
+	cfg := d.cfg
+	if d.build != nil && model != "" {
+		ep, err := d.build(model)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Endpoint = ep
+	}
+	return realtime.Dial(ctx, cfg)
+}
 
 // newModel returns the model to dial: the configured provider, or the
 // built-in demo server when no key or URL is configured.
@@ -193,9 +298,10 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 			return nil, nil, err
 		}
 		log.Warn().Str("url", url).Msg("no API key or model URL configured: using the built-in DEMO model " +
-			"(it greets you and echoes what you say). Set OPENAI_API_KEY to talk to a real model.")
+			"(it greets you and echoes what you say; press # to hang up, 0 to be transferred). " +
+			"Set OPENAI_API_KEY to talk to a real model.")
 		ep, _ := realtime.BuildEndpoint(realtime.EndpointConfig{Provider: realtime.Custom, Dialect: dialect, URL: url})
-		return dialer{realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, srv.Close, nil
+		return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, srv.Close, nil
 	}
 	provider := realtime.OpenAI
 	switch {
@@ -204,16 +310,22 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 	case cfg.Realtime.URL != "" && cfg.Realtime.Provider != "openai":
 		provider = realtime.Custom
 	}
-	ep, err := realtime.BuildEndpoint(realtime.EndpointConfig{
+	epc := realtime.EndpointConfig{
 		Provider: provider, Dialect: dialect, URL: cfg.Realtime.URL, Model: cfg.Realtime.Model,
 		APIKey: cfg.Realtime.APIKey.Reveal(), AzureEndpoint: cfg.Realtime.Azure.Endpoint,
 		AzureDeployment: cfg.Realtime.Azure.Deployment, AzureAPIVersion: cfg.Realtime.Azure.APIVersion,
-	})
+	}
+	ep, err := realtime.BuildEndpoint(epc)
 	if err != nil {
 		return nil, nil, err
 	}
 	log.Info().Str("url", redact(ep.URL)).Str("dialect", dialect.String()).Msg("model endpoint")
-	return dialer{realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, func() {}, nil
+	build := func(model string) (realtime.Endpoint, error) {
+		c := epc
+		c.Model, c.AzureDeployment = model, model
+		return realtime.BuildEndpoint(c)
+	}
+	return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}, build: build}, func() {}, nil
 }
 
 func redact(u string) string {

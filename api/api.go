@@ -1,0 +1,188 @@
+// Package api is voicebot's HTTP API: place outbound calls, list the calls
+// in progress, hang one up. It is off unless configured, and every request
+// must carry the configured bearer token.
+//
+//	POST   /v1/calls       {"to": "+15550100", "from": "", "trunk": "", "agent": "", "instructions": "", "greeting_prompt": ""}
+//	GET    /v1/calls       the calls in progress
+//	GET    /v1/calls/{id}  one call, also for a while after it ended (its outcome)
+//	DELETE /v1/calls/{id}  hang up (or cancel while it rings)
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/secret"
+)
+
+// CallRequest is the body of POST /v1/calls.
+type CallRequest struct {
+	To             string `json:"to"`              // a number at the trunk, or a sip: URI
+	From           string `json:"from"`            // caller ID; default: the trunk's
+	Trunk          string `json:"trunk"`           // default: the first trunk
+	Agent          string `json:"agent"`           // profile name; default: agent:
+	Instructions   string `json:"instructions"`    // replaces the profile's instructions for this call
+	GreetingPrompt string `json:"greeting_prompt"` // replaces the profile's greeting prompt
+}
+
+// Placer places outbound calls. A *RequestError is the caller's mistake
+// (400); other errors are 503.
+type Placer func(r CallRequest) (id string, err error)
+
+// RequestError is a call request that cannot be placed as asked.
+type RequestError struct{ Msg string }
+
+func (e *RequestError) Error() string { return e.Msg }
+
+// Config configures the API.
+type Config struct {
+	Listen string
+	Token  secret.Value
+	Calls  *Registry
+	Place  Placer
+	Log    zerolog.Logger
+}
+
+// Server is the API on its listener.
+type Server struct {
+	cfg Config
+	ln  net.Listener
+	srv *http.Server
+}
+
+// maxBody bounds a request body.
+const maxBody = 64 << 10
+
+// Listen binds the API's address; Serve answers on it.
+func Listen(cfg Config) (*Server, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("api listen %s: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/calls", s.auth(s.placeCall))
+	mux.HandleFunc("GET /v1/calls", s.auth(s.listCalls))
+	mux.HandleFunc("GET /v1/calls/{id}", s.auth(s.getCall))
+	mux.HandleFunc("DELETE /v1/calls/{id}", s.auth(s.hangUp))
+	mux.HandleFunc("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: see /v1/calls")
+	}))
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 16 << 10}
+	return s, nil
+}
+
+// Addr is where the API listens.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Serve answers until ctx ends, then closes, giving requests in flight a second.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	s.cfg.Log.Info().Str("listen", s.Addr()).Msg("api: listening")
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return fmt.Errorf("api: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(sctx)
+	_ = s.srv.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// auth lets through requests with the bearer token.
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	want := []byte("Bearer " + s.cfg.Token.Reveal())
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if s.cfg.Token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="voicebot"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			s.cfg.Log.Warn().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("api: unauthorized request")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) placeCall(w http.ResponseWriter, r *http.Request) {
+	var req CallRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return
+	}
+	req.To = strings.TrimSpace(req.To)
+	if req.To == "" {
+		writeError(w, http.StatusBadRequest, `"to" is required: a number or a sip: URI`)
+		return
+	}
+	id, err := s.cfg.Place(req)
+	if err != nil {
+		var re *RequestError
+		if errors.As(err, &re) {
+			writeError(w, http.StatusBadRequest, re.Msg)
+			return
+		}
+		s.cfg.Log.Warn().Err(err).Msg("api: call not placed")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	s.cfg.Log.Info().Str("call_id", id).Str("to", req.To).Str("agent", req.Agent).Msg("api: placing call")
+	info, ok := s.cfg.Calls.Get(id)
+	if !ok {
+		info = CallInfo{ID: id, Direction: "outbound", To: req.To, State: "dialing"}
+	}
+	w.Header().Set("Location", "/v1/calls/"+id)
+	writeJSON(w, http.StatusCreated, info)
+}
+
+func (s *Server) listCalls(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"calls": s.cfg.Calls.Active()})
+}
+
+func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.cfg.Calls.Get(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such call")
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) hangUp(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	info, ok := s.cfg.Calls.Hangup(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no such call in progress")
+		return
+	}
+	s.cfg.Log.Info().Str("call_id", id).Msg("api: hanging up")
+	writeJSON(w, http.StatusAccepted, info)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

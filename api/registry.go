@@ -1,0 +1,146 @@
+package api
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Call is what the registry needs of a call in progress.
+type Call interface {
+	ID() string
+	State() string // dialing, ringing, answered, ended
+	Outcome() string
+	Hangup() error
+}
+
+// CallInfo is a call as the API shows it.
+type CallInfo struct {
+	ID        string     `json:"id"`
+	Direction string     `json:"direction"` // inbound or outbound
+	From      string     `json:"from"`
+	To        string     `json:"to"`
+	Agent     string     `json:"agent"`
+	State     string     `json:"state"`
+	Outcome   string     `json:"outcome,omitempty"` // why it ended
+	Started   time.Time  `json:"started"`
+	Ended     *time.Time `json:"ended,omitempty"`
+}
+
+// Registry keeps the calls in progress, and the recently ended ones for
+// their outcome. It is safe for concurrent use.
+type Registry struct {
+	mu     sync.Mutex
+	active map[string]*entry
+	recent []CallInfo // ended, oldest first
+}
+
+type entry struct {
+	info CallInfo
+	call Call
+}
+
+// Recently ended calls kept for GET /v1/calls/{id}.
+const (
+	keepEnded    = 200
+	keepEndedFor = 15 * time.Minute
+)
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{active: map[string]*entry{}} }
+
+// Add records a call in progress (again is harmless).
+func (r *Registry) Add(c Call, info CallInfo) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.active[c.ID()]; ok {
+		return
+	}
+	for _, e := range r.recent {
+		if e.ID == c.ID() {
+			return // it ended already
+		}
+	}
+	info.ID = c.ID()
+	if info.Started.IsZero() {
+		info.Started = time.Now()
+	}
+	r.active[c.ID()] = &entry{info: info, call: c}
+}
+
+// End moves a call to the recently ended.
+func (r *Registry) End(c Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.active[c.ID()]
+	if !ok {
+		return
+	}
+	delete(r.active, c.ID())
+	info := e.snapshot()
+	now := time.Now()
+	info.State, info.Ended = "ended", &now
+	r.recent = append(r.recent, info)
+	r.prune(now)
+}
+
+func (r *Registry) prune(now time.Time) {
+	drop := 0
+	for drop < len(r.recent) && (len(r.recent)-drop > keepEnded || now.Sub(*r.recent[drop].Ended) > keepEndedFor) {
+		drop++
+	}
+	r.recent = append(r.recent[:0], r.recent[drop:]...)
+}
+
+func (e *entry) snapshot() CallInfo {
+	info := e.info
+	info.State, info.Outcome = e.call.State(), e.call.Outcome()
+	return info
+}
+
+// Active lists the calls in progress, oldest first.
+func (r *Registry) Active() []CallInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]CallInfo, 0, len(r.active))
+	for _, e := range r.active {
+		out = append(out, e.snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out
+}
+
+// Len is the number of calls in progress.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.active)
+}
+
+// Get returns a call in progress or recently ended.
+func (r *Registry) Get(id string) (CallInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.active[id]; ok {
+		return e.snapshot(), true
+	}
+	for i := len(r.recent) - 1; i >= 0; i-- {
+		if r.recent[i].ID == id {
+			return r.recent[i], true
+		}
+	}
+	return CallInfo{}, false
+}
+
+// Hangup ends a call in progress.
+func (r *Registry) Hangup(id string) (CallInfo, bool) {
+	r.mu.Lock()
+	e, ok := r.active[id]
+	r.mu.Unlock()
+	if !ok {
+		return CallInfo{}, false
+	}
+	_ = e.call.Hangup()
+	info := e.snapshot()
+	return info, true
+}

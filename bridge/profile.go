@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"encoding/json"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/secret"
+)
+
+// Profile is the agent a call talks to: what the model is told and how it
+// listens (Session), how it opens the call, and what it may do.
+type Profile struct {
+	Name string
+	// Model names the realtime model to dial ("" for the endpoint's default).
+	Model   string
+	Session realtime.SessionConfig
+	// Greeting makes the bot speak first, with GreetingPrompt as that
+	// response's instructions.
+	Greeting       bool
+	GreetingPrompt string
+	// Tools the model may call: the built-in end_call, transfer_call and
+	// send_dtmf, and names of Webhooks.
+	Tools []string
+	// TransferTargets are where transfer_call may send the caller, by name.
+	TransferTargets map[string]TransferTarget
+	// HangupOnTransferFailure: when the far end refuses a transfer, the bot
+	// apologises and hangs up (true), or carries on with the caller.
+	HangupOnTransferFailure bool
+	// DTMF maps keys to actions instead of telling the model: "hangup",
+	// "transfer:<target>", "ignore". Keys not listed reach the model as text.
+	DTMF map[rune]string
+	// Webhooks are the HTTP tools available to Tools, by name.
+	Webhooks map[string]Webhook
+}
+
+// TransferTarget is one destination of transfer_call.
+type TransferTarget struct {
+	URI         string // sip: URI the caller is referred to
+	Description string // tells the model when to use it
+}
+
+// Webhook is a tool the model calls that voicebot forwards over HTTP: the
+// arguments are POSTed as JSON to URL, and the JSON response is the tool's
+// output.
+type Webhook struct {
+	Name        string
+	Description string
+	Parameters  json.RawMessage // JSON Schema of the arguments
+	URL         *url.URL
+	Timeout     time.Duration
+	// Headers are sent with every request (an Authorization token, say).
+	Headers map[string]secret.Value
+}
+
+// The built-in tools.
+const (
+	ToolEndCall  = "end_call"
+	ToolTransfer = "transfer_call"
+	ToolSendDTMF = "send_dtmf"
+)
+
+// BuiltinTools are the tools voicebot implements itself.
+var BuiltinTools = []string{ToolEndCall, ToolTransfer, ToolSendDTMF}
+
+// has reports whether the profile enables tool.
+func (p *Profile) has(tool string) bool {
+	for _, t := range p.Tools {
+		if t == tool {
+			return true
+		}
+	}
+	return false
+}
+
+// targetNames lists the transfer targets in a stable order.
+func (p *Profile) targetNames() []string {
+	names := make([]string, 0, len(p.TransferTargets))
+	for n := range p.TransferTargets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// toolDeclarations are the function tools declared to the model.
+func (p *Profile) toolDeclarations() []realtime.Tool {
+	var out []realtime.Tool
+	for _, name := range p.Tools {
+		switch name {
+		case ToolEndCall:
+			out = append(out, realtime.Tool{Name: name,
+				Description: "End the phone call. Say goodbye first: the call ends once you have finished speaking.",
+				Parameters:  json.RawMessage(`{"type":"object","properties":{"reason":{"type":"string","description":"Why the call ends, for the call record."}}}`)})
+		case ToolTransfer:
+			names := p.targetNames()
+			if len(names) == 0 {
+				continue
+			}
+			var desc strings.Builder
+			desc.WriteString("Transfer the caller to a person or department. Tell the caller first. Targets:")
+			for _, n := range names {
+				desc.WriteString(" " + n)
+				if d := p.TransferTargets[n].Description; d != "" {
+					desc.WriteString(" (" + d + ")")
+				}
+				desc.WriteString(";")
+			}
+			enum, _ := json.Marshal(names)
+			out = append(out, realtime.Tool{Name: name, Description: strings.TrimSuffix(desc.String(), ";") + ".",
+				Parameters: json.RawMessage(`{"type":"object","properties":{"target":{"type":"string","enum":` + string(enum) +
+					`,"description":"Who to transfer the caller to."}},"required":["target"]}`)})
+		case ToolSendDTMF:
+			out = append(out, realtime.Tool{Name: name,
+				Description: "Press keys on the phone line (DTMF tones), for example to navigate an automated menu.",
+				Parameters:  json.RawMessage(`{"type":"object","properties":{"digits":{"type":"string","pattern":"^[0-9*#A-D]{1,32}$","description":"The keys to press, in order."}},"required":["digits"]}`)})
+		default:
+			if w, ok := p.Webhooks[name]; ok {
+				out = append(out, realtime.Tool{Name: name, Description: w.Description, Parameters: w.Parameters})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/voicebot/voicebot/bridge"
+	"github.com/voicebot/voicebot/config"
+	"github.com/voicebot/voicebot/realtime"
+)
+
+// buildProfiles turns every configured agent into the bridge's profiles,
+// by name (config.DefaultProfile is agent:).
+func buildProfiles(cfg config.Config) (map[string]*bridge.Profile, error) {
+	out := map[string]*bridge.Profile{}
+	for _, name := range append([]string{config.DefaultProfile}, cfg.Profiles.Names()...) {
+		a, _ := cfg.Profile(name)
+		p, err := buildProfile(cfg, name, a)
+		if err != nil {
+			return nil, fmt.Errorf("profile %s: %w", name, err)
+		}
+		out[name] = p
+	}
+	return out, nil
+}
+
+func buildProfile(cfg config.Config, name string, a config.Agent) (*bridge.Profile, error) {
+	p := &bridge.Profile{
+		Name: name, Model: a.Model, Session: sessionConfig(cfg, a),
+		Greeting: a.Greeting, GreetingPrompt: a.GreetingPrompt,
+		Tools:                   append([]string(nil), a.Tools...),
+		TransferTargets:         map[string]bridge.TransferTarget{},
+		HangupOnTransferFailure: a.OnTransferFailure != "continue",
+		DTMF:                    map[rune]string{},
+		Webhooks:                map[string]bridge.Webhook{},
+	}
+	for n, t := range a.TransferTargets {
+		p.TransferTargets[n] = bridge.TransferTarget{URI: t.URI, Description: t.Description}
+	}
+	for k, action := range a.DTMF {
+		if action != "model" {
+			p.DTMF[[]rune(k)[0]] = action
+		}
+	}
+	for _, t := range a.Tools {
+		w, ok := cfg.Tools[t]
+		if !ok {
+			continue // a built-in tool
+		}
+		params := json.RawMessage(`{"type":"object","properties":{}}`)
+		if w.Parameters != nil {
+			b, err := json.Marshal(w.Parameters)
+			if err != nil {
+				return nil, fmt.Errorf("tool %s: parameters are not JSON: %w", t, err)
+			}
+			params = b
+		}
+		u, err := url.Parse(w.URL)
+		if err != nil {
+			return nil, fmt.Errorf("tool %s: url: %w", t, err)
+		}
+		p.Webhooks[t] = bridge.Webhook{Name: t, Description: w.Description, Parameters: params, URL: u,
+			Timeout: w.Timeout.D(), Headers: w.Headers}
+	}
+	return p, nil
+}
+
+func sessionConfig(cfg config.Config, a config.Agent) realtime.SessionConfig {
+	model := a.Model
+	if model == "" {
+		model = cfg.Realtime.Model
+	}
+	s := realtime.SessionConfig{
+		Model: model, Instructions: a.Instructions, Voice: a.Voice,
+		NoiseReduction: a.NoiseReduction,
+		TurnDetection: &realtime.TurnDetection{
+			Type: a.VAD.Type, Threshold: a.VAD.Threshold,
+			PrefixPaddingMS:   int(a.VAD.PrefixPadding.D() / time.Millisecond),
+			SilenceDurationMS: int(a.VAD.SilenceDuration.D() / time.Millisecond),
+			Eagerness:         a.VAD.Eagerness, CreateResponse: a.VAD.CreateResponse, InterruptResponse: a.VAD.InterruptResponse,
+		},
+	}
+	if a.TranscriptionModel != "" {
+		s.Transcription = &realtime.Transcription{Model: a.TranscriptionModel, Language: a.Language}
+	}
+	return s
+}

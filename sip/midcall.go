@@ -1,0 +1,419 @@
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Mid-call requests: re-INVITE and UPDATE (hold, resume, a new media
+// address or codec, session refreshes), INFO (keys), NOTIFY (the progress
+// of our REFER).
+
+// renegotiate answers a new offer within the call, keeping the codec in use
+// when the offer still has it. Caller holds mu.
+func (c *Call) renegotiateLocked(offer []byte) (Media, error) {
+	prefs := append([]string{c.media.Codec.Name}, c.ua.cfg.Codecs...)
+	return Negotiate(offer, prefs)
+}
+
+// timerHeadersFor adds our session-timer headers to a 2xx.
+func (c *Call) timerHeaders(res *sip.Response, th timerHeaders, t sessionTimer, refresher string) {
+	if t.interval <= 0 {
+		return
+	}
+	res.AppendHeader(t.header(refresher))
+	if th.supported {
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+}
+
+// refreshed takes the session timer a refresh (theirs or ours) set.
+func (c *Call) refreshed(t sessionTimer) {
+	c.mu.Lock()
+	c.timer = t
+	c.mu.Unlock()
+	select {
+	case c.timerKick <- struct{}{}:
+	default:
+	}
+}
+
+// onReinvite handles a re-INVITE: a new offer (hold, resume, a move), an
+// offerless one (we offer in the 2xx, the answer comes in the ACK), or a
+// session refresh. Glare with our own re-INVITE gets 491.
+func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	c.mu.Lock()
+	if !c.answered || c.reinviting || c.ctx.Err() != nil {
+		c.mu.Unlock()
+		c.ua.respond(tx, req, 491, "Request Pending", nil, sip.NewHeader("Retry-After", "2"))
+		return
+	}
+	c.reinviting = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.reinviting = false
+		c.mu.Unlock()
+	}()
+	if bad := unsupportedRequire(req); len(bad) > 0 {
+		c.ua.respond(tx, req, 420, "Bad Extension", nil, sip.NewHeader("Unsupported", strings.Join(bad, ", ")))
+		return
+	}
+	th, err := parseTimerHeaders(req)
+	if err != nil {
+		c.ua.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
+		return
+	}
+	c.mu.Lock()
+	timer, refresher, err := timerForRequest(th, c.timer, c.ua.cfg.SessionExpires, c.ua.cfg.MinSE, c.ua.cfg.Clock.Now())
+	if err != nil {
+		c.mu.Unlock()
+		c.ua.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", strconv.Itoa(int(c.ua.cfg.MinSE/time.Second))))
+		return
+	}
+	media, offered := c.media, len(req.Body()) > 0
+	if offered {
+		if media, err = c.renegotiateLocked(req.Body()); err != nil {
+			c.mu.Unlock()
+			c.log.Warn().Err(err).Msg("sip: refusing re-INVITE offer; the call goes on as it was")
+			c.ua.respond(tx, req, 488, "Not Acceptable Here ("+sanitize(err.Error())+")", nil)
+			return
+		}
+	}
+	body, err := c.localSDPLocked(media)
+	c.mu.Unlock()
+	if err != nil {
+		c.ua.respond(tx, req, 500, "Server Internal Error", nil)
+		return
+	}
+	res := c.response(req, 200, "OK", body)
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res.AppendHeader(c.ua.contact(req.Transport(), req.Source()))
+	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	res.AppendHeader(sip.NewHeader("Supported", supported))
+	c.timerHeaders(res, th, timer, refresher)
+	ack := c.expectAck(req.CSeq().SeqNo)
+	if err := tx.Respond(res); err != nil {
+		c.log.Debug().Err(err).Msg("sip: re-INVITE answer not sent")
+		return
+	}
+	c.refreshed(timer)
+	if offered {
+		c.apply(media)
+	}
+	// The 2xx is retransmitted until its ACK comes; this request's goroutine
+	// (sipgo runs each in its own) waits for it, as the transaction must
+	// live until then.
+	ackBody, err := c.awaitAck(c.ctx, tx, res, ack)
+	switch {
+	case errors.Is(err, errNoAck):
+		c.log.Warn().Msg("sip: no ACK for the re-INVITE's 200 OK, hanging up")
+		c.end(EndAckTimeout)
+		_ = c.sendBye()
+	case err == nil && !offered && len(ackBody) > 0:
+		c.mu.Lock()
+		m, err := c.renegotiateLocked(ackBody)
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Warn().Err(err).Msg("sip: the answer in the ACK is unusable, hanging up")
+			c.end(EndError)
+			_ = c.sendBye()
+			return
+		}
+		c.apply(m)
+	}
+}
+
+// onUpdate handles UPDATE (RFC 3311): a new offer answered in the 2xx, or,
+// without a body, a session refresh.
+func (u *UA) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
+	c := u.inDialog(req, tx)
+	if c == nil {
+		return
+	}
+	th, err := parseTimerHeaders(req)
+	if err != nil {
+		u.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
+		return
+	}
+	c.mu.Lock()
+	if c.reinviting && len(req.Body()) > 0 {
+		c.mu.Unlock()
+		u.respond(tx, req, 491, "Request Pending", nil, sip.NewHeader("Retry-After", "2"))
+		return
+	}
+	timer, refresher, err := timerForRequest(th, c.timer, u.cfg.SessionExpires, u.cfg.MinSE, u.cfg.Clock.Now())
+	if err != nil {
+		c.mu.Unlock()
+		u.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", strconv.Itoa(int(u.cfg.MinSE/time.Second))))
+		return
+	}
+	var body []byte
+	media, offered := c.media, len(req.Body()) > 0
+	if offered {
+		if media, err = c.renegotiateLocked(req.Body()); err == nil {
+			body, err = c.localSDPLocked(media)
+		}
+		if err != nil {
+			c.mu.Unlock()
+			c.log.Warn().Err(err).Msg("sip: refusing UPDATE offer; the call goes on as it was")
+			u.respond(tx, req, 488, "Not Acceptable Here ("+sanitize(err.Error())+")", nil)
+			return
+		}
+	}
+	c.mu.Unlock()
+	res := c.response(req, 200, "OK", body)
+	if offered {
+		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	res.AppendHeader(c.ua.contact(req.Transport(), req.Source()))
+	res.AppendHeader(sip.NewHeader("Supported", supported))
+	c.timerHeaders(res, th, timer, refresher)
+	if err := tx.Respond(res); err != nil {
+		return
+	}
+	c.refreshed(timer)
+	if offered {
+		c.apply(media)
+	}
+}
+
+// apply records renegotiated media and tells the handler.
+func (c *Call) apply(m Media) {
+	c.mu.Lock()
+	old := c.media
+	c.media = m
+	c.mu.Unlock()
+	if old.OnHold() != m.OnHold() {
+		if m.OnHold() {
+			c.log.Info().Str("direction", m.Direction).Msg("sip: the peer put the call on hold")
+		} else {
+			c.log.Info().Msg("sip: the peer took the call off hold")
+		}
+	}
+	if old.Remote != m.Remote || old.Codec != m.Codec {
+		c.log.Info().Str("remote_rtp", m.Remote.String()).Str("codec", m.Codec.Name).Msg("sip: media renegotiated")
+	}
+	c.emit(Event{Media: &m})
+}
+
+// onInfo takes key presses sent as SIP INFO (application/dtmf-relay, or
+// application/dtmf) within a call.
+func (u *UA) onInfo(req *sip.Request, tx sip.ServerTransaction) {
+	c := u.inDialog(req, tx)
+	if c == nil {
+		return
+	}
+	ct := ""
+	if h := req.ContentType(); h != nil {
+		ct = strings.ToLower(strings.TrimSpace(strings.Split(h.Value(), ";")[0]))
+	}
+	if len(req.Body()) == 0 {
+		u.respond(tx, req, 200, "OK", nil) // an empty INFO is a keep-alive
+		return
+	}
+	digit, ok := rune(0), false
+	switch ct {
+	case "application/dtmf-relay":
+		digit, ok = parseDTMFRelay(string(req.Body()))
+	case "application/dtmf":
+		digit, ok = parseDTMFDigit(strings.TrimSpace(string(req.Body())))
+	default:
+		u.respond(tx, req, 415, "Unsupported Media Type", nil, sip.NewHeader("Accept", "application/dtmf-relay, application/dtmf"))
+		return
+	}
+	if !ok {
+		u.respond(tx, req, 400, "Bad Request (no DTMF signal in body)", nil)
+		return
+	}
+	u.respond(tx, req, 200, "OK", nil)
+	c.emit(Event{Key: digit})
+}
+
+// parseDTMFRelay reads the "Signal=5\r\nDuration=160" body of
+// application/dtmf-relay.
+func parseDTMFRelay(body string) (rune, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		k, v, found := strings.Cut(line, "=")
+		if found && strings.EqualFold(strings.TrimSpace(k), "signal") {
+			return parseDTMFDigit(strings.TrimSpace(v))
+		}
+	}
+	return 0, false
+}
+
+// parseDTMFDigit accepts one key: 0-9, *, #, A-D, or the event codes 10-15.
+func parseDTMFDigit(s string) (rune, bool) {
+	switch {
+	case len(s) == 1 && strings.ContainsRune("0123456789*#ABCDabcd", rune(s[0])):
+		return []rune(strings.ToUpper(s))[0], true
+	case s == "10":
+		return '*', true
+	case s == "11":
+		return '#', true
+	case len(s) == 2 && s[0] == '1' && s[1] >= '2' && s[1] <= '5':
+		return rune('A' + s[1] - '2'), true
+	}
+	return 0, false
+}
+
+// startSessionTimer runs the call's session timer once it is established.
+func (c *Call) startSessionTimer() {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		current := func() sessionTimer {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.timer
+		}
+		runSessionTimer(c.ctx, c.ua.cfg.Clock, current, c.timerKick, c.refresh, func(reason string) {
+			c.log.Warn().Str("reason", reason).Msg("sip: session expired, hanging up")
+			c.end(EndSessionExpired)
+			_ = c.sendBye()
+		})
+	}()
+}
+
+// refresh sends our session refresh: UPDATE without a body when the peer
+// allows UPDATE, else a re-INVITE with our current SDP (unchanged, so the
+// same version: RFC 3264 §8).
+func (c *Call) refresh(ctx context.Context) error {
+	d := c.dialog()
+	c.mu.Lock()
+	if c.reinviting {
+		c.mu.Unlock()
+		return errors.New("an INVITE transaction is in progress")
+	}
+	method := sip.INVITE
+	if allows(c.peerAllow, "UPDATE") {
+		method = sip.UPDATE
+	}
+	if method == sip.INVITE {
+		c.reinviting = true
+	}
+	t := c.timer
+	sdp := c.localSDP
+	c.mu.Unlock()
+	defer func() {
+		if method == sip.INVITE {
+			c.mu.Lock()
+			c.reinviting = false
+			c.mu.Unlock()
+		}
+	}()
+	req := d.request(method, c.ua.cfg.UserAgent, c.ua.contact(d.transport, d.dest))
+	req.AppendHeader(t.header("uac"))
+	req.AppendHeader(sip.NewHeader("Supported", supported))
+	if method == sip.INVITE {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(sdp)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	defer cancel()
+	var res *sip.Response
+	var err error
+	if method == sip.INVITE {
+		res, err = c.inviteInDialog(rctx, req)
+	} else {
+		res, err = c.ua.do(rctx, req)
+	}
+	if err != nil {
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return errRefreshFatal{code: 408}
+		}
+		return fmt.Errorf("session refresh: %w", err)
+	}
+	switch {
+	case res.StatusCode == 408 || res.StatusCode == 481:
+		return errRefreshFatal{code: res.StatusCode}
+	case res.StatusCode == 422:
+		// The peer wants a longer interval: take its Min-SE and try again.
+		if h, err := parseTimerHeaders(res); err == nil && h.minSE > 0 {
+			c.mu.Lock()
+			c.timer.interval = max(c.timer.interval, h.minSE)
+			c.mu.Unlock()
+		}
+		return fmt.Errorf("session refresh: 422")
+	case res.StatusCode >= 300:
+		return fmt.Errorf("session refresh: %d %s", res.StatusCode, res.Reason)
+	}
+	if h := res.GetHeader("Allow"); h != nil {
+		c.mu.Lock()
+		c.peerAllow = h.Value()
+		c.mu.Unlock()
+	}
+	th, _ := parseTimerHeaders(res)
+	c.refreshed(timerForResponse(th, t, c.ua.cfg.Clock.Now()))
+	c.log.Debug().Str("method", string(method)).Msg("sip: session refreshed")
+	return nil
+}
+
+// inviteInDialog sends a re-INVITE and returns its final response; a 2xx
+// is acknowledged, and so are its retransmissions for as long as they come.
+func (c *Call) inviteInDialog(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	tx, err := c.ua.transaction(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			if res.IsSuccess() {
+				c.ackInDialog(req, res)
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, fmt.Errorf("re-INVITE: %w", tx.Err())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// ackInDialog acknowledges a 2xx to our INVITE: a request of its own
+// (RFC 3261 §13.2.2.4), same CSeq number, to the dialog's destination.
+func (c *Call) ackInDialog(invite *sip.Request, res *sip.Response) {
+	d := c.dialog()
+	if d == nil {
+		return
+	}
+	ack := sip.NewRequest(sip.ACK, *d.target.Clone())
+	ack.AppendHeader(sip.HeaderClone(invite.From()))
+	to := res.To()
+	ack.AppendHeader(sip.HeaderClone(to))
+	cid := sip.CallIDHeader(d.callID)
+	ack.AppendHeader(&cid)
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: invite.CSeq().SeqNo, MethodName: sip.ACK})
+	maxFwd := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&maxFwd)
+	for _, r := range d.routes {
+		ack.AppendHeader(sip.NewHeader("Route", r))
+	}
+	ack.SetTransport(d.transport)
+	ack.SetDestination(d.dest)
+	ack.SetBody(nil)
+	if err := c.ua.client.WriteRequest(ack, c.ua.prepare); err != nil {
+		c.log.Debug().Err(err).Msg("sip: ACK not sent")
+	}
+}
+
+// allows reports whether an Allow header value lists method.
+func allows(allow, method string) bool {
+	for _, m := range strings.Split(allow, ",") {
+		if strings.EqualFold(strings.TrimSpace(m), method) {
+			return true
+		}
+	}
+	return false
+}
