@@ -35,7 +35,9 @@ type Media struct {
 
 // Sends reports whether our direction lets us send RTP. A call whose peer
 // offered sendonly or inactive (or the old c=0.0.0.0) is on hold.
-func (m Media) Sends() bool { return m.Direction == "sendrecv" || m.Direction == "sendonly" || m.Direction == "" }
+func (m Media) Sends() bool {
+	return m.Direction == "sendrecv" || m.Direction == "sendonly" || m.Direction == ""
+}
 
 // OnHold reports whether the peer has put the call on hold.
 func (m Media) OnHold() bool { return !m.Sends() }
