@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -56,6 +57,35 @@ type harness struct {
 	out   []sentRTP
 	dec   *realtime.Decoder
 	seq   int
+	call  *fakeCall
+	// ended is why the call ended, as the loop would return it, and when.
+	ended   string
+	endedAt time.Time
+}
+
+// fakeCall is the SIP side of a harness call: transfers succeed or fail as set.
+type fakeCall struct {
+	transferErr error
+	transfers   []string
+	block       chan struct{} // when set, Transfer waits for it
+}
+
+func (f *fakeCall) ID() string                                    { return "call-1" }
+func (f *fakeCall) Ringing() error                                { return nil }
+func (f *fakeCall) Answer(context.Context, int) error             { return nil }
+func (f *fakeCall) Reject(int, string) error                      { return nil }
+func (f *fakeCall) Hangup() error                                 { return nil }
+func (f *fakeCall) Observe(Observer)                              {}
+func (f *fakeCall) Transfer(ctx context.Context, target string) error {
+	f.transfers = append(f.transfers, target)
+	if f.block != nil {
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return f.transferErr
 }
 
 type sentRTP struct {
@@ -83,7 +113,7 @@ func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile
 	}
 	b := New(cfg)
 	h.c = newCallState(b, p, h.model, zerolog.Nop())
-	h.c.media = media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, Clock: h.clk, Log: zerolog.Nop(),
+	h.c.media = media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU, DTMFPayloadType: 101}, Clock: h.clk, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error {
 			var p rtp.Packet
 			if err := p.Unmarshal(append([]byte(nil), pkt...)); err != nil {
@@ -98,6 +128,8 @@ func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile
 			h.out = append(h.out, sentRTP{at: h.clk.Now(), audio: audio, pkt: p})
 			return nil
 		}})
+	h.call = &fakeCall{}
+	h.c.call = h.call
 	h.c.ready = true
 	h.c.media.Tick(h.clk.Now())
 	return h
@@ -157,6 +189,43 @@ func (h *harness) play(d time.Duration) {
 			default:
 			}
 		}
+		if e := h.c.ending; e != nil && e.timer != nil {
+			select {
+			case <-e.timer.C():
+				e.timer = nil
+			default:
+			}
+		}
+		select {
+		case r := <-h.c.tools.results:
+			h.c.onToolResult(r)
+		default:
+		}
+		if h.ended == "" {
+			if reason, done := h.c.checkEnding(); done {
+				h.ended, h.endedAt = reason, h.clk.Now()
+			}
+		}
+	}
+}
+
+// toolResult waits (in real time: tools run in goroutines) for a tool's
+// result and hands it to the call, as the loop does.
+func (h *harness) toolResult() {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.c.tools.inFlight > 0 {
+		select {
+		case r := <-h.c.tools.results:
+			h.c.onToolResult(r)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatal("no tool result")
+		}
+	}
+	if reason, done := h.c.checkEnding(); done && h.ended == "" {
+		h.ended, h.endedAt = reason, h.clk.Now()
 	}
 }
 

@@ -349,23 +349,27 @@ func (c *callState) checkEnding() (string, bool) {
 		c.log.Warn().Dur("waited", speechWait).Msg("call: the bot did not finish speaking in time; going ahead")
 		return c.afterSpeech()
 	}
-	if e.timer != nil {
-		return "", false // a look is already due
-	}
 	queued := c.media.QueuedMS()
 	if !e.respDone || queued > 0 || c.media.Paused() || c.media.DTMFPending() > 0 {
 		e.drainedAt = time.Time{}
-		e.timer = c.clock.NewTimer(time.Duration(max(queued, 20)) * time.Millisecond)
+		c.wakeEnding(time.Duration(min(max(queued, 20), 200)) * time.Millisecond)
 		return "", false
 	}
 	if e.drainedAt.IsZero() {
 		e.drainedAt = now
 	}
-	if now.Sub(e.drainedAt) < drainGrace {
-		e.timer = c.clock.NewTimer(drainGrace - now.Sub(e.drainedAt))
+	if wait := drainGrace - now.Sub(e.drainedAt); wait > 0 {
+		c.wakeEnding(wait)
 		return "", false
 	}
 	return c.afterSpeech()
+}
+
+// wakeEnding makes the loop look at a pending end again within d.
+func (c *callState) wakeEnding(d time.Duration) {
+	if c.ending.timer == nil {
+		c.ending.timer = c.clock.NewTimer(d)
+	}
 }
 
 func (c *callState) afterSpeech() (string, bool) {

@@ -50,6 +50,10 @@ type Options struct {
 	// Reply turns a caller utterance (PCM16 24 kHz) into the reply audio and its
 	// transcript; default: the utterance itself (an echo test).
 	Reply func(utterance []int16) (audio []int16, transcript string)
+	// ToolScript decides, for a user text turn (the bridge sends key
+	// presses as "The caller pressed 5."), whether the reply calls a tool;
+	// nil keeps the turn a plain beep. Default: DefaultToolScript.
+	ToolScript func(text string, tools []Tool) *ToolCall
 	// APIKey, when set, must arrive as Bearer token or api-key header.
 	APIKey string
 	// Voices, when set, are the only voices session.update may choose, as
@@ -83,6 +87,9 @@ func NewServer(opts Options) *Server {
 	if opts.Greeting == nil {
 		opts.Greeting = DefaultGreeting()
 		opts.GreetingText = GreetingText
+	}
+	if opts.ToolScript == nil {
+		opts.ToolScript = DefaultToolScript
 	}
 	if opts.Reply == nil {
 		opts.Reply = func(u []int16) ([]int16, string) {
@@ -191,3 +198,66 @@ type Received struct {
 var ErrNotFound = errors.New("realtimetest: event not seen in time")
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Tool is a function tool as session.update declares it.
+type Tool struct {
+	Type        string          `json:"type"`
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Parameters  json.RawMessage `json:"parameters"`
+}
+
+// ToolCall is a function call a reply makes, after saying Say.
+type ToolCall struct {
+	Name      string
+	Arguments string // JSON
+	Say       []int16
+	SayText   string
+}
+
+// GoodbyeAudio is what the demo says before it ends a call: 0.8 s of
+// falling tones (PCM16 at 24 kHz).
+func GoodbyeAudio() []int16 {
+	return append(append(beep(0.3, 784), beep(0.25, 659)...), beep(0.25, 523)...)
+}
+
+// DefaultToolScript is how the demo model uses the tools it is given, so
+// that a caller (or a test) can exercise them with keys: # calls end_call,
+// 0 calls transfer_call to the first target, * calls send_dtmf with "1234".
+func DefaultToolScript(text string, tools []Tool) *ToolCall {
+	has := func(name string) (Tool, bool) {
+		for _, t := range tools {
+			if t.Name == name {
+				return t, true
+			}
+		}
+		return Tool{}, false
+	}
+	switch {
+	case strings.Contains(text, "pressed #"):
+		if _, ok := has("end_call"); ok {
+			return &ToolCall{Name: "end_call", Arguments: `{"reason":"the caller pressed #"}`, Say: GoodbyeAudio(), SayText: "Goodbye!"}
+		}
+	case strings.Contains(text, "pressed 0"):
+		if t, ok := has("transfer_call"); ok {
+			var schema struct {
+				Properties struct {
+					Target struct {
+						Enum []string `json:"enum"`
+					} `json:"target"`
+				} `json:"properties"`
+			}
+			target := "operator"
+			if json.Unmarshal(t.Parameters, &schema) == nil && len(schema.Properties.Target.Enum) > 0 {
+				target = schema.Properties.Target.Enum[0]
+			}
+			args, _ := json.Marshal(map[string]string{"target": target})
+			return &ToolCall{Name: "transfer_call", Arguments: string(args), Say: beep(0.5, 440), SayText: "Transferring you now."}
+		}
+	case strings.Contains(text, "pressed *"):
+		if _, ok := has("send_dtmf"); ok {
+			return &ToolCall{Name: "send_dtmf", Arguments: `{"digits":"1234"}`, Say: beep(0.3, 440), SayText: "Pressing 1 2 3 4."}
+		}
+	}
+	return nil
+}

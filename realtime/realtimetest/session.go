@@ -55,7 +55,9 @@ type Session struct {
 	utterance    []int16
 	pending      []int16 // committed utterance not yet answered
 	pendingText  string  // user text item not yet answered
+	pendingTool  string  // function_call_output not yet answered
 	buffered     int     // ms in the input buffer since the last commit
+	tools        []Tool  // declared in session.update
 }
 
 type vadConfig struct {
@@ -89,10 +91,13 @@ type item struct {
 }
 
 type response struct {
-	id     string
-	itemID string
-	cancel chan string // reason
-	done   chan struct{}
+	id       string
+	itemID   string
+	call     *ToolCall // a function call the response makes after speaking
+	callID   string
+	callItem string
+	cancel   chan string // reason
+	done     chan struct{}
 }
 
 const (
@@ -362,6 +367,7 @@ type sessionUpdateGA struct {
 		} `json:"audio"`
 		Temperature *float64 `json:"temperature"`
 		Modalities  []string `json:"modalities"`
+		Tools       *[]Tool  `json:"tools"`
 	} `json:"session"`
 }
 
@@ -373,6 +379,7 @@ type sessionUpdateBeta struct {
 		OutputAudioFormat *string         `json:"output_audio_format"`
 		Transcription     json.RawMessage `json:"input_audio_transcription"`
 		TurnDetection     json.RawMessage `json:"turn_detection"`
+		Tools             *[]Tool         `json:"tools"`
 	} `json:"session"`
 }
 
@@ -389,6 +396,7 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 	var (
 		in, out            *realtime.AudioFormat
 		turn, transcribeRM json.RawMessage
+		tools              *[]Tool
 	)
 	parseFormat := func(name, param string) (*realtime.AudioFormat, bool) {
 		f, ok := realtime.ParseAudioFormat(name)
@@ -427,7 +435,7 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 				return
 			}
 		}
-		turn, transcribeRM = u.Session.Audio.Input.TurnDetection, u.Session.Audio.Input.Transcription
+		turn, transcribeRM, tools = u.Session.Audio.Input.TurnDetection, u.Session.Audio.Input.Transcription, u.Session.Tools
 		if !s.voiceAllowed(u.Session.Audio.Output.Voice, "session.audio.output.voice", eventID) {
 			return
 		}
@@ -452,12 +460,27 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 				return
 			}
 		}
-		turn, transcribeRM = u.Session.TurnDetection, u.Session.Transcription
+		turn, transcribeRM, tools = u.Session.TurnDetection, u.Session.Transcription, u.Session.Tools
 		if !s.voiceAllowed(u.Session.Voice, "session.voice", eventID) {
 			return
 		}
 	}
+	if tools != nil {
+		for i, t := range *tools {
+			if t.Type != "function" || t.Name == "" {
+				s.sendError("invalid_value", fmt.Sprintf("Invalid tool at index %d: want type 'function' and a name.", i), fmt.Sprintf("session.tools[%d]", i), eventID)
+				return
+			}
+			if len(t.Parameters) > 0 && !json.Valid(t.Parameters) {
+				s.sendError("invalid_value", "Invalid tool parameters.", fmt.Sprintf("session.tools[%d].parameters", i), eventID)
+				return
+			}
+		}
+	}
 	s.mu.Lock()
+	if tools != nil {
+		s.tools = *tools
+	}
 	if in != nil {
 		s.input = *in
 	}
@@ -767,10 +790,20 @@ func (s *Session) startResponse(eventID string) {
 	}
 	var audio []int16
 	var transcript string
-	if s.pendingText != "" {
-		// A text turn (a key press, history): acknowledge it with a short beep.
+	var call *ToolCall
+	if s.pendingTool != "" {
+		// Speak the result of a tool: a short two-tone beep.
+		audio = append(beep(0.25, 880), beep(0.25, 660)...)
+		transcript = "(the tool answered: " + s.pendingTool + ")"
+		s.pendingTool = ""
+	} else if s.pendingText != "" {
+		// A text turn (a key press, history): acknowledge it with a short
+		// beep, or call the tool the script picks for it.
 		audio = beep(0.4, 660)
 		transcript = "(heard: " + s.pendingText + ")"
+		if call = s.srv.opts.ToolScript(s.pendingText, s.tools); call != nil {
+			audio, transcript = call.Say, call.SayText
+		}
 		s.pendingText = ""
 	} else if s.pending != nil {
 		audio, transcript = s.srv.opts.Reply(s.pending)
@@ -778,9 +811,12 @@ func (s *Session) startResponse(eventID string) {
 	} else {
 		audio, transcript = s.srv.opts.Greeting, s.srv.opts.GreetingText
 	}
-	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{})}
+	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{}), call: call}
 	prev := s.lastItemLocked()
 	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: true, transcript: transcript})
+	if call != nil {
+		r.callItem, r.callID = s.newIDLocked("item"), s.newIDLocked("call")
+	}
 	s.active = r
 	out := s.output
 	s.streamWG.Add(1)
@@ -878,6 +914,10 @@ loop:
 	if s.dialect == realtime.GA {
 		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
 	}
+	output := []any{final}
+	if r.call != nil && reason == "" {
+		output = append(output, s.streamFunctionCall(r, r.itemID))
+	}
 	s.mu.Lock()
 	if s.active == r {
 		s.active = nil
@@ -885,8 +925,36 @@ loop:
 	s.mu.Unlock()
 	s.send(map[string]any{"type": "response.done", "response": map[string]any{
 		"id": r.id, "object": "realtime.response", "status": status, "status_details": details,
-		"output": []any{final}, "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
+		"output": output, "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
 	}})
+}
+
+// streamFunctionCall sends the function call item of a response, after its
+// spoken item, as the service does (§7 of the protocol notes): item added,
+// argument deltas, arguments done, item done. It returns the final item.
+func (s *Session) streamFunctionCall(r *response, prev string) map[string]any {
+	obj := func(status, args string) map[string]any {
+		return map[string]any{"id": r.callItem, "object": "realtime.item", "type": "function_call", "status": status,
+			"call_id": r.callID, "name": r.call.Name, "arguments": args}
+	}
+	s.mu.Lock()
+	s.addItemLocked(&item{id: r.callItem, role: "assistant", kind: "function_call", callID: r.callID})
+	s.mu.Unlock()
+	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 1, "item": obj("in_progress", "")})
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": obj("in_progress", "")})
+	args := r.call.Arguments
+	for i := 0; i < len(args); i += 8 {
+		s.send(map[string]any{"type": "response.function_call_arguments.delta", "response_id": r.id, "item_id": r.callItem,
+			"output_index": 1, "call_id": r.callID, "delta": args[i:min(len(args), i+8)]})
+	}
+	s.send(map[string]any{"type": "response.function_call_arguments.done", "response_id": r.id, "item_id": r.callItem,
+		"output_index": 1, "call_id": r.callID, "name": r.call.Name, "arguments": args})
+	final := obj("completed", args)
+	s.send(map[string]any{"type": "response.output_item.done", "response_id": r.id, "output_index": 1, "item": final})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
+	}
+	return final
 }
 
 // beep is a tone of seconds at freq, PCM16 at 24 kHz, with soft edges.
@@ -958,10 +1026,11 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 		Item           json.RawMessage `json:"item"`
 	}
 	var it struct {
-		ID      string `json:"id"`
-		Type    string `json:"type"`
-		Role    string `json:"role"`
-		CallID  string `json:"call_id"`
+		ID      string  `json:"id"`
+		Type    string  `json:"type"`
+		Role    string  `json:"role"`
+		CallID  string  `json:"call_id"`
+		Output  *string `json:"output"`
 		Content []struct {
 			Type string `json:"type"`
 			Text string `json:"text"`
@@ -986,7 +1055,22 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 			}
 		}
 	}
+	if it.Type == "function_call_output" && (it.CallID == "" || it.Output == nil) {
+		s.sendError("missing_required_parameter", "A function_call_output item needs call_id and output.", "item", eventID)
+		return
+	}
 	s.mu.Lock()
+	if it.Type == "function_call_output" && !s.hasCallLocked(it.CallID) {
+		s.mu.Unlock()
+		s.sendError("invalid_value", "No function call with call_id "+it.CallID+" in the conversation.", "item.call_id", eventID)
+		return
+	}
+	if it.Type == "function_call_output" {
+		if s.pendingTool != "" {
+			s.pendingTool += "; "
+		}
+		s.pendingTool += *it.Output
+	}
 	if it.ID == "" {
 		it.ID = s.newIDLocked("item")
 	}
@@ -1014,6 +1098,15 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 	if s.dialect == realtime.GA {
 		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": obj})
 	}
+}
+
+func (s *Session) hasCallLocked(callID string) bool {
+	for _, it := range s.items {
+		if it.kind == "function_call" && it.callID == callID {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Session) onItemDelete(data []byte, eventID string) {
