@@ -70,12 +70,12 @@ type fakeCall struct {
 	block       chan struct{} // when set, Transfer waits for it
 }
 
-func (f *fakeCall) ID() string                                    { return "call-1" }
-func (f *fakeCall) Ringing() error                                { return nil }
-func (f *fakeCall) Answer(context.Context, int) error             { return nil }
-func (f *fakeCall) Reject(int, string) error                      { return nil }
-func (f *fakeCall) Hangup() error                                 { return nil }
-func (f *fakeCall) Observe(Observer)                              {}
+func (f *fakeCall) ID() string                        { return "call-1" }
+func (f *fakeCall) Ringing() error                    { return nil }
+func (f *fakeCall) Answer(context.Context, int) error { return nil }
+func (f *fakeCall) Reject(int, string) error          { return nil }
+func (f *fakeCall) Hangup() error                     { return nil }
+func (f *fakeCall) Observe(Observer)                  {}
 func (f *fakeCall) Transfer(ctx context.Context, target string) error {
 	f.transfers = append(f.transfers, target)
 	if f.block != nil {
