@@ -194,10 +194,11 @@ func runSessionTimer(ctx context.Context, clk clock.Clock, current func() sessio
 			tm = clk.NewTimer(max(at.Sub(clk.Now()), 0))
 			fire = tm.C()
 		}
+		kicked := false
 		select {
 		case <-ctx.Done():
 		case <-kick:
-			retry = time.Time{}
+			kicked = true
 		case <-fire:
 		}
 		if tm != nil {
@@ -206,13 +207,11 @@ func runSessionTimer(ctx context.Context, clk clock.Clock, current func() sessio
 		if ctx.Err() != nil {
 			return
 		}
-		if t.interval == 0 || t != current() {
-			continue // no timer yet, or it changed while we waited
-		}
-		now := clk.Now()
-		if now.Before(t.due()) && now.Before(retry) {
+		if kicked {
+			retry = time.Time{} // a refresh came (or ours went through): start over
 			continue
 		}
+		now := clk.Now()
 		if !t.weRefresh {
 			expire("session timer expired: the peer stopped refreshing")
 			return

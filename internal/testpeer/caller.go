@@ -32,6 +32,10 @@ type Caller struct {
 	Codec                  media.Codec
 	cseq                   int
 
+	// Answer, when set, decides how requests from the UA are answered
+	// (default: 200 OK). It runs on the caller's reader goroutine.
+	Answer func(req *sip.Request) (code int, headers []string, body string)
+
 	mu       sync.Mutex
 	requests []*sip.Request // requests the UA sent us (BYE…)
 	resps    chan *sip.Response
@@ -43,8 +47,9 @@ type Caller struct {
 // Packet is one RTP packet the caller received, with its arrival time.
 type Packet struct {
 	At     time.Time
-	Header rtp.Header
-	Audio  []int16 // decoded payload
+	Header  rtp.Header
+	Audio   []int16 // decoded payload
+	Payload []byte  // as received
 }
 
 // New opens the caller's SIP and RTP sockets on 127.0.0.1.
@@ -119,9 +124,18 @@ func (c *Caller) readSIP() {
 		case *sip.Request:
 			c.mu.Lock()
 			c.requests = append(c.requests, m)
+			answer := c.Answer
 			c.mu.Unlock()
 			if !m.IsAck() {
-				res := sip.NewResponseFromRequest(m, 200, "OK", nil)
+				code, headers, body := 200, []string(nil), ""
+				if answer != nil {
+					code, headers, body = answer(m)
+				}
+				res := sip.NewResponseFromRequest(m, code, reasonFor(code), []byte(body))
+				for _, h := range headers {
+					name, value, _ := strings.Cut(h, ":")
+					res.AppendHeader(sip.NewHeader(strings.TrimSpace(name), strings.TrimSpace(value)))
+				}
 				_, _ = c.SIP.WriteToUDPAddrPort([]byte(res.String()), from)
 			}
 		}
@@ -144,11 +158,43 @@ func (c *Caller) readRTP() {
 		if p.PayloadType == media.PCMA.PayloadType {
 			codec = media.PCMA
 		}
-		pkt := Packet{At: time.Now(), Header: p.Header.Clone(), Audio: codec.Decode(nil, p.Payload)}
+		pkt := Packet{At: time.Now(), Header: p.Header.Clone(), Audio: codec.Decode(nil, p.Payload), Payload: append([]byte(nil), p.Payload...)}
 		c.mu.Lock()
 		c.received = append(c.received, pkt)
 		c.mu.Unlock()
 	}
+}
+
+func reasonFor(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 202:
+		return "Accepted"
+	case 481:
+		return "Call/Transaction Does Not Exist"
+	case 603:
+		return "Decline"
+	}
+	return "Whatever"
+}
+
+// SetAnswer sets how requests from the UA are answered.
+func (c *Caller) SetAnswer(f func(req *sip.Request) (int, []string, string)) {
+	c.mu.Lock()
+	c.Answer = f
+	c.mu.Unlock()
+}
+
+// RequestsOf returns the requests of one method the UA sent the caller.
+func (c *Caller) RequestsOf(method string) []*sip.Request {
+	var out []*sip.Request
+	for _, r := range c.Requests() {
+		if string(r.Method) == method {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Received returns the RTP packets received so far.
@@ -166,12 +212,17 @@ func (c *Caller) Requests() []*sip.Request {
 }
 
 // Offer is the default SDP offer: PCMU, PCMA, telephone-event.
-func (c *Caller) Offer() string {
-	a := c.rtpAddr()
-	return fmt.Sprintf("v=0\r\no=testpeer 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
-		"m=audio %d RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
-		a.Addr(), a.Addr(), a.Port())
+func (c *Caller) Offer() string { return c.OfferAt(c.rtpAddr(), "sendrecv", 1) }
+
+// OfferAt is an offer with RTP at addr, a direction and an SDP version.
+func (c *Caller) OfferAt(a netip.AddrPort, direction string, version int) string {
+	return fmt.Sprintf("v=0\r\no=testpeer 1 %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=%s\r\n",
+		version, a.Addr(), a.Addr(), a.Port(), direction)
 }
+
+// RTPAddr is where the caller receives RTP.
+func (c *Caller) RTPAddr() netip.AddrPort { return c.rtpAddr() }
 
 // Request builds a request of this call's dialog.
 func (c *Caller) Request(method, contentType, body string, extra ...string) []byte {
@@ -219,12 +270,12 @@ func (c *Caller) Final(timeout time.Duration) (*sip.Response, error) {
 
 // Invite sends an INVITE with body (the default offer when empty) and
 // returns the final answer; on 2xx it records the dialog and the bot's RTP
-// address and sends the ACK.
-func (c *Caller) Invite(body string, timeout time.Duration) (*sip.Response, error) {
+// address and sends the ACK. A re-INVITE is the same within the dialog.
+func (c *Caller) Invite(body string, timeout time.Duration, extra ...string) (*sip.Response, error) {
 	if body == "" {
 		body = c.Offer()
 	}
-	if err := c.SendRaw(c.Request("INVITE", "application/sdp", body)); err != nil {
+	if err := c.SendRaw(c.Request("INVITE", "application/sdp", body, extra...)); err != nil {
 		return nil, err
 	}
 	res, err := c.Final(timeout)
@@ -309,6 +360,14 @@ func (c *Caller) PressKey(digit rune, pt uint8, seq uint16, ts uint32, ssrc uint
 		time.Sleep(20 * time.Millisecond)
 	}
 	return seq
+}
+
+// Send sends an in-dialog request and returns its final answer.
+func (c *Caller) Send(method, contentType, body string, timeout time.Duration, extra ...string) (*sip.Response, error) {
+	if err := c.SendRaw(c.Request(method, contentType, body, extra...)); err != nil {
+		return nil, err
+	}
+	return c.Final(timeout)
 }
 
 // Info sends an in-dialog INFO and returns the answer's status code.
