@@ -46,7 +46,7 @@ type Caller struct {
 
 // Packet is one RTP packet the caller received, with its arrival time.
 type Packet struct {
-	At     time.Time
+	At      time.Time
 	Header  rtp.Header
 	Audio   []int16 // decoded payload
 	Payload []byte  // as received
