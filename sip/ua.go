@@ -71,6 +71,7 @@ type UA struct {
 	calls         sync.WaitGroup
 	ctx           context.Context
 	registrations []*registration
+	ready         chan struct{} // closed once requests can be sent and received
 }
 
 var setSipgoLogger sync.Once
@@ -108,7 +109,7 @@ func New(cfg Config, handler Handler) (*UA, error) {
 			return nil, fmt.Errorf("sip trunk %q: %w", cfg.Trunks[i].Name, err)
 		}
 	}
-	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}}
+	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}, ready: make(chan struct{})}
 	// sipgo logs through a process-wide logger that its own goroutines read
 	// at any time: set it once, before any of them exists.
 	setSipgoLogger.Do(func() { sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log))) })
@@ -233,6 +234,8 @@ func (u *UA) Serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- u.server.ServeTCP(u.tcp) }()
 	}
+	u.awaitListening()
+	close(u.ready)
 	u.log.Info().Str("listen", u.Addr().String()).Strs("transports", u.cfg.Transports).Msg("sip: listening")
 	var regs sync.WaitGroup
 	for _, t := range u.cfg.Trunks {
@@ -267,6 +270,26 @@ func (u *UA) Serve(ctx context.Context) error {
 	}
 	return err
 }
+
+// awaitListening waits (briefly) until sipgo has taken the UDP socket into
+// its pool: before that, a request of ours would find no socket to leave
+// from, and sipgo would try to open another on our port.
+func (u *UA) awaitListening() {
+	if u.udp == nil {
+		return
+	}
+	addr := u.udp.LocalAddr().String()
+	for i := 0; i < 2000; i++ {
+		if c, err := u.ua.TransportLayer().GetConnection("udp", addr); err == nil && c != nil {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	u.log.Warn().Msg("sip: the UDP socket is not serving after 2 s")
+}
+
+// Ready is closed once Serve is answering and calls can be placed.
+func (u *UA) Ready() <-chan struct{} { return u.ready }
 
 // ActiveCalls is the number of calls in progress.
 func (u *UA) ActiveCalls() int {

@@ -168,18 +168,27 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 			opts.api <- apiServer.Addr()
 		}
 	}
-	log.Info().Str("sip", ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
-		Strs("profiles", append([]string{config.DefaultProfile}, cfg.Profiles.Names()...)).
-		Msg("voicebot ready: call sip:bot@" + ua.Addr().String())
-	if opts.ready != nil {
-		opts.ready <- ua.Addr()
-	}
 	var wg sync.WaitGroup
 	var apiErr error
-	if apiServer != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); apiErr = apiServer.Serve(ctx) }()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ua.Ready():
+		case <-ctx.Done():
+			return
+		}
+		log.Info().Str("sip", ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
+			Strs("profiles", append([]string{config.DefaultProfile}, cfg.Profiles.Names()...)).
+			Msg("voicebot ready: call sip:bot@" + ua.Addr().String())
+		if opts.ready != nil {
+			opts.ready <- ua.Addr()
+		}
+		// The API places calls: it serves once SIP does.
+		if apiServer != nil {
+			apiErr = apiServer.Serve(ctx)
+		}
+	}()
 	err = ua.Serve(ctx)
 	wg.Wait()
 	log.Info().Msg("voicebot stopped")
