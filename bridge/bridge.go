@@ -277,7 +277,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	st := c.media.Stats()
 	log.Info().Str("end", reason).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
-		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).
+		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).Uint64("rtp_held", st.HeldIn).
 		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
 		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).
 		Int("keys", c.keys.pressed).Int("keys_dropped", c.keys.dropped).Uint64("dtmf_out", st.DTMFOut).

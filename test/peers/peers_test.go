@@ -73,10 +73,47 @@ func freePort(t *testing.T) int {
 
 // voicebot is a running voicebot process.
 type voicebot struct {
-	addr string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  strings.Builder
+	addr    string
+	api     string // the API's address, when on
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	log     strings.Builder
+	exited  chan struct{}
+	stopped sync.Once
+	exitErr error
+}
+
+// vbOption adds to a voicebot's environment or configuration.
+type vbOption func(t *testing.T, env *[]string, cfg *strings.Builder)
+
+// withEnv sets environment variables (NAME=value).
+func withEnv(kv ...string) vbOption {
+	return func(_ *testing.T, env *[]string, _ *strings.Builder) { *env = append(*env, kv...) }
+}
+
+// withYAML adds YAML to voicebot's config file (lists and maps, which have
+// no environment variables).
+func withYAML(yaml string) vbOption {
+	return func(_ *testing.T, _ *[]string, cfg *strings.Builder) { cfg.WriteString(yaml + "\n") }
+}
+
+// withAPI turns on the HTTP API on a free loopback port.
+func withAPI() vbOption {
+	return func(t *testing.T, env *[]string, _ *strings.Builder) {
+		*env = append(*env, fmt.Sprintf("VOICEBOT_API_LISTEN=127.0.0.1:%d", freeTCPPort(t)), "VOICEBOT_API_TOKEN="+apiToken)
+	}
+}
+
+const apiToken = "peers-test-token-0123456789"
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func (v *voicebot) logs() string {
@@ -85,14 +122,30 @@ func (v *voicebot) logs() string {
 	return v.log.String()
 }
 
-func startVoicebot(t *testing.T, rtpBase int) *voicebot {
+func startVoicebot(t *testing.T, rtpBase int, opts ...vbOption) *voicebot {
 	t.Helper()
 	port := freePort(t)
-	v := &voicebot{addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	v := &voicebot{addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
+	env := []string{"VOICEBOT_SIP_LISTEN=" + v.addr, "VOICEBOT_LOG_FORMAT=json", "VOICEBOT_LOG_LEVEL=debug",
+		fmt.Sprintf("VOICEBOT_MEDIA_PORT_MIN=%d", rtpBase), fmt.Sprintf("VOICEBOT_MEDIA_PORT_MAX=%d", rtpBase+98)}
+	var cfg strings.Builder
+	for _, o := range opts {
+		o(t, &env, &cfg)
+	}
+	for _, kv := range env {
+		if a, ok := strings.CutPrefix(kv, "VOICEBOT_API_LISTEN="); ok {
+			v.api = a
+		}
+	}
 	v.cmd = exec.Command(binary_)
-	v.cmd.Env = append(os.Environ(),
-		"VOICEBOT_SIP_LISTEN="+v.addr, "VOICEBOT_LOG_FORMAT=json", "VOICEBOT_LOG_LEVEL=debug",
-		fmt.Sprintf("VOICEBOT_MEDIA_PORT_MIN=%d", rtpBase), fmt.Sprintf("VOICEBOT_MEDIA_PORT_MAX=%d", rtpBase+98))
+	if cfg.Len() > 0 {
+		path := filepath.Join(t.TempDir(), "voicebot.yaml")
+		if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v.cmd.Args = append(v.cmd.Args, "-config", path)
+	}
+	v.cmd.Env = append(os.Environ(), env...)
 	stderr, _ := v.cmd.StderrPipe()
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -112,28 +165,22 @@ func startVoicebot(t *testing.T, rtpBase int) *voicebot {
 			}
 		}
 	}()
+	go func() {
+		<-exited
+		v.exitErr = v.cmd.Wait()
+		close(v.exited)
+	}()
 	select {
 	case <-ready:
-	case <-exited:
-		_ = v.cmd.Wait()
+	case <-v.exited:
 		t.Fatalf("voicebot exited at start:\n%s", v.logs())
 	case <-time.After(20 * time.Second):
 		v.cmd.Process.Kill()
+		<-v.exited
 		t.Fatalf("voicebot did not start:\n%s", v.logs())
 	}
 	t.Cleanup(func() {
-		_ = v.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- v.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("voicebot exited with %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			v.cmd.Process.Kill()
-			t.Error("voicebot did not stop on SIGTERM")
-		}
+		v.stop(t)
 		if t.Failed() {
 			t.Logf("voicebot log:\n%s", v.logs())
 		}
@@ -141,12 +188,46 @@ func startVoicebot(t *testing.T, rtpBase int) *voicebot {
 	return v
 }
 
+// stop sends SIGTERM and waits (bounded) for a clean exit.
+func (v *voicebot) stop(t *testing.T) {
+	v.stopped.Do(func() {
+		_ = v.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-v.exited:
+			if v.exitErr != nil {
+				t.Errorf("voicebot exited with %v", v.exitErr)
+			}
+		case <-time.After(15 * time.Second):
+			v.cmd.Process.Kill()
+			<-v.exited
+			t.Error("voicebot did not stop on SIGTERM")
+		}
+	})
+}
+
+// waitLog waits until voicebot has logged n lines containing s.
+func (v *voicebot) waitLog(t *testing.T, s string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Count(v.logs(), s) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("voicebot did not log %q %d times in %v", s, n, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // recorder collects the RTP voicebot sends to one port.
 type recorder struct {
 	conn *net.UDPConn
 	mu   sync.Mutex
-	pkts []rtp.Packet
+	pkts []timedPacket
 	done chan struct{}
+}
+
+type timedPacket struct {
+	at  time.Time
+	pkt rtp.Packet
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -166,7 +247,7 @@ func newRecorder(t *testing.T) *recorder {
 			var p rtp.Packet
 			if p.Unmarshal(append([]byte(nil), buf[:n]...)) == nil {
 				r.mu.Lock()
-				r.pkts = append(r.pkts, p)
+				r.pkts = append(r.pkts, timedPacket{time.Now(), p})
 				r.mu.Unlock()
 			}
 		}
@@ -180,7 +261,18 @@ func (r *recorder) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
 func (r *recorder) packets() []rtp.Packet {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]rtp.Packet(nil), r.pkts...)
+	out := make([]rtp.Packet, len(r.pkts))
+	for i, p := range r.pkts {
+		out[i] = p.pkt
+	}
+	return out
+}
+
+// timed returns the packets with their arrival times.
+func (r *recorder) timed() []timedPacket {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]timedPacket(nil), r.pkts...)
 }
 
 // pcapAudio decodes the A-law RTP payloads of a SIPp pcap (Ethernet/IPv4/UDP).
@@ -277,36 +369,89 @@ const sippPcap = "/usr/share/sip-tester/g711a.pcap"
 
 // runSIPp runs one call of a scenario from test/sipp against vb, with the
 // RTP voicebot sends recorded by rec, and fails the test unless SIPp exits 0.
-func runSIPp(t *testing.T, vb *voicebot, rec *recorder, scenario string) {
+func runSIPp(t *testing.T, vb *voicebot, rec *recorder, scenario string, keys ...string) {
+	t.Helper()
+	args := []string{vb.addr, "-key", "record_port", fmt.Sprint(rec.port())}
+	for i := 0; i+1 < len(keys); i += 2 {
+		args = append(args, "-key", keys[i], keys[i+1])
+	}
+	s := startSIPp(t, scenario, args...)
+	if err := s.wait(60 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sipp is a SIPp process running one call of a scenario.
+type sipp struct {
+	cmd  *exec.Cmd
+	work string
+	port int // its SIP port
+	out  *strings.Builder
+	done chan struct{} // closed when it has exited; err says how
+	err  error
+}
+
+// startSIPp starts SIPp on a free loopback port with a scenario of
+// test/sipp, in a work directory holding the pcaps the scenarios play.
+// args are SIPp's further arguments (a remote address for a UAC).
+func startSIPp(t *testing.T, scenario string, args ...string) *sipp {
 	t.Helper()
 	work := t.TempDir()
 	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
-	src, err := os.ReadFile(sippPcap)
-	if err != nil {
-		t.Fatalf("%v (Debian sip-tester ships it)", err)
-	}
-	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
-	dtmf, err := os.ReadFile(filepath.Join(filepath.Dir(sippPcap), "dtmf_2833_1.pcap"))
-	if err != nil {
-		t.Fatalf("%v (Debian sip-tester ships it)", err)
-	}
-	os.WriteFile(filepath.Join(work, "pcap", "dtmf_2833_1.pcap"), dtmf, 0o644)
-	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	sipp := exec.CommandContext(ctx, "sipp", "-sf", path, vb.addr, "-i", "127.0.0.1", "-p", fmt.Sprint(freePort(t)),
-		"-mp", fmt.Sprint(freePort(t)&^1), "-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error",
-		"-key", "record_port", fmt.Sprint(rec.port()), "-trace_err")
-	sipp.Dir = work
-	out, err := sipp.CombinedOutput()
-	if err != nil {
-		errs, _ := filepath.Glob(filepath.Join(work, "*errors.log"))
-		for _, f := range errs {
-			b, _ := os.ReadFile(f)
-			t.Logf("%s:\n%s", f, b)
+	for _, f := range []string{"g711a.pcap", "dtmf_2833_0.pcap", "dtmf_2833_1.pcap", "dtmf_2833_pound.pcap"} {
+		src, err := os.ReadFile(filepath.Join(filepath.Dir(sippPcap), f))
+		if err != nil {
+			t.Fatalf("%v (Debian sip-tester ships it)", err)
 		}
-		t.Fatalf("sipp failed: %v\n%s", err, lastLines(string(out), 20))
+		os.WriteFile(filepath.Join(work, "pcap", f), src, 0o644)
 	}
+	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
+	s := &sipp{work: work, port: freePort(t), out: &strings.Builder{}, done: make(chan struct{})}
+	argv := append([]string{"-sf", path}, args...)
+	argv = append(argv, "-i", "127.0.0.1", "-p", fmt.Sprint(s.port), "-mp", fmt.Sprint(freePort(t)&^1),
+		"-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error", "-trace_err")
+	s.cmd = exec.Command("sipp", argv...)
+	s.cmd.Dir = work
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	return s
+}
+
+// addr is SIPp's SIP address.
+func (s *sipp) addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
+
+// wait waits for SIPp to end and says why it failed, if it did.
+func (s *sipp) wait(timeout time.Duration) error {
+	var err error
+	select {
+	case <-s.done:
+		err = s.err
+	case <-time.After(timeout):
+		s.cmd.Process.Kill()
+		<-s.done
+		err = errors.New("did not finish in time")
+	}
+	if err == nil {
+		return nil
+	}
+	var logs strings.Builder
+	errs, _ := filepath.Glob(filepath.Join(s.work, "*errors.log"))
+	for _, f := range errs {
+		b, _ := os.ReadFile(f)
+		fmt.Fprintf(&logs, "%s:\n%s\n", f, b)
+	}
+	return fmt.Errorf("sipp failed: %v\n%s\n%s", err, logs.String(), lastLines(s.out.String(), 20))
 }
 
 func lastLines(s string, n int) string {

@@ -1,0 +1,328 @@
+package peers
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/realtime/realtimetest"
+)
+
+const trunkPassword = "s3cret-trunk-pass"
+
+// trunkAt configures a trunk named pbx at addr, with the password from the
+// environment as an operator would.
+func trunkAt(addr string, register bool) vbOption {
+	return func(t *testing.T, env *[]string, cfg *strings.Builder) {
+		*env = append(*env, "PBX_PASSWORD="+trunkPassword)
+		fmt.Fprintf(cfg, "sip:\n  trunks:\n    - name: pbx\n      address: %s\n      username: \"1001\"\n      password: ${PBX_PASSWORD}\n      register: %v\n", addr, register)
+	}
+}
+
+// SIPp is the registrar: voicebot answers its 401 with digest credentials
+// (SIPp verifies them), refreshes before the 3 s binding runs out (with a
+// new challenge), and removes the binding when it stops.
+func TestSIPpRegistrar(t *testing.T) {
+	need(t, "sipp")
+	registrar := startSIPp(t, "uas_register.xml", "-key", "password", trunkPassword)
+	time.Sleep(300 * time.Millisecond) // SIPp binds its port
+	vb := startVoicebot(t, 33800, trunkAt(registrar.addr(), true))
+	vb.waitLog(t, `"message":"registration: registered"`, 2, 8*time.Second)
+	vb.stop(t)
+	if err := registrar.wait(15 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	logs := vb.logs()
+	if !strings.Contains(logs, `"message":"registration: unregistered"`) {
+		t.Error("no un-REGISTER at shutdown")
+	}
+	if strings.Contains(logs, trunkPassword) {
+		t.Error("the trunk password reached the log")
+	}
+}
+
+// placeCall asks voicebot's API for an outbound call.
+func placeCall(t *testing.T, vb *voicebot, body map[string]string) string {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest("POST", "http://"+vb.api+"/v1/calls", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	if res.StatusCode != 201 {
+		t.Fatalf("POST /v1/calls: %d %v", res.StatusCode, out)
+	}
+	return out["id"].(string)
+}
+
+// voicebot places a call (HTTP API) through SIPp as the trunk: the 401 is
+// answered with digest credentials SIPp verifies, the callee hears the
+// greeting, presses #, and voicebot hangs up by the model's end_call.
+func TestSIPpOutboundWithDigest(t *testing.T) {
+	need(t, "sipp")
+	rec := newRecorder(t)
+	trunk := startSIPp(t, "uas_digest.xml", "-key", "password", trunkPassword, "-key", "record_port", fmt.Sprint(rec.port()))
+	time.Sleep(300 * time.Millisecond)
+	vb := startVoicebot(t, 34000, trunkAt(trunk.addr(), false), withAPI())
+	id := placeCall(t, vb, map[string]string{"to": "5551234"})
+	if err := trunk.wait(40 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	heard := decode(rec.packets())
+	greeting := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(greetingPCM())))
+	best, off := testpeer.BestCorrelation(heard, loudest(greeting, 8000))
+	t.Logf("greeting found at %.2f s of what the callee heard, correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the callee did not hear the greeting (correlation %.3f)", best)
+	}
+	vb.waitLog(t, `"end":"bot ended the call"`, 1, 5*time.Second)
+	if !strings.Contains(vb.logs(), id) {
+		t.Errorf("the log does not name the call id %s the API gave", id)
+	}
+}
+
+// longestGap is the longest time between two received packets.
+func longestGap(pkts []timedPacket) (time.Duration, int) {
+	var gap time.Duration
+	at := 0
+	for i := 1; i < len(pkts); i++ {
+		if d := pkts[i].at.Sub(pkts[i-1].at); d > gap {
+			gap, at = d, i
+		}
+	}
+	return gap, at
+}
+
+// SIPp holds the call with a sendonly re-INVITE and plays speech while on
+// hold, then resumes with sendrecv: voicebot answers recvonly and sendrecv,
+// sends nothing during the hold (the recording has a gap of the hold's
+// length, the stream continuous across it), and the held speech never
+// reaches the model.
+func TestSIPpHoldAndResume(t *testing.T) {
+	need(t, "sipp")
+	vb := startVoicebot(t, 34200)
+	rec := newRecorder(t)
+	runSIPp(t, vb, rec, "uac_hold.xml")
+	pkts := rec.timed()
+	gap, at := longestGap(pkts)
+	t.Logf("%d packets; longest gap %v", len(pkts), gap)
+	if gap < 2500*time.Millisecond || gap > 3500*time.Millisecond {
+		t.Errorf("longest gap in what voicebot sent is %v, want the 3 s hold", gap)
+	}
+	if at > 0 {
+		before, after := pkts[at-1].pkt, pkts[at].pkt
+		if after.SequenceNumber != before.SequenceNumber+1 || after.SSRC != before.SSRC {
+			t.Errorf("the stream did not carry on after the hold: seq %d → %d", before.SequenceNumber, after.SequenceNumber)
+		}
+	}
+	logs := vb.logs()
+	resumed := strings.Index(logs, "call: off hold")
+	if i := strings.Index(logs, "caller started speaking"); i >= 0 && i < resumed {
+		t.Error("speech played on hold reached the model")
+	}
+	// The recording goes on after the resume: then the model hears it.
+	if !strings.Contains(logs[max(resumed, 0):], "caller started speaking") {
+		t.Error("the caller's speech after the resume did not reach the model")
+	}
+	if !strings.Contains(logs, `"rtp_held":`) || strings.Contains(logs, `"rtp_held":0,`) {
+		t.Error("no packets counted as dropped on hold")
+	}
+	for _, want := range []string{"call: on hold", "call: off hold"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in the log", want)
+		}
+	}
+}
+
+// The profile's transfer target for the REFER scenarios.
+var operatorTarget = withYAML("agent:\n  transfer_targets:\n    operator: {uri: \"sip:operator@127.0.0.1:5999\", description: a human}\n")
+
+// SIPp presses 0; voicebot REFERs it to the operator; SIPp accepts (202)
+// and NOTIFYs 100 and 200 for the target; voicebot hangs up.
+func TestSIPpTransferAccepted(t *testing.T) {
+	need(t, "sipp")
+	vb := startVoicebot(t, 34400, operatorTarget)
+	rec := newRecorder(t)
+	runSIPp(t, vb, rec, "uac_refer.xml")
+	vb.waitLog(t, `"end":"transferred"`, 1, 5*time.Second)
+	if !strings.Contains(vb.logs(), `"message":"sip: transfer succeeded"`) {
+		t.Error("the NOTIFY 200 was not taken as success")
+	}
+}
+
+// SIPp refuses the REFER (603): voicebot tells the model, which apologises,
+// and hangs up once the apology has played.
+func TestSIPpTransferRefused(t *testing.T) {
+	need(t, "sipp")
+	vb := startVoicebot(t, 34600, operatorTarget)
+	rec := newRecorder(t)
+	runSIPp(t, vb, rec, "uac_refer_refused.xml")
+	logs := vb.logs()
+	if !strings.Contains(logs, `"message":"tool: transfer failed"`) || !strings.Contains(logs, "603") {
+		t.Error("the refusal was not reported")
+	}
+	vb.waitLog(t, `"end":"bot ended the call"`, 1, 5*time.Second)
+	spurts := talkspurts(rec.packets())
+	t.Logf("talkspurts (ms): %v", spurts)
+	if len(spurts) < 3 || spurts[len(spurts)-1] < 300 {
+		t.Errorf("no apology after the refusal: talkspurts %v", spurts)
+	}
+}
+
+// Session timers with SIPp: voicebot, named refresher of a 4 s session,
+// refreshes with UPDATE every 2 s, and answers the caller's own refresh.
+func TestSIPpSessionTimer(t *testing.T) {
+	need(t, "sipp")
+	vb := startVoicebot(t, 34800, withEnv("VOICEBOT_SIP_MIN_SE=2s"))
+	rec := newRecorder(t)
+	runSIPp(t, vb, rec, "uac_session_timer.xml")
+	if n := strings.Count(vb.logs(), `"message":"sip: session refreshed"`); n < 2 {
+		t.Errorf("%d refreshes logged, want 2", n)
+	}
+}
+
+// baresipCtrl sends one command to baresip's ctrl_tcp module (a netstring
+// of JSON) and returns its answer.
+func baresipCtrl(t *testing.T, addr, command, params string) string {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatalf("baresip ctrl_tcp: %v", err)
+	}
+	defer conn.Close()
+	msg, _ := json.Marshal(map[string]string{"command": command, "params": params, "token": "vb"})
+	fmt.Fprintf(conn, "%d:%s,", len(msg), msg)
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 8192)
+	n, _ := conn.Read(buf)
+	return string(buf[:n])
+}
+
+// An outbound call (HTTP API) to baresip as an auto-answering phone: it
+// answers, hears the greeting (found in its recording), presses #, hears
+// the goodbye, and the call ends by the model's end_call.
+func TestBaresipAnswersAnOutboundCall(t *testing.T) {
+	need(t, "baresip", "sox")
+	work := t.TempDir()
+	silence := filepath.Join(work, "silence.wav")
+	if out, err := exec.Command("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", silence, "trim", "0", "40").CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v\n%s", err, out)
+	}
+	recordings := filepath.Join(work, "rec")
+	os.MkdirAll(recordings, 0o755)
+	cfgDir := filepath.Join(work, "baresip")
+	os.MkdirAll(cfgDir, 0o755)
+	sipPort, rtpPort, ctrl := freePort(t), freePort(t)&^1, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	os.WriteFile(filepath.Join(cfgDir, "config"), []byte(fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.1:%d
+audio_source aufile,%s
+audio_player none,none
+audio_alert aufile,/dev/null
+net_interface 127.0.0.1
+audio_srate 8000
+audio_channels 1
+rtp_ports %d-%d
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module sndfile.so
+snd_path %s
+module_app account.so
+module_app menu.so
+module_app ctrl_tcp.so
+ctrl_tcp_listen %s
+`, sipPort, silence, rtpPort, rtpPort+20, recordings, ctrl)), 0o644)
+	os.WriteFile(filepath.Join(cfgDir, "accounts"), []byte("<sip:tester@127.0.0.1>;regint=0;answermode=auto\n"), 0o644)
+	phone := exec.Command("baresip", "-f", cfgDir, "-t", "40")
+	logPath := filepath.Join(work, "baresip.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	phone.Stdout, phone.Stderr = logFile, logFile
+	if err := phone.Start(); err != nil {
+		t.Fatal(err)
+	}
+	phoneLog := func() string { b, _ := os.ReadFile(logPath); return lastLines(string(b), 30) }
+	exited := make(chan struct{})
+	go func() { _ = phone.Wait(); close(exited) }()
+	defer func() {
+		select {
+		case <-exited:
+		default:
+			phone.Process.Kill()
+			<-exited
+		}
+	}()
+	for i := 0; i < 100; i++ { // baresip is up when its control port is
+		if c, err := net.Dial("tcp", ctrl); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	vb := startVoicebot(t, 35000, withAPI())
+	id := placeCall(t, vb, map[string]string{"to": fmt.Sprintf("sip:tester@127.0.0.1:%d", sipPort)})
+	defer func() {
+		if t.Failed() {
+			t.Logf("baresip:\n%s", phoneLog())
+		}
+	}()
+	vb.waitLog(t, `"message":"call: answered"`, 1, 10*time.Second)
+	time.Sleep(6 * time.Second) // the greeting (about 5 s) plays
+	if r := baresipCtrl(t, ctrl, "sndcode", "#"); !strings.Contains(r, `"ok":true`) {
+		t.Fatalf("sndcode: %s", r)
+	}
+	vb.waitLog(t, `"end":"bot ended the call"`, 1, 10*time.Second)
+	if !strings.Contains(vb.logs(), `"key":"#","source":"rfc4733"`) {
+		t.Error("baresip's # did not arrive as RFC 4733")
+	}
+	time.Sleep(500 * time.Millisecond)
+	baresipCtrl(t, ctrl, "quit", "")
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Error("baresip did not quit")
+	}
+	decs, _ := filepath.Glob(filepath.Join(recordings, "dump-*-dec.wav"))
+	if len(decs) == 0 {
+		t.Fatalf("baresip recorded nothing:\n%s", phoneLog())
+	}
+	heard, _, err := readWAV(decs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("baresip heard %.1f s", float64(len(heard))/8000)
+	greeting := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(greetingPCM())))
+	best, off := testpeer.BestCorrelation(heard, loudest(greeting, 8000))
+	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the recording does not contain the greeting (correlation %.3f)", best)
+	}
+	goodbye := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(realtimetest.GoodbyeAudio())))
+	best, off = testpeer.BestCorrelation(heard, goodbye[800:4000])
+	t.Logf("goodbye found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	if best < 0.8 {
+		t.Errorf("the recording does not contain the goodbye (correlation %.3f)", best)
+	}
+	if !strings.Contains(vb.logs(), `"call_id":"`+id+`"`) {
+		t.Errorf("the log does not name the call %s the API gave", id)
+	}
+}
