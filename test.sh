@@ -41,8 +41,11 @@ VBTEST_PEERS=require go test -race -count=1 -timeout 10m ./...
 echo "==> fuzzing each parser for ${FUZZTIME:-10s}"
 fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2" | tail -1; }
 fuzz FuzzNegotiate ./sip
+fuzz FuzzSIPMessage ./sip
 fuzz FuzzHandleDatagram ./media
 fuzz FuzzDecode ./realtime
 fuzz FuzzParse ./config
+fuzz FuzzPlaceCall ./api
+fuzz FuzzToolArguments ./bridge
 
 echo "==> all tests passed"

@@ -20,8 +20,9 @@ import (
 func (h *harness) functionCall(resp, callID, name, args string) {
 	h.t.Helper()
 	a, _ := json.Marshal(args)
+	n, _ := json.Marshal(name)
 	h.event(`{"type":"response.output_item.done","response_id":"` + resp + `","output_index":1,"item":{"id":"item_` + callID +
-		`","object":"realtime.item","type":"function_call","status":"completed","call_id":"` + callID + `","name":"` + name + `","arguments":` + string(a) + `}}`)
+		`","object":"realtime.item","type":"function_call","status":"completed","call_id":"` + callID + `","name":` + string(n) + `,"arguments":` + string(a) + `}}`)
 }
 
 // outputs returns the function_call_output items sent, by call_id.
@@ -382,4 +383,25 @@ func TestHoldAndResume(t *testing.T) {
 	if h.c.media.CurrentPeer().Remote != moved.Remote {
 		t.Error("the new media address was not taken")
 	}
+}
+
+// FuzzToolArguments gives every built-in tool arbitrary arguments, as a
+// model may: each answers with a JSON output or acts, never panics.
+func FuzzToolArguments(f *testing.F) {
+	f.Add(ToolTransfer, `{"target":"sales"}`)
+	f.Add(ToolSendDTMF, `{"digits":"12#"}`)
+	f.Add(ToolEndCall, `{"reason":7}`)
+	f.Add(ToolSendDTMF, `{"digits":["1"]}`)
+	f.Add(ToolTransfer, `[1,2]`)
+	f.Fuzz(func(t *testing.T, name, args string) {
+		h := newProfileHarness(t, nil, withTools(ToolEndCall, ToolTransfer, ToolSendDTMF))
+		h.created("resp_1")
+		h.functionCall("resp_1", "call_1", name, args)
+		for _, m := range h.model.ofType("conversation.item.create") {
+			item := m["item"].(map[string]any)
+			if item["type"] == "function_call_output" && !json.Valid([]byte(item["output"].(string))) {
+				t.Fatalf("output is not JSON: %v", item["output"])
+			}
+		}
+	})
 }

@@ -106,6 +106,7 @@ type Call struct {
 	timerKick  chan struct{}
 	refer      chan int // progress codes of our REFER, from the peer's NOTIFYs
 	failure    *CallError
+	answerFrom string // outbound: where the callee's answer came from
 }
 
 func newCall(u *UA, dir Direction, log zerolog.Logger) *Call {
@@ -237,12 +238,14 @@ func (c *Call) end(r EndReason) {
 
 // RemoteSource is the address the peer's signalling comes from.
 func (c *Call) RemoteSource() netip.AddrPort {
-	c.mu.Lock()
-	d := c.dlg
-	c.mu.Unlock()
 	src := c.invite.Source()
-	if c.dir == Outbound && d != nil {
-		src = d.dest
+	if c.dir == Outbound {
+		c.mu.Lock()
+		src = c.answerFrom
+		c.mu.Unlock()
+		if src == "" {
+			src = c.outbound.dest
+		}
 	}
 	ap, err := netip.ParseAddrPort(src)
 	if err != nil {

@@ -260,6 +260,9 @@ func (c *Call) earlyMedia(res *sip.Response) {
 	if len(res.Body()) == 0 {
 		return
 	}
+	c.mu.Lock()
+	c.answerFrom = res.Source()
+	c.mu.Unlock()
 	m, err := Negotiate(res.Body(), c.ua.cfg.Codecs)
 	if err != nil {
 		c.log.Debug().Err(err).Msg("sip: unusable early media SDP")
@@ -287,6 +290,7 @@ func (c *Call) established(tx sip.ClientTransaction, req *sip.Request, res *sip.
 	d := outboundDialog(req, res, dest)
 	c.mu.Lock()
 	c.dlg = d
+	c.answerFrom = res.Source()
 	c.mu.Unlock()
 	c.ua.register(c)
 	c.ackInDialog(req, res)

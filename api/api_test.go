@@ -1,0 +1,119 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeCall struct {
+	id, state string
+	hungUp    bool
+}
+
+func (f *fakeCall) ID() string      { return f.id }
+func (f *fakeCall) State() string   { return f.state }
+func (f *fakeCall) Outcome() string { return "" }
+func (f *fakeCall) Hangup() error   { f.hungUp = true; return nil }
+
+func TestRegistryKeepsEndedCallsForTheirOutcome(t *testing.T) {
+	r := NewRegistry()
+	a := &fakeCall{id: "a", state: "ringing"}
+	r.Add(a, CallInfo{Direction: "inbound"})
+	r.Add(a, CallInfo{Direction: "outbound"}) // again: no change
+	if got := r.Active(); len(got) != 1 || got[0].Direction != "inbound" || got[0].State != "ringing" {
+		t.Fatalf("active %+v", got)
+	}
+	if _, ok := r.Hangup("a"); !ok || !a.hungUp {
+		t.Error("hangup did not reach the call")
+	}
+	r.End(a)
+	r.Add(a, CallInfo{}) // a late add after the end must not bring it back
+	if r.Len() != 0 {
+		t.Fatal("an ended call is still active")
+	}
+	if info, ok := r.Get("a"); !ok || info.State != "ended" || info.Ended == nil {
+		t.Errorf("recent call %+v %v", info, ok)
+	}
+	for i := 0; i < keepEnded+10; i++ {
+		c := &fakeCall{id: string(rune('A'+i%26)) + strings.Repeat("x", i)}
+		r.Add(c, CallInfo{})
+		r.End(c)
+	}
+	if len(r.recent) != keepEnded {
+		t.Errorf("%d ended calls kept, want %d", len(r.recent), keepEnded)
+	}
+}
+
+// FuzzPlaceCall posts arbitrary bodies: the answer is 201 or 400 with a
+// JSON error, never a panic or a 5xx.
+func FuzzPlaceCall(f *testing.F) {
+	f.Add(`{"to":"+15550100"}`)
+	f.Add(`{"to":"sip:x@y","agent":"sales","instructions":"hi"}`)
+	f.Add(`{"to":1}`)
+	f.Add(`{"to":"1"}{"to":"2"}`)
+	f.Add(strings.Repeat("[", 10000))
+	s := &Server{cfg: Config{Token: "fuzz-token-0123456789", Calls: NewRegistry(), Log: zerolog.Nop(),
+		Place: func(r CallRequest) (string, error) {
+			if strings.ContainsAny(r.To, "<>") {
+				return "", &RequestError{Msg: "bad number"}
+			}
+			if r.Agent == "down" {
+				return "", errors.New("shutting down")
+			}
+			return "call-1", nil
+		}}}
+	h := s.auth(s.placeCall)
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest("POST", "/v1/calls", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer fuzz-token-0123456789")
+		w := httptest.NewRecorder()
+		h(w, req)
+		switch w.Code {
+		case http.StatusCreated, http.StatusBadRequest, http.StatusServiceUnavailable:
+		default:
+			t.Fatalf("%q: status %d", body, w.Code)
+		}
+		if w.Code != http.StatusCreated && !strings.Contains(w.Body.String(), `"error"`) {
+			t.Fatalf("%q: %d without an error: %s", body, w.Code, w.Body.String())
+		}
+	})
+}
+
+func TestServeStopsWithItsContext(t *testing.T) {
+	s, err := Listen(Config{Listen: "127.0.0.1:0", Token: "serve-token-0123456789", Calls: NewRegistry(), Log: zerolog.Nop(),
+		Place: func(CallRequest) (string, error) { return "", errors.New("no") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := contextWithCancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	res, err := http.Get("http://" + s.Addr() + "/v1/calls")
+	if err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unauthenticated GET: %v %v", res, err)
+	}
+	res.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
