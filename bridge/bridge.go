@@ -280,7 +280,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).Uint64("rtp_held", st.HeldIn).
 		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
 		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).
-		Int("keys", c.keys.pressed).Int("keys_dropped", c.keys.dropped).Uint64("dtmf_out", st.DTMFOut).
+		Int("keys", c.keys.pressed).Int64("keys_dropped", int64(c.keys.dropped)+c.keys.infoDropped.Load()).Uint64("dtmf_out", st.DTMFOut).
 		Int("tool_calls", c.tools.calls).Msg("call: ended")
 	if reason != endCallerHungUp {
 		_ = call.Hangup()

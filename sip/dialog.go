@@ -143,8 +143,14 @@ func (d *dialog) request(method sip.RequestMethod, userAgent string, contact *si
 	return req
 }
 
-// acceptCSeq checks an in-dialog request's sequence number: lower than the
-// last one means it is out of order (RFC 3261 §12.2.2 asks for a 500).
+// cseqReorder is how far below the highest sequence number seen an
+// in-dialog request may be and still be taken. sipgo hands each request to
+// its own goroutine, so a burst sent in order (INFO keys) reaches us
+// slightly out of order; only a request further back is stale.
+const cseqReorder = 64
+
+// acceptCSeq checks an in-dialog request's sequence number: one well below
+// the last is out of order (RFC 3261 §12.2.2 asks for a 500).
 func (d *dialog) acceptCSeq(req *sip.Request) bool {
 	cs := req.CSeq()
 	if cs == nil {
@@ -152,9 +158,9 @@ func (d *dialog) acceptCSeq(req *sip.Request) bool {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.remoteCSeq != 0 && cs.SeqNo < d.remoteCSeq {
+	if d.remoteCSeq > cseqReorder && cs.SeqNo < d.remoteCSeq-cseqReorder {
 		return false
 	}
-	d.remoteCSeq = cs.SeqNo
+	d.remoteCSeq = max(d.remoteCSeq, cs.SeqNo)
 	return true
 }

@@ -136,3 +136,23 @@ func containsRune(s string, r rune) bool {
 	}
 	return false
 }
+
+func TestInDialogCSeqOrder(t *testing.T) {
+	d := &dialog{}
+	req := func(n uint32) *sip.Request {
+		r := sip.NewRequest(sip.INFO, sip.Uri{Host: "x"})
+		r.AppendHeader(&sip.CSeqHeader{SeqNo: n, MethodName: sip.INFO})
+		return r
+	}
+	for _, c := range []struct {
+		seq  uint32
+		want bool
+	}{{1000, true}, {1002, true}, {1001, true}, {990, true}, {900, false}, {1003, true}} {
+		if got := d.acceptCSeq(req(c.seq)); got != c.want {
+			t.Errorf("CSeq %d: accepted %v, want %v", c.seq, got, c.want)
+		}
+	}
+	if d.acceptCSeq(sip.NewRequest(sip.INFO, sip.Uri{Host: "x"})) {
+		t.Error("a request without CSeq accepted")
+	}
+}

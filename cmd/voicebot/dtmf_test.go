@@ -53,3 +53,39 @@ func TestKeysReachTheModel(t *testing.T) {
 	_, _ = c.Bye(5 * time.Second)
 	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"keys":2`) })
 }
+
+// A flood of keys (SIP INFO and RFC 4733 at once) is answered and bounded:
+// every INFO gets its 200, the model gets at most 10 keys a second, the
+// excess is counted, and the call goes on.
+func TestKeyFloodIsBounded(t *testing.T) {
+	r := startRig(t, func(c *config.Config) { c.Agent.Greeting = false; c.Agent.Tools = nil }, nil)
+	c := r.caller()
+	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
+		t.Fatalf("INVITE: %v %v", res, err)
+	}
+	c.SendAudio(make([]int16, 800), 1, 0, 9)
+	for i := 0; i < 60; i++ {
+		_ = c.SendRaw(c.Request("INFO", "application/dtmf-relay", "Signal=7\r\nDuration=100\r\n"))
+	}
+	ok := 0
+	for i := 0; i < 60; i++ {
+		if res, err := c.Final(3 * time.Second); err == nil && res.StatusCode == 200 {
+			ok++
+		}
+	}
+	if ok != 60 {
+		t.Errorf("%d of 60 INFOs answered 200", ok)
+	}
+	sess := r.server.Sessions()[0]
+	time.Sleep(300 * time.Millisecond)
+	if n := len(keyItems(sess)); n == 0 || n > 10 {
+		t.Errorf("the model got %d keys from a flood in under a second, want 1-10", n)
+	}
+	if code, err := c.Bye(5 * time.Second); err != nil || code != 200 {
+		t.Fatalf("the call did not survive the flood: BYE %d %v", code, err)
+	}
+	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"message":"call: ended"`) })
+	if strings.Contains(r.logs.String(), `"keys_dropped":0,`) {
+		t.Error("no dropped keys counted")
+	}
+}

@@ -64,7 +64,7 @@ func New(target netip.AddrPort) (*Caller, error) {
 		return nil, err
 	}
 	c := &Caller{SIP: sipConn, RTP: rtpConn, Target: target, CallID: token() + "@testpeer", FromTag: token()[:10],
-		cseq: 1, resps: make(chan *sip.Response, 32), done: make(chan struct{}), Codec: media.PCMU}
+		cseq: 1, resps: make(chan *sip.Response, 256), done: make(chan struct{}), Codec: media.PCMU}
 	c.wg.Add(2)
 	go c.readSIP()
 	go c.readRTP()
