@@ -329,23 +329,12 @@ func (c *Call) established(tx sip.ClientTransaction, req *sip.Request, res *sip.
 // 2xx racing the CANCEL is acknowledged and hung up.
 func (c *Call) cancelInvite(tx sip.ClientTransaction, req *sip.Request, provisional bool) {
 	defer tx.Terminate()
-	wait := time.NewTimer(2 * time.Second)
-	defer wait.Stop()
-	for !provisional {
-		select {
-		case res := <-tx.Responses():
-			if res.IsSuccess() {
-				c.hangUpRace(tx, req, res)
-				return
-			}
-			if !res.IsProvisional() {
-				return // a final answer ends it anyway
-			}
-			provisional = true
-		case <-tx.Done():
-			return
-		case <-wait.C:
-			return // nothing came back: there is nothing to cancel
+	if !provisional {
+		wait, done := context.WithTimeout(context.Background(), 2*time.Second)
+		provisional = c.drainInvite(wait, tx, req, true)
+		done()
+		if !provisional {
+			return // a final answer ended it, or nothing came back to cancel
 		}
 	}
 	cancel := sip.NewRequest(sip.CANCEL, *req.Recipient.Clone())
@@ -374,20 +363,29 @@ func (c *Call) cancelInvite(tx sip.ClientTransaction, req *sip.Request, provisio
 		c.log.Debug().Err(err).Msg("sip: CANCEL got no answer")
 	}
 	// The INVITE's final answer (487) follows; a 2xx may have crossed.
+	c.drainInvite(ctx, tx, req, false)
+}
+
+// drainInvite reads the INVITE's answers until a final one (a 2xx is
+// acknowledged and hung up), the transaction's end or ctx. With
+// untilProvisional it also stops at a provisional answer, and reports it.
+func (c *Call) drainInvite(ctx context.Context, tx sip.ClientTransaction, req *sip.Request, untilProvisional bool) bool {
 	for {
 		select {
 		case res := <-tx.Responses():
-			if res.IsSuccess() {
+			switch {
+			case res.IsSuccess():
 				c.hangUpRace(tx, req, res)
-				return
-			}
-			if !res.IsProvisional() {
-				return
+				return false
+			case !res.IsProvisional():
+				return false
+			case untilProvisional:
+				return true
 			}
 		case <-tx.Done():
-			return
+			return false
 		case <-ctx.Done():
-			return
+			return false
 		}
 	}
 }

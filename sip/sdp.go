@@ -185,63 +185,62 @@ func answerDirection(sd *sdp.SessionDescription, md *sdp.MediaDescription) strin
 // host, which may be an external address), the chosen codec, and
 // telephone-event when the peer offered it.
 func Answer(m Media, host string, localPort int, sessionID uint64, version uint64) ([]byte, error) {
-	addrType := "IP4"
-	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
-		addrType = "IP6"
-	}
-	formats := []string{strconv.Itoa(int(m.Codec.PayloadType))}
-	attrs := []sdp.Attribute{sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", m.Codec.PayloadType, m.Codec.Name))}
+	var s sdpStream
+	s.codec(m.Codec.PayloadType, m.Codec.Name)
 	if m.DTMFPayloadType != 0 {
-		formats = append(formats, strconv.Itoa(int(m.DTMFPayloadType)))
-		attrs = append(attrs,
-			sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", m.DTMFPayloadType)),
-			sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", m.DTMFPayloadType)))
+		s.telephoneEvent(m.DTMFPayloadType)
 	}
-	dir := m.Direction
-	if dir == "" {
-		dir = "sendrecv"
-	}
-	attrs = append(attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(dir))
-	sd := sdp.SessionDescription{
-		Origin: sdp.Origin{Username: "voicebot", SessionID: sessionID, SessionVersion: version,
-			NetworkType: "IN", AddressType: addrType, UnicastAddress: host},
-		SessionName:           "voicebot",
-		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: host}},
-		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
-		MediaDescriptions: []*sdp.MediaDescription{{
-			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: formats},
-			Attributes: attrs,
-		}},
-	}
-	return sd.Marshal()
+	return s.marshal(host, localPort, sessionID, version, m.Direction)
 }
 
-// Offer builds our SDP offer (an outbound call, a session refresh that
-// renegotiates): one audio stream at host:localPort with codecs in order of
-// preference and telephone-event on payload type 101.
+// Offer builds our SDP offer (an outbound call): one audio stream at
+// host:localPort with codecs in order of preference and telephone-event on
+// payload type 101.
 func Offer(host string, localPort int, codecs []string, sessionID, version uint64, direction string) ([]byte, error) {
-	addrType := "IP4"
-	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
-		addrType = "IP6"
-	}
-	var formats []string
-	var attrs []sdp.Attribute
+	var s sdpStream
 	for _, c := range codecs {
 		pt, ok := staticCodecs[strings.ToUpper(c)]
 		if !ok {
 			return nil, fmt.Errorf("sdp offer: codec %q has no static payload type", c)
 		}
-		formats = append(formats, strconv.Itoa(int(pt)))
-		attrs = append(attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", pt, strings.ToUpper(c))))
+		s.codec(pt, strings.ToUpper(c))
 	}
-	formats = append(formats, strconv.Itoa(OfferedDTMFPayloadType))
-	attrs = append(attrs,
-		sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", OfferedDTMFPayloadType)),
-		sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", OfferedDTMFPayloadType)))
+	s.telephoneEvent(OfferedDTMFPayloadType)
+	return s.marshal(host, localPort, sessionID, version, direction)
+}
+
+// OfferedDTMFPayloadType is the telephone-event payload type in our offers.
+const OfferedDTMFPayloadType = 101
+
+// sdpStream collects the formats of our one audio stream.
+type sdpStream struct {
+	formats []string
+	attrs   []sdp.Attribute
+}
+
+func (s *sdpStream) codec(pt uint8, name string) {
+	s.formats = append(s.formats, strconv.Itoa(int(pt)))
+	s.attrs = append(s.attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", pt, name)))
+}
+
+func (s *sdpStream) telephoneEvent(pt uint8) {
+	s.formats = append(s.formats, strconv.Itoa(int(pt)))
+	s.attrs = append(s.attrs,
+		sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", pt)),
+		sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", pt)))
+}
+
+// marshal writes the session: our origin, the connection at host, the
+// stream at localPort with 20 ms packets and direction.
+func (s *sdpStream) marshal(host string, localPort int, sessionID, version uint64, direction string) ([]byte, error) {
+	addrType := "IP4"
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() && !a.Is4In6() {
+		addrType = "IP6"
+	}
 	if direction == "" {
 		direction = "sendrecv"
 	}
-	attrs = append(attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(direction))
+	attrs := append(s.attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(direction))
 	sd := sdp.SessionDescription{
 		Origin: sdp.Origin{Username: "voicebot", SessionID: sessionID, SessionVersion: version,
 			NetworkType: "IN", AddressType: addrType, UnicastAddress: host},
@@ -249,12 +248,9 @@ func Offer(host string, localPort int, codecs []string, sessionID, version uint6
 		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: host}},
 		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
 		MediaDescriptions: []*sdp.MediaDescription{{
-			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: formats},
+			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: s.formats},
 			Attributes: attrs,
 		}},
 	}
 	return sd.Marshal()
 }
-
-// OfferedDTMFPayloadType is the telephone-event payload type in our offers.
-const OfferedDTMFPayloadType = 101

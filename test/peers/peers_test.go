@@ -493,6 +493,49 @@ func readWAV(path string) ([]int16, int, error) {
 	return nil, 0, errors.New("no data chunk")
 }
 
+// baresipPhone is a configured baresip: where its config is, where it
+// records what it hears (sndfile), its SIP port.
+type baresipPhone struct {
+	dir, recordings string
+	sipPort         int
+}
+
+// newBaresip writes a baresip configuration under work: it speaks source
+// (an 8 kHz WAV), records what it hears, listens on a free loopback port
+// with account, plus extra config lines (modules).
+func newBaresip(t *testing.T, work, source, account string, extra ...string) baresipPhone {
+	t.Helper()
+	p := baresipPhone{dir: filepath.Join(work, "baresip"), recordings: filepath.Join(work, "rec"), sipPort: freePort(t)}
+	os.MkdirAll(p.recordings, 0o755)
+	os.MkdirAll(p.dir, 0o755)
+	rtpPort := freePort(t) &^ 1
+	cfg := fmt.Sprintf(`poll_method epoll
+sip_listen 127.0.0.1:%d
+audio_source aufile,%s
+audio_player none,none
+audio_alert aufile,/dev/null
+net_interface 127.0.0.1
+audio_srate 8000
+audio_channels 1
+rtp_ports %d-%d
+module_path /usr/lib/baresip/modules
+module g711.so
+module aufile.so
+module sndfile.so
+snd_path %s
+module_app account.so
+module_app menu.so
+%s
+`, p.sipPort, source, rtpPort, rtpPort+20, p.recordings, strings.Join(extra, "\n"))
+	if err := os.WriteFile(filepath.Join(p.dir, "config"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.dir, "accounts"), []byte(account+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // baresip, a real softphone, calls, waits, says a sentence, and records what
 // it hears. The recording must contain the demo model's greeting and the
 // echo of the sentence, found by cross-correlation.
@@ -513,30 +556,8 @@ func TestBaresipHearsGreetingAndEcho(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recordings := filepath.Join(work, "rec")
-	os.MkdirAll(recordings, 0o755)
-	cfgDir := filepath.Join(work, "baresip")
-	os.MkdirAll(cfgDir, 0o755)
-	rtpPort := freePort(t) &^ 1
-	os.WriteFile(filepath.Join(cfgDir, "config"), []byte(fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
-audio_source aufile,%s
-audio_player none,none
-audio_alert aufile,/dev/null
-net_interface 127.0.0.1
-audio_srate 8000
-audio_channels 1
-rtp_ports %d-%d
-module_path /usr/lib/baresip/modules
-module stdio.so
-module g711.so
-module aufile.so
-module sndfile.so
-snd_path %s
-module_app account.so
-module_app menu.so
-`, freePort(t), filepath.Join(work, "in.wav"), rtpPort, rtpPort+20, recordings)), 0o644)
-	os.WriteFile(filepath.Join(cfgDir, "accounts"), []byte("<sip:tester@127.0.0.1>;regint=0\n"), 0o644)
+	phone := newBaresip(t, work, filepath.Join(work, "in.wav"), "<sip:tester@127.0.0.1>;regint=0", "module stdio.so")
+	cfgDir, recordings := phone.dir, phone.recordings
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

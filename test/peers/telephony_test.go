@@ -223,31 +223,9 @@ func TestBaresipAnswersAnOutboundCall(t *testing.T) {
 	if out, err := exec.Command("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", silence, "trim", "0", "40").CombinedOutput(); err != nil {
 		t.Fatalf("sox: %v\n%s", err, out)
 	}
-	recordings := filepath.Join(work, "rec")
-	os.MkdirAll(recordings, 0o755)
-	cfgDir := filepath.Join(work, "baresip")
-	os.MkdirAll(cfgDir, 0o755)
-	sipPort, rtpPort, ctrl := freePort(t), freePort(t)&^1, fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	os.WriteFile(filepath.Join(cfgDir, "config"), []byte(fmt.Sprintf(`poll_method epoll
-sip_listen 127.0.0.1:%d
-audio_source aufile,%s
-audio_player none,none
-audio_alert aufile,/dev/null
-net_interface 127.0.0.1
-audio_srate 8000
-audio_channels 1
-rtp_ports %d-%d
-module_path /usr/lib/baresip/modules
-module g711.so
-module aufile.so
-module sndfile.so
-snd_path %s
-module_app account.so
-module_app menu.so
-module_app ctrl_tcp.so
-ctrl_tcp_listen %s
-`, sipPort, silence, rtpPort, rtpPort+20, recordings, ctrl)), 0o644)
-	os.WriteFile(filepath.Join(cfgDir, "accounts"), []byte("<sip:tester@127.0.0.1>;regint=0;answermode=auto\n"), 0o644)
+	ctrl := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	bp := newBaresip(t, work, silence, "<sip:tester@127.0.0.1>;regint=0;answermode=auto", "module_app ctrl_tcp.so", "ctrl_tcp_listen "+ctrl)
+	cfgDir, recordings, sipPort := bp.dir, bp.recordings, bp.sipPort
 	phone := exec.Command("baresip", "-f", cfgDir, "-t", "40")
 	logPath := filepath.Join(work, "baresip.log")
 	logFile, err := os.Create(logPath)
