@@ -246,3 +246,25 @@ func TestAPIRefusals(t *testing.T) {
 		t.Error("the API token reached the log")
 	}
 }
+
+// The callee hangs up an outbound call: voicebot answers the BYE and the
+// call ends as hung up by the far end.
+func TestOutboundCalleeHangsUp(t *testing.T) {
+	p := pbx(t)
+	r := startRig(t, withTrunk(p, false), nil)
+	_, out := apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "5551234"})
+	id := out["id"].(string)
+	waitFor(t, "audio at the callee", 5*time.Second, func() bool { return len(p.Received()) > 10 })
+	p.Bye(r.sip)
+	var got map[string]any
+	waitFor(t, "the call's end", 5*time.Second, func() bool {
+		_, got = apiCall(t, r, "GET", "/v1/calls/"+id, apiToken, nil)
+		return got["state"] == "ended"
+	})
+	if got["outcome"] != "remote_bye" {
+		t.Errorf("outcome %v, want remote_bye", got["outcome"])
+	}
+	if n := len(p.Requests("BYE")); n != 0 {
+		t.Errorf("voicebot sent %d BYEs for a call the callee ended", n)
+	}
+}
