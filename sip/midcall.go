@@ -356,26 +356,34 @@ func (c *Call) refresh(ctx context.Context) error {
 }
 
 // inviteInDialog sends a re-INVITE and returns its final response; a 2xx
-// is acknowledged, and so are its retransmissions for as long as they come.
+// is acknowledged, and so are its retransmissions for as long as they come
+// (the transaction lives on for that until sipgo's Timer M ends it).
 func (c *Call) inviteInDialog(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	tx, err := c.ua.transaction(ctx, req)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Terminate()
 	for {
 		select {
 		case res := <-tx.Responses():
 			if res.IsProvisional() {
 				continue
 			}
-			if res.IsSuccess() {
-				c.ackInDialog(req, res)
+			if !res.IsSuccess() {
+				tx.Terminate()
+				return res, nil
 			}
+			c.ackInDialog(req, res)
+			tx.OnRetransmission(func(r *sip.Response) {
+				if r.IsSuccess() {
+					c.ackInDialog(req, r)
+				}
+			})
 			return res, nil
 		case <-tx.Done():
 			return nil, fmt.Errorf("re-INVITE: %w", tx.Err())
 		case <-ctx.Done():
+			tx.Terminate()
 			return nil, ctx.Err()
 		}
 	}

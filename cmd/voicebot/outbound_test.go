@@ -65,8 +65,10 @@ func TestRegistration(t *testing.T) {
 	r := startRig(t, withTrunk(p, true), nil)
 	waitFor(t, "a refresh", 5*time.Second, func() bool { return len(p.Registers()) >= 2 })
 	regs := p.Registers()
-	if gap := regs[1].At.Sub(regs[0].At); gap < 1500*time.Millisecond || gap > 1900*time.Millisecond {
-		t.Errorf("refreshed %v after a 2 s registration, want at 85%% (1.7 s)", gap)
+	// Due at 85 % (1.7 s; the fake-clock tests pin that down): here, before
+	// the binding ran out and not at once.
+	if gap := regs[1].At.Sub(regs[0].At); gap < time.Second || gap >= 2*time.Second {
+		t.Errorf("refreshed %v after a 2 s registration", gap)
 	}
 	if !strings.Contains(regs[0].Contact, "sip:1001@127.0.0.1:"+r.sip.String()[len("127.0.0.1:"):]) {
 		t.Errorf("Contact %q is not ours", regs[0].Contact)
