@@ -182,7 +182,7 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 	if err != nil {
 		return c.fail(EndFailed, 503, "cannot send the INVITE: "+err.Error())
 	}
-	provisional, auths := false, 0
+	provisional, auths, intervalRetried := false, 0, false
 	for {
 		select {
 		case res := <-tx.Responses():
@@ -204,6 +204,21 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 				if err := o.trunk.authorize(req, res); err != nil {
 					return c.fail(EndFailed, res.StatusCode, "authentication: "+err.Error())
 				}
+				req.CSeq().SeqNo++
+				req.RemoveHeader("Via")
+				if tx, err = c.ua.transaction(c.ctx, req); err != nil {
+					return c.fail(EndFailed, 503, "cannot send the INVITE: "+err.Error())
+				}
+			case res.StatusCode == 422 && !intervalRetried:
+				// The callee's side wants a longer session timer: ask for its Min-SE.
+				intervalRetried = true
+				th, err := parseTimerHeaders(res)
+				if err != nil || th.minSE <= 0 || th.minSE > 24*time.Hour {
+					return c.fail(EndFailed, 422, res.Reason)
+				}
+				tx.Terminate()
+				req.RemoveHeader("Session-Expires")
+				req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprint(int(th.minSE/time.Second))))
 				req.CSeq().SeqNo++
 				req.RemoveHeader("Via")
 				if tx, err = c.ua.transaction(c.ctx, req); err != nil {

@@ -250,9 +250,11 @@ func TestAPIRefusals(t *testing.T) {
 }
 
 // The callee hangs up an outbound call: voicebot answers the BYE and the
-// call ends as hung up by the far end.
+// call ends as hung up by the far end. (The trunk also wants a longer
+// session timer than voicebot asks for: the 422 is answered with its Min-SE.)
 func TestOutboundCalleeHangsUp(t *testing.T) {
 	p := pbx(t)
+	p.Set(func(p *testpeer.PBX) { p.MinSE = 3600 })
 	r := startRig(t, withTrunk(p, false), nil)
 	_, out := apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "5551234"})
 	id := out["id"].(string)
@@ -268,5 +270,8 @@ func TestOutboundCalleeHangsUp(t *testing.T) {
 	}
 	if n := len(p.Requests("BYE")); n != 0 {
 		t.Errorf("voicebot sent %d BYEs for a call the callee ended", n)
+	}
+	if inv := p.Invites(); len(inv) != 2 || inv[1].GetHeader("Session-Expires").Value() != "3600" {
+		t.Errorf("the 422 was not answered with the trunk's Min-SE: %d INVITEs", len(inv))
 	}
 }

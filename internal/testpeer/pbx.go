@@ -42,6 +42,9 @@ type PBX struct {
 	Ring       time.Duration
 	EarlyMedia bool
 	Final      int
+	// MinSE, when set, refuses INVITEs asking for a shorter session timer
+	// with 422.
+	MinSE int
 
 	registers []Register
 	invites   []*sip.Request
@@ -266,9 +269,13 @@ func (p *PBX) onRegister(req *sip.Request, from netip.AddrPort) {
 func (p *PBX) onInvite(req *sip.Request, from netip.AddrPort) {
 	p.mu.Lock()
 	p.invites = append(p.invites, req)
-	challenge, ring, early, final := p.Challenge, p.Ring, p.EarlyMedia, p.Final
+	challenge, ring, early, final, minSE := p.Challenge, p.Ring, p.EarlyMedia, p.Final, p.MinSE
 	p.mu.Unlock()
 	if challenge != 0 && !p.challenged(req, from, challenge) {
+		return
+	}
+	if se, _ := strconv.Atoi(strings.Split(headerValue(req, "Session-Expires"), ";")[0]); minSE > 0 && se < minSE {
+		p.write(p.response(req, 422, "Session Interval Too Small", fmt.Sprintf("Min-SE: %d", minSE), ""), from)
 		return
 	}
 	if a, err := parseAnswer(req.Body()); err == nil {
