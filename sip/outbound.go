@@ -49,8 +49,10 @@ func (u *UA) Place(r PlaceRequest, handler Handler) (*Call, error) {
 	log := u.log.With().Str("call_id", callID(invite)).Logger()
 	c := newCall(u, Outbound, log)
 	c.invite, c.outbound = invite, &r
+	if !u.startCall() {
+		return nil, ErrShuttingDown
+	}
 	log.Info().Str("to", invite.Recipient.String()).Str("trunk", r.Trunk).Msg("sip: placing call")
-	u.calls.Add(1)
 	go func() {
 		defer u.calls.Done()
 		h := handler

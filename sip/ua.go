@@ -72,6 +72,7 @@ type UA struct {
 	ctx           context.Context
 	registrations []*registration
 	ready         chan struct{} // closed once requests can be sent and received
+	stopping      bool          // Serve is waiting for the calls: no new ones
 }
 
 var setSipgoLogger sync.Once
@@ -255,6 +256,11 @@ func (u *UA) Serve(ctx context.Context) error {
 	case err = <-errs:
 		err = fmt.Errorf("sip serve: %w", err)
 	}
+	// No call may start once we wait for the calls (a WaitGroup must not
+	// grow during Wait): INVITEs from here on are refused.
+	u.mu.Lock()
+	u.stopping = true
+	u.mu.Unlock()
 	u.calls.Wait()
 	regs.Wait() // un-REGISTERs, bounded
 	// Stop reading, then close sipgo (it terminates its transactions and
@@ -527,16 +533,30 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	u.respond(tx, req, 100, "Trying", nil)
 
+	if !u.startCall() {
+		u.respond(tx, req, 503, "Service Unavailable (shutting down)", nil, sip.NewHeader("Retry-After", "30"))
+		return
+	}
+	defer u.calls.Done()
 	c := newInboundCall(u, req, tx, media, log)
 	u.register(c)
-	u.calls.Add(1)
-	defer u.calls.Done()
 	if !tx.OnCancel(func(*sip.Request) { c.end(EndCancelled) }) {
 		c.end(EndCancelled)
 	}
 	log.Info().Str("from", req.From().Address.String()).Str("to", req.To().Address.String()).
 		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Msg("sip: incoming call")
 	u.run(c)
+}
+
+// startCall counts a new call in, unless the UA is stopping.
+func (u *UA) startCall() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopping {
+		return false
+	}
+	u.calls.Add(1)
+	return true
 }
 
 // run gives a call to the handler, and ends it when the handler returns.

@@ -69,7 +69,7 @@ func TestKeyFloodIsBounded(t *testing.T) {
 	}
 	ok := 0
 	for i := 0; i < 60; i++ {
-		if res, err := c.Final(3 * time.Second); err == nil && res.StatusCode == 200 {
+		if res, err := c.FinalFor("INFO", 3*time.Second); err == nil && res.StatusCode == 200 {
 			ok++
 		}
 	}

@@ -253,12 +253,20 @@ func (c *Caller) Request(method, contentType, body string, extra ...string) []by
 }
 
 // Final waits for the next final response, skipping provisional ones.
-func (c *Caller) Final(timeout time.Duration) (*sip.Response, error) {
+func (c *Caller) Final(timeout time.Duration) (*sip.Response, error) { return c.FinalFor("", timeout) }
+
+// FinalFor waits for the next final response to a request of method (any
+// method when ""), skipping provisional ones and answers to other requests
+// (a 200 OK to the INVITE retransmitted because the ACK crossed it).
+func (c *Caller) FinalFor(method string, timeout time.Duration) (*sip.Response, error) {
 	deadline := time.After(timeout)
 	for {
 		select {
 		case r := <-c.resps:
 			if r.IsProvisional() {
+				continue
+			}
+			if cs := r.CSeq(); method != "" && (cs == nil || string(cs.MethodName) != method) {
 				continue
 			}
 			return r, nil
@@ -278,7 +286,7 @@ func (c *Caller) Invite(body string, timeout time.Duration, extra ...string) (*s
 	if err := c.SendRaw(c.Request("INVITE", "application/sdp", body, extra...)); err != nil {
 		return nil, err
 	}
-	res, err := c.Final(timeout)
+	res, err := c.FinalFor("INVITE", timeout)
 	if err != nil || !res.IsSuccess() {
 		return res, err
 	}
@@ -300,7 +308,7 @@ func (c *Caller) Bye(timeout time.Duration) (int, error) {
 	if err := c.SendRaw(c.Request("BYE", "", "")); err != nil {
 		return 0, err
 	}
-	res, err := c.Final(timeout)
+	res, err := c.FinalFor("BYE", timeout)
 	if err != nil {
 		return 0, err
 	}
@@ -367,7 +375,7 @@ func (c *Caller) Send(method, contentType, body string, timeout time.Duration, e
 	if err := c.SendRaw(c.Request(method, contentType, body, extra...)); err != nil {
 		return nil, err
 	}
-	return c.Final(timeout)
+	return c.FinalFor(method, timeout)
 }
 
 // Info sends an in-dialog INFO and returns the answer's status code.
@@ -375,7 +383,7 @@ func (c *Caller) Info(contentType, body string, timeout time.Duration) (int, err
 	if err := c.SendRaw(c.Request("INFO", contentType, body)); err != nil {
 		return 0, err
 	}
-	res, err := c.Final(timeout)
+	res, err := c.FinalFor("INFO", timeout)
 	if err != nil {
 		return 0, err
 	}
