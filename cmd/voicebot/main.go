@@ -307,7 +307,7 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 			return nil, nil, err
 		}
 		log.Warn().Str("url", url).Msg("no API key or model URL configured: using the built-in DEMO model " +
-			"(it greets you and echoes what you say; press # to hang up, 0 to be transferred). " +
+			"(it greets you and echoes what you say; press # and it hangs up, * and it presses keys back). " +
 			"Set OPENAI_API_KEY to talk to a real model.")
 		ep, _ := realtime.BuildEndpoint(realtime.EndpointConfig{Provider: realtime.Custom, Dialect: dialect, URL: url})
 		return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, srv.Close, nil
