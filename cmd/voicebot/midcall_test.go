@@ -272,3 +272,27 @@ func TestBadMidCallRequests(t *testing.T) {
 		t.Errorf("BYE: %d %v", code, err)
 	}
 }
+
+// A re-INVITE without an offer gets voicebot's offer in the 200 OK; the
+// answer comes in the ACK, here moving the stream to a new address.
+func TestOfferlessReinvite(t *testing.T) {
+	r := startRig(t, func(c *config.Config) { c.Agent.Greeting = false }, nil)
+	c := r.caller()
+	call(t, c)
+	res, err := c.Send("INVITE", "", "", 3*time.Second)
+	if err != nil || res.StatusCode != 200 || !strings.Contains(string(res.Body()), "m=audio") {
+		t.Fatalf("offerless re-INVITE: %v %v", res, err)
+	}
+	moved, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	_ = c.SendRaw(c.Request("ACK", "application/sdp", c.OfferAt(moved.LocalAddr().(*net.UDPAddr).AddrPort(), "sendrecv", 2)))
+	_ = moved.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 1500)
+	if _, _, err := moved.ReadFromUDP(buf); err != nil {
+		t.Fatalf("no RTP at the address the ACK's answer gave: %v", err)
+	}
+	_, _ = c.Bye(5 * time.Second)
+}
