@@ -164,9 +164,6 @@ func New(cfg Config) *Bridge {
 // Handle runs one call to its end. ctx ends when the far end hangs up.
 func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	log := b.cfg.Log.With().Str("call_id", call.ID()).Logger()
-	if setup.Profile == nil {
-		setup.Profile = &Profile{Name: "default"}
-	}
 	if !setup.Outbound {
 		_ = call.Ringing()
 	}
@@ -180,6 +177,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 
 	c := newCallState(b, setup.Profile, nil, log)
 	c.call, c.setup = call, setup
+	profile := c.profile // the default one when setup has none
 	c.sig.peerHold.Store(setup.Media.OnHold)
 	// The media session exists from here so the greeting's audio can queue;
 	// it starts sending only once the call is answered.
@@ -218,7 +216,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 
 	// The model session opens while the phone rings, so the greeting is not late.
 	dialCtx, cancelDial := context.WithTimeout(ctx, b.cfg.ConnectTimeout)
-	model, err := b.cfg.Model.Dial(dialCtx, setup.Profile.Model)
+	model, err := b.cfg.Model.Dial(dialCtx, profile.Model)
 	cancelDial()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -269,7 +267,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	}
 	c.connected()
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).
-		Str("profile", setup.Profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
+		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx, model.Events(), model.Err)
 	c.stopTimers()
 	cancel()

@@ -48,7 +48,6 @@ type callState struct {
 	greeted         bool
 	greetingStarted bool
 	ready           bool
-	answered        bool
 	down            *resample.Resampler
 	pcm24           []int16
 	pcm8            []int16
@@ -208,12 +207,8 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 // connected runs once the call is answered: media goes live, unless the
 // far end holds the call (an outbound call's media was held while it rang).
 func (c *callState) connected() {
-	c.answered = true
 	c.sig.connected.Store(true)
-	held := c.sig.peerHold.Load()
-	if held || c.setup.Outbound {
-		c.media.Hold(held)
-	}
+	c.media.Hold(c.sig.peerHold.Load())
 }
 
 const (

@@ -341,16 +341,8 @@ func (c *Config) Validate() error {
 	bad := func(key string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	oneOf := func(key, v string, allowed ...string) {
-		for _, a := range allowed {
-			if v == a {
-				return
-			}
-		}
-		bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
-	}
-	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf("log.format", c.Log.Format, "console", "json")
+	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(bad, "log.format", c.Log.Format, "console", "json")
 
 	if _, err := netip.ParseAddrPort(c.SIP.Listen); err != nil {
 		bad("sip.listen", "want IP:port, got %q", c.SIP.Listen)
@@ -359,7 +351,7 @@ func (c *Config) Validate() error {
 		bad("sip.transports", "at least one of udp, tcp")
 	}
 	for _, t := range c.SIP.Transports {
-		oneOf("sip.transports", t, "udp", "tcp")
+		oneOf(bad, "sip.transports", t, "udp", "tcp")
 	}
 	if h := c.SIP.ExternalAddress; h != "" && (strings.ContainsAny(h, " /:@") && net.ParseIP(h) == nil) {
 		bad("sip.external_address", "want a host name or IP address, got %q", h)
@@ -368,7 +360,7 @@ func (c *Config) Validate() error {
 		bad("sip.codecs", "at least one of PCMU, PCMA")
 	}
 	for _, k := range c.SIP.Codecs {
-		oneOf("sip.codecs", k, "PCMU", "PCMA")
+		oneOf(bad, "sip.codecs", k, "PCMU", "PCMA")
 	}
 	if c.SIP.AckTimeout.D() < time.Second {
 		bad("sip.ack_timeout", "must be at least 1s, got %s", c.SIP.AckTimeout)
@@ -389,8 +381,8 @@ func (c *Config) Validate() error {
 		bad("media.input_silence_after", "must be 20ms-10s, got %s", c.Media.InputSilenceAfter)
 	}
 
-	oneOf("realtime.provider", c.Realtime.Provider, "auto", "openai", "azure", "demo")
-	oneOf("realtime.dialect", c.Realtime.Dialect, "ga", "beta")
+	oneOf(bad, "realtime.provider", c.Realtime.Provider, "auto", "openai", "azure", "demo")
+	oneOf(bad, "realtime.dialect", c.Realtime.Dialect, "ga", "beta")
 	if u := c.Realtime.URL; u != "" {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "ws" && pu.Scheme != "wss") || pu.Host == "" {
@@ -419,7 +411,7 @@ func (c *Config) Validate() error {
 		bad("realtime.append_interval", "must be a multiple of 20ms from 20ms to 500ms, got %s", c.Realtime.AppendInterval)
 	}
 
-	oneOf("barge_in.mode", c.BargeIn.Mode, "immediate", "pause")
+	oneOf(bad, "barge_in.mode", c.BargeIn.Mode, "immediate", "pause")
 	if v := c.BargeIn.MinSpeechMS; v < 0 || v > 5000 {
 		bad("barge_in.min_speech_ms", "must be 0-5000, got %d", v)
 	}
@@ -435,7 +427,7 @@ func (c *Config) Validate() error {
 	if c.Demo.Speed < 1 || c.Demo.Speed > 100 {
 		bad("demo.speed", "must be 1-100, got %g", c.Demo.Speed)
 	}
-	oneOf("media.symmetric_rtp", c.Media.SymmetricRTP, "auto", "on", "off")
+	oneOf(bad, "media.symmetric_rtp", c.Media.SymmetricRTP, "auto", "on", "off")
 	c.validateCalls(bad)
 	return errors.Join(errs...)
 }

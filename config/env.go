@@ -23,13 +23,7 @@ func applyEnv(cfg *Config, environ []string) error {
 	keys := map[string]string{}
 	collect(reflect.ValueOf(cfg).Elem(), "", fields, keys)
 
-	env := map[string]string{}
-	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if ok {
-			env[k] = v
-		}
-	}
+	env := envMap(environ)
 	names := make([]string, 0, len(env))
 	for k := range env {
 		names = append(names, k)

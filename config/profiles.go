@@ -317,17 +317,9 @@ func (c *Config) validateAgent(key string, a Agent, bad func(key, format string,
 	if a.Voice == "" {
 		bad(key+".voice", "must not be empty")
 	}
-	oneOf := func(k, v string, allowed ...string) {
-		for _, x := range allowed {
-			if v == x {
-				return
-			}
-		}
-		bad(k, "%q is not one of %s", v, strings.Join(allowed, ", "))
-	}
-	oneOf(key+".vad.type", a.VAD.Type, "server_vad", "semantic_vad")
-	oneOf(key+".vad.eagerness", a.VAD.Eagerness, "low", "medium", "high", "auto")
-	oneOf(key+".noise_reduction", a.NoiseReduction, "", "near_field", "far_field")
+	oneOf(bad, key+".vad.type", a.VAD.Type, "server_vad", "semantic_vad")
+	oneOf(bad, key+".vad.eagerness", a.VAD.Eagerness, "low", "medium", "high", "auto")
+	oneOf(bad, key+".noise_reduction", a.NoiseReduction, "", "near_field", "far_field")
 	if t := a.VAD.Threshold; t < 0 || t > 1 {
 		bad(key+".vad.threshold", "must be 0-1, got %g", t)
 	}
@@ -353,4 +345,14 @@ func envMap(environ []string) map[string]string {
 		}
 	}
 	return env
+}
+
+// oneOf reports to bad a value of key that is not one of allowed.
+func oneOf(bad func(key, format string, args ...any), key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	bad(key, "%q is not one of %s", v, strings.Join(allowed, ", "))
 }

@@ -22,9 +22,6 @@ type pacer struct {
 	n       int64 // frames sent since anchor
 	started bool
 	talking bool
-	// muted sends nothing while the schedule and timestamps run on: the
-	// call is on hold, and RFC 3264 forbids sending to a recvonly peer.
-	muted bool
 
 	dtmfPT uint8 // negotiated telephone-event payload type, 0 if none
 	dtmf   dtmfSender
@@ -120,7 +117,7 @@ func (p *pacer) tick(now time.Time) {
 // talkspurt is called when audio is queued while the bot was quiet: the
 // first frame goes now and the schedule restarts from it.
 func (p *pacer) talkspurt(now time.Time) {
-	if p.talking || p.muted || p.dtmf.busy() || p.queue.queued() == 0 || p.queue.isPaused() {
+	if p.talking || p.dtmf.busy() || p.queue.queued() == 0 || p.queue.isPaused() {
 		return
 	}
 	if p.started && !now.Before(p.next()) {
@@ -133,16 +130,19 @@ func (p *pacer) talkspurt(now time.Time) {
 }
 
 func (p *pacer) sendAt(now time.Time) {
-	if p.muted {
+	keys := p.dtmf.busy()
+	n, held := p.queue.take(p.frame[:], keys)
+	if held {
+		// On hold nothing is sent (RFC 3264: the peer is recvonly or
+		// inactive) while the schedule and timestamps run on.
 		p.talking = false
 		p.header.Timestamp += FrameSamples
 		return
 	}
-	if p.dtmf.busy() {
+	if keys {
 		p.sendDTMF()
 		return
 	}
-	n := p.queue.pop(p.frame[:])
 	payload := p.silence
 	p.header.Marker = false
 	if n > 0 {

@@ -115,13 +115,21 @@ func (p *playout) accountFor(ref ItemRef) int {
 // pop moves up to len(frame) samples into frame and returns how many; the
 // rest of frame is zeroed (the tail of a talkspurt is padded with silence).
 func (p *playout) pop(frame []int16) int {
+	n, _ := p.take(frame, false)
+	return n
+}
+
+// take is pop for the pacer, in one lock: it also reports a call on hold
+// (nothing at all is to be sent), and with wait it leaves the queue alone
+// (keys are being sent; bot audio waits for them).
+func (p *playout) take(frame []int16, wait bool) (n int, held bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.paused || p.held {
+	if p.held || p.paused || wait {
 		clear(frame)
-		return 0
+		return 0, p.held
 	}
-	n := min(len(frame), p.size)
+	n = min(len(frame), p.size)
 	first := copy(frame[:n], p.ring[p.head:min(len(p.ring), p.head+n)])
 	copy(frame[first:n], p.ring[:n-first])
 	clear(frame[n:])
@@ -129,16 +137,16 @@ func (p *playout) pop(frame []int16) int {
 	p.size -= n
 	for left := n; left > 0 && len(p.spans) > 0; {
 		s := &p.spans[0]
-		take := min(left, s.n)
-		s.n -= take
-		left -= take
-		p.accounts[s.account].SentSamples += take
-		p.accounts[s.account].QueuedSamples -= take
+		k := min(left, s.n)
+		s.n -= k
+		left -= k
+		p.accounts[s.account].SentSamples += k
+		p.accounts[s.account].QueuedSamples -= k
 		if s.n == 0 {
 			p.spans = p.spans[:copy(p.spans, p.spans[1:])]
 		}
 	}
-	return n
+	return n, false
 }
 
 // setPaused holds or releases playout.

@@ -213,10 +213,7 @@ func (s *Session) CurrentPeer() Peer { return s.peer.Load().Peer }
 // is music on hold, not speech for the model), and queued bot audio waits,
 // nothing lost. Hold(false) resumes where it stopped.
 func (s *Session) Hold(held bool) {
-	s.pmu.Lock()
-	s.pacer.muted = held
-	s.pmu.Unlock()
-	s.held.Store(held)
+	s.held.Store(held) // the receive path's copy, read per packet without a lock
 	s.queue.setHeld(held)
 	if !held {
 		select {

@@ -104,7 +104,7 @@ type Call struct {
 	peerAllow  string                 // the peer's Allow header
 	timer      sessionTimer
 	timerKick  chan struct{}
-	refer      chan int // progress codes of our REFER, from the peer's NOTIFYs
+	refer      chan sipfrag // progress of our REFER, from the peer's NOTIFYs
 	failure    *CallError
 	answerFrom string // outbound: where the callee's answer came from
 }
@@ -348,12 +348,7 @@ func (c *Call) Answer(ctx context.Context, localPort int) error {
 	res.AppendHeader(c.ua.contact(c.invite.Transport(), c.invite.Source()))
 	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
 	res.AppendHeader(sip.NewHeader("Supported", supported))
-	if timer.interval > 0 {
-		res.AppendHeader(timer.header(refresher))
-		if th.supported {
-			res.AppendHeader(sip.NewHeader("Require", "timer"))
-		}
-	}
+	timer.addTo(res, th, refresher)
 	ack := c.expectAck(c.invite.CSeq().SeqNo)
 	c.mu.Lock()
 	c.responded, c.answered, c.answeredAt = true, true, time.Now()

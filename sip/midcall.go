@@ -22,17 +22,6 @@ func (c *Call) renegotiateLocked(offer []byte) (Media, error) {
 	return Negotiate(offer, prefs)
 }
 
-// timerHeadersFor adds our session-timer headers to a 2xx.
-func (c *Call) timerHeaders(res *sip.Response, th timerHeaders, t sessionTimer, refresher string) {
-	if t.interval <= 0 {
-		return
-	}
-	res.AppendHeader(t.header(refresher))
-	if th.supported {
-		res.AppendHeader(sip.NewHeader("Require", "timer"))
-	}
-}
-
 // refreshed takes the session timer a refresh (theirs or ours) set.
 func (c *Call) refreshed(t sessionTimer) {
 	c.mu.Lock()
@@ -41,6 +30,74 @@ func (c *Call) refreshed(t sessionTimer) {
 	select {
 	case c.timerKick <- struct{}{}:
 	default:
+	}
+}
+
+// inDialogAnswer is what a re-INVITE or UPDATE negotiated: our 2xx, and
+// what to apply once it is sent.
+type inDialogAnswer struct {
+	res     *sip.Response
+	timer   sessionTimer
+	media   Media
+	offered bool
+}
+
+// answerInDialog negotiates a re-INVITE or UPDATE: its required extensions,
+// the session timer, and its offer when it has one. It builds the 2xx, with
+// our SDP when there was an offer or withSDP (a re-INVITE without an offer
+// gets ours). A request it cannot take it answers itself; ok is then false
+// and the call goes on as it was.
+func (c *Call) answerInDialog(req *sip.Request, tx sip.ServerTransaction, withSDP bool) (a inDialogAnswer, ok bool) {
+	if bad := unsupportedRequire(req); len(bad) > 0 {
+		c.ua.respond(tx, req, 420, "Bad Extension", nil, sip.NewHeader("Unsupported", strings.Join(bad, ", ")))
+		return a, false
+	}
+	th, err := parseTimerHeaders(req)
+	if err != nil {
+		c.ua.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
+		return a, false
+	}
+	c.mu.Lock()
+	timer, refresher, err := timerForRequest(th, c.timer, c.ua.cfg.SessionExpires, c.ua.cfg.MinSE, c.ua.cfg.Clock.Now())
+	if err != nil {
+		c.mu.Unlock()
+		c.ua.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", strconv.Itoa(int(c.ua.cfg.MinSE/time.Second))))
+		return a, false
+	}
+	a.timer, a.media, a.offered = timer, c.media, len(req.Body()) > 0
+	if a.offered {
+		if a.media, err = c.renegotiateLocked(req.Body()); err != nil {
+			c.mu.Unlock()
+			c.log.Warn().Err(err).Str("method", string(req.Method)).Msg("sip: refusing an offer; the call goes on as it was")
+			c.ua.respond(tx, req, 488, "Not Acceptable Here ("+sanitize(err.Error())+")", nil)
+			return a, false
+		}
+	}
+	var body []byte
+	if a.offered || withSDP {
+		body, err = c.localSDPLocked(a.media)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		c.ua.respond(tx, req, 500, "Server Internal Error", nil)
+		return a, false
+	}
+	a.res = c.response(req, 200, "OK", body)
+	if body != nil {
+		a.res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
+	a.res.AppendHeader(c.ua.contact(req.Transport(), req.Source()))
+	a.res.AppendHeader(sip.NewHeader("Allow", allowMethods))
+	a.res.AppendHeader(sip.NewHeader("Supported", supported))
+	timer.addTo(a.res, th, refresher)
+	return a, true
+}
+
+// taken applies what a sent 2xx agreed.
+func (c *Call) taken(a inDialogAnswer) {
+	c.refreshed(a.timer)
+	if a.offered {
+		c.apply(a.media)
 	}
 }
 
@@ -61,62 +118,26 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.reinviting = false
 		c.mu.Unlock()
 	}()
-	if bad := unsupportedRequire(req); len(bad) > 0 {
-		c.ua.respond(tx, req, 420, "Bad Extension", nil, sip.NewHeader("Unsupported", strings.Join(bad, ", ")))
+	a, ok := c.answerInDialog(req, tx, true)
+	if !ok {
 		return
 	}
-	th, err := parseTimerHeaders(req)
-	if err != nil {
-		c.ua.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
-		return
-	}
-	c.mu.Lock()
-	timer, refresher, err := timerForRequest(th, c.timer, c.ua.cfg.SessionExpires, c.ua.cfg.MinSE, c.ua.cfg.Clock.Now())
-	if err != nil {
-		c.mu.Unlock()
-		c.ua.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", strconv.Itoa(int(c.ua.cfg.MinSE/time.Second))))
-		return
-	}
-	media, offered := c.media, len(req.Body()) > 0
-	if offered {
-		if media, err = c.renegotiateLocked(req.Body()); err != nil {
-			c.mu.Unlock()
-			c.log.Warn().Err(err).Msg("sip: refusing re-INVITE offer; the call goes on as it was")
-			c.ua.respond(tx, req, 488, "Not Acceptable Here ("+sanitize(err.Error())+")", nil)
-			return
-		}
-	}
-	body, err := c.localSDPLocked(media)
-	c.mu.Unlock()
-	if err != nil {
-		c.ua.respond(tx, req, 500, "Server Internal Error", nil)
-		return
-	}
-	res := c.response(req, 200, "OK", body)
-	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	res.AppendHeader(c.ua.contact(req.Transport(), req.Source()))
-	res.AppendHeader(sip.NewHeader("Allow", allowMethods))
-	res.AppendHeader(sip.NewHeader("Supported", supported))
-	c.timerHeaders(res, th, timer, refresher)
 	ack := c.expectAck(req.CSeq().SeqNo)
-	if err := tx.Respond(res); err != nil {
+	if err := tx.Respond(a.res); err != nil {
 		c.log.Debug().Err(err).Msg("sip: re-INVITE answer not sent")
 		return
 	}
-	c.refreshed(timer)
-	if offered {
-		c.apply(media)
-	}
+	c.taken(a)
 	// The 2xx is retransmitted until its ACK comes; this request's goroutine
 	// (sipgo runs each in its own) waits for it, as the transaction must
 	// live until then.
-	ackBody, err := c.awaitAck(c.ctx, tx, res, ack)
+	ackBody, err := c.awaitAck(c.ctx, tx, a.res, ack)
 	switch {
 	case errors.Is(err, errNoAck):
 		c.log.Warn().Msg("sip: no ACK for the re-INVITE's 200 OK, hanging up")
 		c.end(EndAckTimeout)
 		_ = c.sendBye()
-	case err == nil && !offered && len(ackBody) > 0:
+	case err == nil && !a.offered && len(ackBody) > 0:
 		c.mu.Lock()
 		m, err := c.renegotiateLocked(ackBody)
 		c.mu.Unlock()
@@ -137,51 +158,18 @@ func (u *UA) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 	if c == nil {
 		return
 	}
-	th, err := parseTimerHeaders(req)
-	if err != nil {
-		u.respond(tx, req, 400, "Bad Request ("+sanitize(err.Error())+")", nil)
-		return
-	}
 	c.mu.Lock()
-	if c.reinviting && len(req.Body()) > 0 {
-		c.mu.Unlock()
+	glare := c.reinviting && len(req.Body()) > 0
+	c.mu.Unlock()
+	if glare {
 		u.respond(tx, req, 491, "Request Pending", nil, sip.NewHeader("Retry-After", "2"))
 		return
 	}
-	timer, refresher, err := timerForRequest(th, c.timer, u.cfg.SessionExpires, u.cfg.MinSE, u.cfg.Clock.Now())
-	if err != nil {
-		c.mu.Unlock()
-		u.respond(tx, req, 422, "Session Interval Too Small", nil, sip.NewHeader("Min-SE", strconv.Itoa(int(u.cfg.MinSE/time.Second))))
+	a, ok := c.answerInDialog(req, tx, false)
+	if !ok || tx.Respond(a.res) != nil {
 		return
 	}
-	var body []byte
-	media, offered := c.media, len(req.Body()) > 0
-	if offered {
-		if media, err = c.renegotiateLocked(req.Body()); err == nil {
-			body, err = c.localSDPLocked(media)
-		}
-		if err != nil {
-			c.mu.Unlock()
-			c.log.Warn().Err(err).Msg("sip: refusing UPDATE offer; the call goes on as it was")
-			u.respond(tx, req, 488, "Not Acceptable Here ("+sanitize(err.Error())+")", nil)
-			return
-		}
-	}
-	c.mu.Unlock()
-	res := c.response(req, 200, "OK", body)
-	if offered {
-		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	}
-	res.AppendHeader(c.ua.contact(req.Transport(), req.Source()))
-	res.AppendHeader(sip.NewHeader("Supported", supported))
-	c.timerHeaders(res, th, timer, refresher)
-	if err := tx.Respond(res); err != nil {
-		return
-	}
-	c.refreshed(timer)
-	if offered {
-		c.apply(media)
-	}
+	c.taken(a)
 }
 
 // apply records renegotiated media and tells the handler.

@@ -55,14 +55,14 @@ func (u *UA) Place(r PlaceRequest, handler Handler) (*Call, error) {
 	log.Info().Str("to", invite.Recipient.String()).Str("trunk", r.Trunk).Msg("sip: placing call")
 	go func() {
 		defer u.calls.Done()
-		h := handler
-		u.runWith(c, h)
+		u.run(c, handler)
 	}()
 	return c, nil
 }
 
-// runWith runs handler for c as run does for the configured handler.
-func (u *UA) runWith(c *Call, handler Handler) {
+// run gives a call to its handler, and ends the call when the handler
+// returns.
+func (u *UA) run(c *Call, handler Handler) {
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

@@ -22,13 +22,13 @@ func TestMain(m *testing.M) {
 
 func TestParseSipfrag(t *testing.T) {
 	for body, want := range map[string]int{"SIP/2.0 200 OK\r\n": 200, "SIP/2.0 100 Trying": 100, "sip/2.0 486 Busy Here\r\nVia: x\r\n": 486} {
-		if got, ok := parseSipfrag([]byte(body)); !ok || got != want {
-			t.Errorf("%q: %d %v", body, got, ok)
+		if got, ok := parseSipfrag([]byte(body)); !ok || got.code != want {
+			t.Errorf("%q: %d %v", body, got.code, ok)
 		}
 	}
 	for _, bad := range []string{"", "HTTP/1.1 200 OK", "SIP/2.0 OK", "SIP/2.0 99 Low", "SIP/2.0 700 High"} {
 		if got, ok := parseSipfrag([]byte(bad)); ok {
-			t.Errorf("%q parsed as %d", bad, got)
+			t.Errorf("%q parsed as %d", bad, got.code)
 		}
 	}
 }
@@ -119,8 +119,8 @@ func FuzzSIPMessage(f *testing.F) {
 			}
 		}
 		body := msg.Body()
-		if code, ok := parseSipfrag(body); ok && (code < 100 || code > 699) {
-			t.Fatalf("sipfrag code %d", code)
+		if frag, ok := parseSipfrag(body); ok && (frag.code < 100 || frag.code > 699) {
+			t.Fatalf("sipfrag code %d", frag.code)
 		}
 		if d, ok := parseDTMFRelay(string(body)); ok && !containsRune("0123456789*#ABCD", d) {
 			t.Fatalf("DTMF key %q", d)

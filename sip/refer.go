@@ -47,7 +47,7 @@ func (c *Call) Transfer(ctx context.Context, target string) error {
 	if d == nil || c.ctx.Err() != nil {
 		return ErrCallEnded
 	}
-	progress := make(chan int, 8)
+	progress := make(chan sipfrag, 8)
 	c.mu.Lock()
 	if c.refer != nil {
 		c.mu.Unlock()
@@ -82,13 +82,13 @@ func (c *Call) Transfer(ctx context.Context, target string) error {
 		select {
 		case code := <-progress:
 			switch {
-			case code < 200:
+			case code.code < 200:
 				continue
-			case code < 300:
-				c.log.Info().Int("code", code).Msg("sip: transfer succeeded")
+			case code.code < 300:
+				c.log.Info().Int("code", code.code).Msg("sip: transfer succeeded")
 				return nil
 			default:
-				return &TransferError{Code: code, Reason: reasonPhrase(code)}
+				return &TransferError{Code: code.code, Reason: code.reason}
 			}
 		case <-c.ctx.Done():
 			if c.EndReason() == EndRemoteBye {
@@ -114,7 +114,7 @@ func (u *UA) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 		u.respond(tx, req, 489, "Bad Event", nil, sip.NewHeader("Allow-Events", "refer"))
 		return
 	}
-	code, ok := parseSipfrag(req.Body())
+	frag, ok := parseSipfrag(req.Body())
 	u.respond(tx, req, 200, "OK", nil)
 	if !ok {
 		c.log.Debug().Msg("sip: NOTIFY without a status line")
@@ -125,37 +125,29 @@ func (u *UA) onNotify(req *sip.Request, tx sip.ServerTransaction) {
 	c.mu.Unlock()
 	if ch != nil {
 		select {
-		case ch <- code:
+		case ch <- frag:
 		default:
 		}
 	}
 }
 
-// parseSipfrag reads the status code of a message/sipfrag body
-// ("SIP/2.0 200 OK").
-func parseSipfrag(body []byte) (int, bool) {
+// sipfrag is the status line a NOTIFY of the refer package reports.
+type sipfrag struct {
+	code   int
+	reason string
+}
+
+// parseSipfrag reads the status line of a message/sipfrag body
+// ("SIP/2.0 486 Busy Here").
+func parseSipfrag(body []byte) (sipfrag, bool) {
 	line, _, _ := strings.Cut(string(body), "\n")
 	f := strings.Fields(line)
 	if len(f) < 2 || !strings.HasPrefix(strings.ToUpper(f[0]), "SIP/") {
-		return 0, false
+		return sipfrag{}, false
 	}
 	code, err := strconv.Atoi(f[1])
 	if err != nil || code < 100 || code > 699 {
-		return 0, false
+		return sipfrag{}, false
 	}
-	return code, true
-}
-
-func reasonPhrase(code int) string {
-	switch {
-	case code == 486 || code == 600:
-		return "Busy"
-	case code == 480 || code == 408:
-		return "No answer"
-	case code == 603:
-		return "Declined"
-	case code >= 400 && code < 500:
-		return "Refused"
-	}
-	return "Failed"
+	return sipfrag{code: code, reason: sanitize(strings.Join(f[2:], " "))}, true
 }

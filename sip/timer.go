@@ -114,6 +114,18 @@ func (t sessionTimer) header(refresher string) sip.Header {
 	return sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(t.interval/time.Second), refresher))
 }
 
+// addTo puts the timer in our 2xx to a request with headers h: the
+// interval and refresher, and Require: timer when the peer supports it.
+func (t sessionTimer) addTo(res *sip.Response, h timerHeaders, refresher string) {
+	if t.interval <= 0 {
+		return
+	}
+	res.AppendHeader(t.header(refresher))
+	if h.supported {
+		res.AppendHeader(sip.NewHeader("Require", "timer"))
+	}
+}
+
 // errIntervalTooSmall is a Session-Expires below our Min-SE: the request
 // gets 422 with our Min-SE.
 type errIntervalTooSmall struct{ minSE time.Duration }

@@ -545,7 +545,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	log.Info().Str("from", req.From().Address.String()).Str("to", req.To().Address.String()).
 		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Msg("sip: incoming call")
-	u.run(c)
+	u.run(c, u.handler)
 }
 
 // startCall counts a new call in, unless the UA is stopping.
@@ -557,20 +557,6 @@ func (u *UA) startCall() bool {
 	}
 	u.calls.Add(1)
 	return true
-}
-
-// run gives a call to the handler, and ends it when the handler returns.
-func (u *UA) run(c *Call) {
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				c.log.Error().Interface("panic", p).Msg("sip: call handler panicked")
-				c.end(EndError)
-			}
-		}()
-		u.handler(c.ctx, c)
-	}()
-	c.finish()
 }
 
 // sanitize keeps a reason phrase to one line of printable ASCII.

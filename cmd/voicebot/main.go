@@ -227,6 +227,8 @@ func placer(cfg config.Config, profiles map[string]*bridge.Profile, ua *sip.UA, 
 			}
 			return "", &api.RequestError{Msg: err.Error()}
 		}
+		// Listed at once for the API's answer; the handler adds it too, so
+		// that its End always finds it, whichever of the two runs first.
 		calls.Add(sipCall{call}, info)
 		return call.ID(), nil
 	}
