@@ -158,6 +158,7 @@ func (c *callState) interrupt(cause string) {
 			continue // no audio: nothing the server could truncate
 		}
 		end := min(p.SentMS(), received)
+		c.hist.heard(p.Ref.ItemID, end, received)
 		truncs.Dict(zerolog.Dict().Str("item_id", p.Ref.ItemID).Int("audio_end_ms", end).Int("received_ms", received))
 		tr, err := c.model.Dialect().ItemTruncate(c.nextEventID("truncate_"), p.Ref.ItemID, p.Ref.ContentIndex, end)
 		c.send("conversation.item.truncate", tr, err)

@@ -113,6 +113,7 @@ type Config struct {
 	ConnectTimeout time.Duration
 	AppendInterval time.Duration
 	BargeIn        BargeIn
+	Resume         Resume
 
 	Ports             *media.Ports
 	ReorderWindow     int
@@ -155,6 +156,7 @@ func New(cfg Config) *Bridge {
 	if cfg.BargeIn.LocalThresholdDB == 0 {
 		cfg.BargeIn.LocalThresholdDB = -35
 	}
+	cfg.Resume.defaults()
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{}
 	}
@@ -226,7 +228,8 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		_ = call.Reject(503, "Service Unavailable (model unreachable)")
 		return
 	}
-	defer model.Close()
+	c.conn = model
+	defer c.closeSessions()
 	c.setModel(model)
 	if err := c.configure(); err != nil {
 		log.Error().Err(err).Msg("call: session.update")
@@ -268,7 +271,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	c.connected()
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
-	reason := c.run(callCtx, model.Events(), model.Err)
+	reason := c.run(callCtx)
 	c.stopTimers()
 	cancel()
 	c.tools.wait()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -77,6 +78,13 @@ type callState struct {
 	tools  toolState
 	ending *ending // the call ends once the bot has finished speaking
 	sig    signalling
+
+	// The model session, which may be replaced during the call, and the
+	// conversation that outlives it.
+	conn liveConn
+	hist *history
+	sess sessionState
+	wg   sync.WaitGroup // session openers
 }
 
 func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *callState {
@@ -94,6 +102,7 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 		botText:       map[string]string{},
 		rtpKeys:       make(chan rune, 32),
 		infoKeys:      make(chan rune, 32),
+		hist:          newHistory(),
 	}
 	c.session = p.Session
 	c.session.Tools = p.toolDeclarations()
@@ -144,9 +153,7 @@ func (c *callState) send(what string, ev []byte, err error) {
 }
 
 func (c *callState) configure() error {
-	s := c.session
-	s.InputFormat, s.OutputFormat = realtime.PCM16, realtime.PCM16
-	ev, err := c.model.Dialect().SessionUpdate(c.nextEventID("session_"), s)
+	ev, err := c.sessionUpdate()
 	if err != nil {
 		return err
 	}
@@ -219,9 +226,12 @@ const (
 )
 
 // run is the call's event loop. It returns why the call ended.
-func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent, connErr func() error) string {
+func (c *callState) run(ctx context.Context) string {
 	for {
-		var timerC, keysC, endC <-chan time.Time
+		var timerC, keysC, endC, rolloverC <-chan time.Time
+		if c.sess.timer != nil {
+			rolloverC = c.sess.timer.C()
+		}
 		if c.barge.timer != nil {
 			timerC = c.barge.timer.C()
 		}
@@ -234,13 +244,19 @@ func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent,
 		select {
 		case <-ctx.Done():
 			return endCallerHungUp
-		case ev, ok := <-events:
+		case ev, ok := <-c.conn.Events():
 			if !ok {
-				c.log.Error().Err(connErr()).Msg("call: model connection lost")
-				return endModelLost
+				if reason, ok := c.modelLost(ctx, c.conn.Err()); !ok {
+					return reason
+				}
+				continue
 			}
 			c.handle(ev)
 			ev.Release()
+		case <-rolloverC:
+			c.onRolloverTimer(ctx)
+		case res := <-c.sess.standby:
+			c.onStandby(res)
 		case <-timerC:
 			c.onBargeTimer()
 		case <-c.localSpeech:
@@ -259,6 +275,7 @@ func (c *callState) run(ctx context.Context, events <-chan realtime.ServerEvent,
 		if reason, done := c.checkEnding(); done {
 			return reason
 		}
+		c.maybeRollover()
 	}
 }
 
@@ -270,6 +287,26 @@ func (c *callState) stopTimers() {
 	if c.ending != nil && c.ending.timer != nil {
 		c.ending.timer.Stop()
 	}
+	if c.sess.timer != nil {
+		c.sess.timer.Stop()
+	}
+}
+
+// closeSessions closes the model sessions once the call is over, the
+// current one, a replacement that was ready and one being opened.
+func (c *callState) closeSessions() {
+	if c.sess.standby != nil {
+		if r := <-c.sess.standby; r.conn != nil {
+			r.conn.Close()
+		}
+	}
+	c.wg.Wait()
+	if c.sess.ready != nil {
+		c.sess.ready.Close()
+	}
+	if c.conn != nil {
+		c.conn.Close()
+	}
 }
 
 func (c *callState) handle(ev realtime.ServerEvent) {
@@ -278,7 +315,10 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 	case realtime.KindSessionCreated:
 		if ev.Session != nil {
 			c.log.Debug().Str("session", ev.Session.ID).Str("model", ev.Session.Model).Msg("model: session created")
+			c.sessionCreated(ev.Session)
 		}
+	case realtime.KindItemAdded:
+		c.hist.added(ev.Item)
 	case realtime.KindSessionUpdated:
 		if !c.ready {
 			c.ready = true
@@ -289,12 +329,15 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		c.onAudio(ev)
 	case realtime.KindSpeechStarted:
 		c.log.Debug().Int("audio_start_ms", ev.AudioStartMS).Msg("model: caller started speaking")
+		c.sess.callerOn = true
 		c.onSpeechStarted(ev.AudioStartMS, false)
 	case realtime.KindSpeechStopped:
 		c.log.Debug().Int("audio_end_ms", ev.AudioEndMS).Msg("model: caller stopped speaking")
+		c.sess.callerOn = false
 		c.onSpeechStopped(ev.AudioEndMS)
 	case realtime.KindInputTranscript:
 		c.log.Info().Str("who", "caller").Str("item_id", ev.ItemID).Str("text", ev.Text).Msg("transcript")
+		c.hist.transcript(ev.ItemID, ev.Text)
 	case realtime.KindInputTranscriptFailed:
 		c.log.Warn().Str("item_id", ev.ItemID).Msg("model: caller transcription failed")
 	case realtime.KindTranscriptDelta:
@@ -305,6 +348,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 			text = c.botText[ev.ItemID]
 		}
 		delete(c.botText, ev.ItemID)
+		c.hist.transcript(ev.ItemID, text)
 		c.log.Info().Str("who", "bot").Str("item_id", ev.ItemID).Str("text", text).Msg("transcript")
 	case realtime.KindResponseCreated:
 		c.activeResp = ev.ResponseID
@@ -313,6 +357,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		}
 	case realtime.KindOutputItemDone:
 		if ev.Item != nil && ev.Item.Type == "function_call" {
+			c.hist.functionDone(ev.Item)
 			c.onFunctionCall(ev.ResponseID, ev.Item)
 		}
 	case realtime.KindResponseDone:

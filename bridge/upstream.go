@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"sync"
 	"sync/atomic"
 
 	"github.com/voicebot/voicebot/realtime"
@@ -29,6 +30,14 @@ type upstream struct {
 	conn    atomic.Pointer[sender]
 	vad     *energyVAD // may be nil
 	dropped uint64     // events the connection refused, or audio before it existed
+
+	// While the model session is being replaced, the caller's audio waits
+	// in gap (the latest gapMax bytes) instead of going to a dead socket.
+	gmu        sync.Mutex
+	holding    atomic.Bool
+	gap        []byte
+	gapMax     int
+	gapDropped int // bytes of held audio dropped, oldest first
 }
 
 func newUpstream(conn sender, appendMS int) *upstream {
@@ -55,6 +64,9 @@ func (u *upstream) write(pcm8 []int16) {
 	for _, v := range u.pcm24 {
 		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))
 	}
+	if u.holding.Load() && u.holdPending() {
+		return
+	}
 	cp := u.conn.Load()
 	if cp == nil {
 		u.dropped++
@@ -74,4 +86,59 @@ func (u *upstream) write(pcm8 []int16) {
 		}
 		u.pending = u.pending[:copy(u.pending, u.pending[u.batch:])]
 	}
+}
+
+// holdPending moves the pending audio to the gap buffer while the session is
+// away; false once it is back.
+func (u *upstream) holdPending() bool {
+	u.gmu.Lock()
+	defer u.gmu.Unlock()
+	if !u.holding.Load() {
+		return false
+	}
+	u.gap = append(u.gap, u.pending...)
+	u.pending = u.pending[:0]
+	if over := len(u.gap) - u.gapMax; over > 0 {
+		over += over % 2 // whole samples
+		u.gap = u.gap[:copy(u.gap, u.gap[over:])]
+		u.gapDropped += over
+	}
+	return true
+}
+
+// hold keeps up to ms of the caller's audio until release.
+func (u *upstream) hold(ms int) {
+	u.gmu.Lock()
+	defer u.gmu.Unlock()
+	u.gapMax = ms * 48
+	u.gap = u.gap[:0]
+	u.holding.Store(true)
+}
+
+// gapChunk is the audio per append when held audio is sent: large events,
+// so a long gap is a few of them, not hundreds queued at once.
+const gapChunk = 48000 // one second at 24 kHz
+
+// release sends the held audio to conn and resumes streaming there. It
+// returns the milliseconds of audio sent.
+func (u *upstream) release(conn sender) int {
+	u.gmu.Lock()
+	defer u.gmu.Unlock()
+	sent := len(u.gap) / 48
+	for off := 0; off < len(u.gap); off += gapChunk {
+		audio := u.gap[off:min(len(u.gap), off+gapChunk)]
+		b := conn.Buffer()
+		if need := realtime.AppendInputAudioLen(len(audio)); cap(*b) < need {
+			*b = make([]byte, 0, need)
+		}
+		u.seq++
+		*b = realtime.AppendInputAudio((*b)[:0], u.seq, audio)
+		if err := conn.SendBuffer(b); err != nil {
+			u.dropped++
+		}
+	}
+	u.gap = u.gap[:0]
+	u.setConn(conn)
+	u.holding.Store(false)
+	return sent
 }

@@ -43,6 +43,44 @@ type Config struct {
 	BargeIn BargeIn         `yaml:"barge_in"`
 	API     API             `yaml:"api"`
 	Demo    Demo            `yaml:"demo"`
+	// Calls bounds every call's life: silence on the line, length.
+	Calls Calls `yaml:"calls"`
+	// Admission decides who may call at all.
+	Admission Admission `yaml:"admission"`
+	// Shutdown is how a stop signal ends the calls in progress.
+	Shutdown Shutdown `yaml:"shutdown"`
+}
+
+// Calls bounds each call.
+type Calls struct {
+	RTPTimeout         Duration `yaml:"rtp_timeout"`          // no caller RTP this long (not on hold): hang up; 0 off
+	MaxDuration        Duration `yaml:"max_duration"`         // hang up after this; 0 off
+	MaxDurationWarning Duration `yaml:"max_duration_warning"` // tell the model this long before max_duration
+}
+
+// Admission limits who gets a call answered.
+type Admission struct {
+	MaxCalls     int     `yaml:"max_calls"`     // concurrent calls, inbound and outbound; 0: no limit
+	OverCapacity int     `yaml:"over_capacity"` // the answer beyond max_calls: 486 or 503
+	InviteRate   float64 `yaml:"invite_rate"`   // new INVITEs per second per source IP; 0: no limit
+	InviteBurst  int     `yaml:"invite_burst"`  // INVITEs a source may send at once
+	// Allow lists the networks (CIDR or IP) calls may come from; empty: any.
+	Allow []string `yaml:"allow"`
+	// Auth, when it has users, challenges INVITEs from outside Allow
+	// with digest authentication.
+	Auth InboundAuth `yaml:"auth"`
+}
+
+// InboundAuth is digest authentication of inbound INVITEs.
+type InboundAuth struct {
+	Realm string            `yaml:"realm"`
+	Users map[string]Secret `yaml:"users"` // user: password ("${NAME}" from the environment)
+}
+
+// Shutdown is the drain on SIGTERM/SIGINT.
+type Shutdown struct {
+	DrainTimeout Duration `yaml:"drain_timeout"` // calls may finish this long, then they are hung up
+	RetryAfter   Duration `yaml:"retry_after"`   // Retry-After of the 503 new INVITEs get meanwhile
 }
 
 // API configures the HTTP API (outbound calls, the list of calls).
@@ -120,6 +158,14 @@ type SIP struct {
 	MinSE           Duration `yaml:"min_se"`           // shortest session timer we accept (422 below it)
 	RingTimeout     Duration `yaml:"ring_timeout"`     // outbound calls ring this long at most
 	Trunks          []Trunk  `yaml:"trunks"`
+	TLS             TLS      `yaml:"tls"`
+}
+
+// TLS serves SIP over TLS (transport tls, usually port 5061).
+type TLS struct {
+	Listen   string `yaml:"listen"`    // host:port; empty: no TLS
+	CertFile string `yaml:"cert_file"` // PEM certificate chain
+	KeyFile  string `yaml:"key_file"`  // PEM private key
 }
 
 // Media configures RTP.
@@ -130,18 +176,31 @@ type Media struct {
 	ReorderWindow     int      `yaml:"reorder_window"`      // packets held to put late ones back in order
 	InputSilenceAfter Duration `yaml:"input_silence_after"` // caller RTP gap after which silence is sent to the model
 	SymmetricRTP      string   `yaml:"symmetric_rtp"`       // auto, on, off: send RTP back where the peer's comes from
+	SRTP              string   `yaml:"srtp"`                // off, optional, required: SRTP with SDES keys (RFC 4568)
 }
 
 // Realtime configures the model connection.
 type Realtime struct {
-	Provider       string   `yaml:"provider"` // auto, openai, azure, demo
-	URL            string   `yaml:"url"`      // full ws:// or wss:// URL; overrides the provider's
-	Dialect        string   `yaml:"dialect"`  // ga or beta
-	Model          string   `yaml:"model"`
-	APIKey         Secret   `yaml:"api_key"`
-	Azure          Azure    `yaml:"azure"`
-	ConnectTimeout Duration `yaml:"connect_timeout"`
-	AppendInterval Duration `yaml:"append_interval"` // caller audio batched per input_audio_buffer.append
+	Provider       string    `yaml:"provider"` // auto, openai, azure, demo
+	URL            string    `yaml:"url"`      // full ws:// or wss:// URL; overrides the provider's
+	Dialect        string    `yaml:"dialect"`  // ga or beta
+	Model          string    `yaml:"model"`
+	APIKey         Secret    `yaml:"api_key"`
+	Azure          Azure     `yaml:"azure"`
+	ConnectTimeout Duration  `yaml:"connect_timeout"`
+	AppendInterval Duration  `yaml:"append_interval"` // caller audio batched per input_audio_buffer.append
+	Reconnect      Reconnect `yaml:"reconnect"`
+	// RolloverBefore replaces a session this long before it expires.
+	RolloverBefore Duration `yaml:"rollover_before"`
+}
+
+// Reconnect is what happens when the model connection drops mid-call.
+type Reconnect struct {
+	Budget         Duration `yaml:"budget"`          // all attempts together; 0s: end the call at once
+	FillerFile     string   `yaml:"filler_file"`     // WAV the caller hears meanwhile; empty: built in
+	Buffer         Duration `yaml:"buffer"`          // caller audio kept during the gap, sent once back
+	ApologyFile    string   `yaml:"apology_file"`    // WAV played when the budget runs out; empty: built in
+	FallbackTarget string   `yaml:"fallback_target"` // transfer target of the agent to send the caller to; empty: hang up
 }
 
 // Azure holds the Azure OpenAI resource to reach.
@@ -233,6 +292,7 @@ func Default() Config {
 			ReorderWindow:     3,
 			InputSilenceAfter: Duration(500 * time.Millisecond),
 			SymmetricRTP:      "auto",
+			SRTP:              "optional",
 		},
 		Realtime: Realtime{
 			Provider:       "auto",
@@ -240,6 +300,8 @@ func Default() Config {
 			Model:          "gpt-realtime",
 			ConnectTimeout: Duration(10 * time.Second),
 			AppendInterval: Duration(20 * time.Millisecond),
+			Reconnect:      Reconnect{Budget: Duration(15 * time.Second), Buffer: Duration(10 * time.Second)},
+			RolloverBefore: Duration(2 * time.Minute),
 		},
 		Agent: Agent{
 			Instructions: "You are a friendly voice assistant on a phone line. " +
@@ -264,7 +326,10 @@ func Default() Config {
 			Mode: "immediate", MinSpeechMS: 400, ResumeAfterMS: 2000,
 			LocalVADThresholdDB: -35, LocalVADMinSpeechMS: 120,
 		},
-		Demo: Demo{Speed: 4},
+		Demo:      Demo{Speed: 4},
+		Calls:     Calls{RTPTimeout: Duration(30 * time.Second), MaxDuration: Duration(2 * time.Hour), MaxDurationWarning: Duration(time.Minute)},
+		Admission: Admission{OverCapacity: 503, InviteRate: 5, InviteBurst: 10, Auth: InboundAuth{Realm: "voicebot"}},
+		Shutdown:  Shutdown{DrainTimeout: Duration(30 * time.Second), RetryAfter: Duration(30 * time.Second)},
 	}
 }
 
@@ -353,6 +418,16 @@ func (c *Config) Validate() error {
 	for _, t := range c.SIP.Transports {
 		oneOf(bad, "sip.transports", t, "udp", "tcp")
 	}
+	if t := c.SIP.TLS; t.Listen != "" {
+		if _, err := netip.ParseAddrPort(t.Listen); err != nil {
+			bad("sip.tls.listen", "want IP:port, got %q", t.Listen)
+		}
+		if t.CertFile == "" || t.KeyFile == "" {
+			bad("sip.tls.cert_file", "cert_file and key_file are required with sip.tls.listen")
+		}
+	}
+	oneOf(bad, "media.srtp", c.Media.SRTP, "off", "optional", "required")
+	c.validateResilience(bad)
 	if h := c.SIP.ExternalAddress; h != "" && (strings.ContainsAny(h, " /:@") && net.ParseIP(h) == nil) {
 		bad("sip.external_address", "want a host name or IP address, got %q", h)
 	}

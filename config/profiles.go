@@ -164,6 +164,10 @@ func expandSecrets(cfg *Config, env map[string]string) error {
 		}
 	}
 	expand("api.token", &cfg.API.Token)
+	for u, v := range cfg.Admission.Auth.Users {
+		expand("admission.auth.users."+u, &v)
+		cfg.Admission.Auth.Users[u] = v
+	}
 	return errors.Join(errs...)
 }
 

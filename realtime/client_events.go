@@ -3,6 +3,7 @@ package realtime
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
@@ -234,4 +235,49 @@ func AppendInputAudio(dst []byte, seq uint64, audio []byte) []byte {
 // AppendInputAudioLen is the size AppendInputAudio needs for n audio bytes.
 func AppendInputAudioLen(n int) int {
 	return len(appendPrefix) + 20 + len(`","audio":"`) + base64.StdEncoding.EncodedLen(n) + 2
+}
+
+// HistoryItem is a turn of an earlier session, replayed into a new one so
+// the conversation goes on where it was: audio cannot be replayed, so
+// every turn is text (the caller's from its transcript, the bot's as heard).
+type HistoryItem struct {
+	// ID, when set, names the item in the new session (the client may
+	// choose item ids), so its echo is known as the replay's.
+	ID string
+	// Type is "message" (the default), "function_call" or
+	// "function_call_output".
+	Type string
+	Role string // user, assistant or system, for messages
+	Text string
+	// Function calls and their outputs.
+	CallID, Name, Arguments, Output string
+}
+
+// ItemCreate encodes conversation.item.create for a history item.
+func (d Dialect) ItemCreate(eventID string, h HistoryItem) ([]byte, error) {
+	item := map[string]any{}
+	if h.ID != "" {
+		item["id"] = h.ID
+	}
+	switch h.Type {
+	case "function_call":
+		item["type"], item["call_id"], item["name"], item["arguments"] = "function_call", h.CallID, h.Name, h.Arguments
+	case "function_call_output":
+		item["type"], item["call_id"], item["output"] = "function_call_output", h.CallID, h.Output
+	case "", "message":
+		part := "input_text"
+		switch {
+		case h.Role == "assistant" && d == Beta:
+			part = "text"
+		case h.Role == "assistant":
+			part = "output_text"
+		case h.Role != "user" && h.Role != "system":
+			return nil, fmt.Errorf("history item: role %q", h.Role)
+		}
+		item["type"], item["role"] = "message", h.Role
+		item["content"] = []map[string]any{{"type": part, "text": h.Text}}
+	default:
+		return nil, fmt.Errorf("history item: type %q", h.Type)
+	}
+	return json.Marshal(map[string]any{"type": "conversation.item.create", "event_id": eventID, "item": item})
 }

@@ -417,10 +417,10 @@ func TestModelUnreachableGives503(t *testing.T) {
 	}
 }
 
-// The model goes away mid-call: voicebot hangs up with a BYE (reconnecting
-// is a later feature) and frees the call.
+// With reconnecting turned off (budget 0s), a model that goes away
+// mid-call ends it: voicebot hangs up with a BYE and frees the call.
 func TestModelLossHangsUp(t *testing.T) {
-	r := startRig(t, nil, nil)
+	r := startRig(t, func(c *config.Config) { c.Realtime.Reconnect.Budget = 0 }, nil)
 	c := r.caller()
 	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
 		t.Fatalf("INVITE: %v %v", res, err)

@@ -26,6 +26,7 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 	"github.com/voicebot/voicebot/sip"
+	"github.com/voicebot/voicebot/sound"
 )
 
 func main() {
@@ -116,6 +117,10 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if err != nil {
 		return err
 	}
+	resume, err := resumeConfig(cfg.Realtime)
+	if err != nil {
+		return err
+	}
 	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
@@ -129,6 +134,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 			LocalThresholdDB: cfg.BargeIn.LocalVADThresholdDB,
 			LocalMinSpeech:   time.Duration(cfg.BargeIn.LocalVADMinSpeechMS) * time.Millisecond,
 		},
+		Resume:            resume,
 		Ports:             ports,
 		ReorderWindow:     cfg.Media.ReorderWindow,
 		InputSilenceAfter: cfg.Media.InputSilenceAfter.D(),
@@ -346,4 +352,33 @@ func redact(u string) string {
 		}
 	}
 	return u
+}
+
+// resumeConfig is how calls survive their model connection: the prompts
+// are read once, at start, so a bad file stops voicebot rather than a call.
+func resumeConfig(rt config.Realtime) (bridge.Resume, error) {
+	r := rt.Reconnect
+	res := bridge.Resume{
+		Budget: r.Budget.D(), GapBuffer: r.Buffer.D(), RolloverBefore: rt.RolloverBefore.D(),
+		FallbackTarget: r.FallbackTarget,
+		FillerIntro:    sound.Moment(), FillerLoop: sound.ComfortTone(), Apology: sound.Apology(),
+	}
+	if res.Budget == 0 {
+		res.Budget = -1 // configured off: the call ends with the connection
+	}
+	if r.FillerFile != "" {
+		pcm, err := sound.LoadWAV(r.FillerFile)
+		if err != nil {
+			return res, fmt.Errorf("realtime.reconnect.filler_file: %w", err)
+		}
+		res.FillerIntro, res.FillerLoop = nil, pcm
+	}
+	if r.ApologyFile != "" {
+		pcm, err := sound.LoadWAV(r.ApologyFile)
+		if err != nil {
+			return res, fmt.Errorf("realtime.reconnect.apology_file: %w", err)
+		}
+		res.Apology = pcm
+	}
+	return res, nil
 }

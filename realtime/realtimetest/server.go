@@ -59,7 +59,12 @@ type Options struct {
 	// Voices, when set, are the only voices session.update may choose, as
 	// the real service enforces its voice list.
 	Voices []string
-	Logger zerolog.Logger
+	// SessionLifetime is how long a session lasts before the server ends it
+	// with a session_expired error, as the real service does after 60
+	// minutes (30 in beta); its expires_at is announced in session.created.
+	// Default: an hour, never enforced.
+	SessionLifetime time.Duration
+	Logger          zerolog.Logger
 }
 
 // Server is a Realtime protocol server. Serve it on a loopback listener with
@@ -71,6 +76,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions []*Session
 	closed   bool
+	refuse   int // handshakes still to refuse
 	ln       net.Listener
 	http     *http.Server
 	wg       sync.WaitGroup
@@ -152,8 +158,26 @@ func (s *Server) Sessions() []*Session {
 	return append([]*Session(nil), s.sessions...)
 }
 
+// RefuseNext makes the next n handshakes fail with HTTP 503, as an
+// overloaded or unreachable service would.
+func (s *Server) RefuseNext(n int) {
+	s.mu.Lock()
+	s.refuse = n
+	s.mu.Unlock()
+}
+
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	refused := s.refuse > 0
+	if refused {
+		s.refuse--
+	}
+	s.mu.Unlock()
+	if refused {
+		http.Error(w, `{"error":{"type":"server_error","code":"server_overloaded","message":"The server is overloaded."}}`, http.StatusServiceUnavailable)
+		return
+	}
 	if s.opts.APIKey != "" {
 		got := r.Header.Get("api-key")
 		if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {

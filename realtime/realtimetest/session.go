@@ -45,6 +45,7 @@ type Session struct {
 	closed     bool
 	closedCh   chan struct{}
 	streamWG   sync.WaitGroup
+	expires    time.Time
 
 	// Input timeline and VAD state (guarded by mu; only the reader changes them).
 	upsampler    *resample.Resampler
@@ -107,7 +108,12 @@ const (
 )
 
 func newSession(srv *Server, ws *websocket.Conn, d realtime.Dialect, r *http.Request) *Session {
+	lifetime := srv.opts.SessionLifetime
+	if lifetime <= 0 {
+		lifetime = time.Hour
+	}
 	return &Session{
+		expires: time.Now().Add(lifetime),
 		srv: srv, ws: ws, dialect: d, Header: r.Header.Clone(), Query: r.URL.RawQuery,
 		items:     map[string]*item{},
 		closedCh:  make(chan struct{}),
@@ -209,6 +215,13 @@ func (s *Session) run() {
 	}()
 	session := s.sessionObject()
 	s.send(map[string]any{"type": "session.created", "session": session})
+	if s.srv.opts.SessionLifetime > 0 {
+		expiry := time.AfterFunc(time.Until(s.expires), func() {
+			s.sendError("session_expired", "Your session hit the maximum duration of "+s.srv.opts.SessionLifetime.String()+".", "", "")
+			s.close()
+		})
+		defer expiry.Stop()
+	}
 	if s.dialect == realtime.GA {
 		s.send(map[string]any{"type": "conversation.created", "conversation": map[string]any{"id": s.newID("conv"), "object": "realtime.conversation"}})
 	}
@@ -547,7 +560,7 @@ func rmsForThreshold(t float64) float64 {
 func (s *Session) sessionObject() map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	expires := time.Now().Add(time.Hour).Unix()
+	expires := s.expires.Unix()
 	if s.dialect == realtime.Beta {
 		return map[string]any{
 			"id": "sess_demo", "object": "realtime.session", "model": "demo", "expires_at": expires,
@@ -1084,6 +1097,10 @@ func (s *Session) onItemCreate(data []byte, eventID string) {
 		prev = *ev.PreviousItemID
 	}
 	s.addItemLocked(&item{id: it.ID, role: it.Role, kind: it.Type, callID: it.CallID})
+	if it.Type == "message" && it.Role == "assistant" {
+		// History: the turns before an assistant message were answered.
+		s.pendingText, s.pendingTool = "", ""
+	}
 	if it.Type == "message" && it.Role == "user" && len(it.Content) > 0 && it.Content[0].Type == "input_text" {
 		if s.pendingText != "" {
 			s.pendingText += " "
