@@ -86,7 +86,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 		dialect: cfg.Dialect,
 		log:     cfg.Logger,
 		events:  make(chan ServerEvent, cfg.EventBuffer),
-		out:     make(chan *[]byte, 64),
+		out:     make(chan *[]byte, 256), // room for a history replay at once
 		free:    make(chan *[]byte, 64),
 		done:    make(chan struct{}),
 	}

@@ -1,0 +1,75 @@
+package bridge
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/voicebot/voicebot/realtime"
+)
+
+func msg(id, role, text string) *realtime.Item {
+	return &realtime.Item{ID: id, Type: "message", Role: role, Content: []realtime.ContentPart{{Type: "input_text", Text: text}}}
+}
+
+func TestHistoryReplaysAsHeard(t *testing.T) {
+	h := newHistory()
+	h.added(msg("i1", "assistant", ""))
+	h.transcript("i1", "Hello, how can I help?")
+	h.added(&realtime.Item{ID: "i2", Type: "message", Role: "user", Content: []realtime.ContentPart{{Type: "input_audio"}}})
+	h.transcript("i2", "What are your opening hours?")
+	h.added(msg("i3", "assistant", ""))
+	h.transcript("i3", "We open at nine and close at five on weekdays")
+	h.heard("i3", 500, 1000) // the caller cut it half way
+	h.added(msg("i1", "assistant", "a duplicate echo is ignored"))
+
+	if !h.awaitingBot() {
+		t.Error("an answer cut off is owed")
+	}
+	items := h.replay()
+	if len(items) != 3 {
+		t.Fatalf("%d items, want 3: %+v", len(items), items)
+	}
+	if items[2].Text != "We open at nine and…" {
+		t.Errorf("cut answer replayed as %q", items[2].Text)
+	}
+	if items[1].Role != "user" || items[1].Text != "What are your opening hours?" {
+		t.Errorf("caller turn %+v", items[1])
+	}
+	// The replay's ids now name the turns; echoes of them are not new turns.
+	for _, it := range items {
+		h.added(msg(it.ID, it.Role, it.Text))
+	}
+	if n := len(h.turns); n != 3 {
+		t.Errorf("%d turns after the replay echoed, want 3", n)
+	}
+	h.added(msg("j1", "assistant", "Anything else?"))
+	if h.awaitingBot() {
+		t.Error("the bot had the last word")
+	}
+}
+
+func TestHistoryReplayIsBounded(t *testing.T) {
+	h := newHistory()
+	long := strings.Repeat("word ", 200)
+	for i := 0; i < 300; i++ {
+		h.added(msg("u"+string(rune('a'+i%26))+strings.Repeat("x", i/26), "user", long))
+	}
+	items := h.replay()
+	chars := 0
+	for _, it := range items {
+		chars += len(it.Text)
+	}
+	if len(items) > replayMaxTurns || chars > replayMaxChars || len(items) == 0 {
+		t.Errorf("%d items, %d chars: over the bounds", len(items), chars)
+	}
+	// A function output whose call was dropped is not replayed alone.
+	h = newHistory()
+	h.added(&realtime.Item{ID: "c1", Type: "function_call", CallID: "call_1", Name: "lookup", Arguments: strings.Repeat("x", replayMaxChars)})
+	h.added(&realtime.Item{ID: "o1", Type: "function_call_output", CallID: "call_1", Output: "{}"})
+	h.added(msg("m1", "assistant", "Done."))
+	for _, it := range h.replay() {
+		if it.Type != "message" {
+			t.Errorf("replayed %s without its call", it.Type)
+		}
+	}
+}
