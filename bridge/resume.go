@@ -83,7 +83,7 @@ type sessionState struct {
 	ready     liveConn
 	readyInfo *realtime.SessionInfo
 	urgentAt  time.Time // the old session must go now, quiet or not
-	callerOn  bool // the caller is speaking (speech_started without stopped)
+	callerOn  bool      // the caller is speaking (speech_started without stopped)
 }
 
 type standbyResult struct {

@@ -114,7 +114,7 @@ func newSession(srv *Server, ws *websocket.Conn, d realtime.Dialect, r *http.Req
 	}
 	return &Session{
 		expires: time.Now().Add(lifetime),
-		srv: srv, ws: ws, dialect: d, Header: r.Header.Clone(), Query: r.URL.RawQuery,
+		srv:     srv, ws: ws, dialect: d, Header: r.Header.Clone(), Query: r.URL.RawQuery,
 		items:     map[string]*item{},
 		closedCh:  make(chan struct{}),
 		upsampler: resample.MustNew(8000, 24000),
