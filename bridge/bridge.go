@@ -115,6 +115,11 @@ type Config struct {
 	BargeIn        BargeIn
 	Resume         Resume
 
+	// RTPTimeout hangs up a call whose caller sends no RTP this long (not
+	// on hold); MaxDuration ends calls politely after this long, telling
+	// the model MaxDurationWarning ahead. Zero: no limit.
+	RTPTimeout, MaxDuration, MaxDurationWarning time.Duration
+
 	Ports             *media.Ports
 	ReorderWindow     int
 	InputSilenceAfter time.Duration
@@ -130,8 +135,15 @@ type Config struct {
 
 // Bridge runs calls.
 type Bridge struct {
-	cfg Config
+	cfg          Config
+	shutdown     chan struct{} // closed by WrapUpAll
+	shutdownOnce sync.Once
 }
+
+// WrapUpAll asks every call, now and to come, to end politely: the bot
+// finishes its sentence or says goodbye, then hangs up. A drain that has
+// waited long enough for calls to end by themselves calls it.
+func (b *Bridge) WrapUpAll() { b.shutdownOnce.Do(func() { close(b.shutdown) }) }
 
 // New returns a bridge for cfg.
 func New(cfg Config) *Bridge {
@@ -160,7 +172,7 @@ func New(cfg Config) *Bridge {
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Client{}
 	}
-	return &Bridge{cfg: cfg}
+	return &Bridge{cfg: cfg, shutdown: make(chan struct{})}
 }
 
 // Handle runs one call to its end. ctx ends when the far end hangs up.

@@ -81,10 +81,11 @@ type callState struct {
 
 	// The model session, which may be replaced during the call, and the
 	// conversation that outlives it.
-	conn liveConn
-	hist *history
-	sess sessionState
-	wg   sync.WaitGroup // session openers
+	conn   liveConn
+	hist   *history
+	sess   sessionState
+	wg     sync.WaitGroup // session openers
+	limits limitState
 }
 
 func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *callState {
@@ -216,6 +217,7 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 func (c *callState) connected() {
 	c.sig.connected.Store(true)
 	c.media.Hold(c.sig.peerHold.Load())
+	c.startLimits()
 }
 
 const (
@@ -228,9 +230,22 @@ const (
 // run is the call's event loop. It returns why the call ended.
 func (c *callState) run(ctx context.Context) string {
 	for {
-		var timerC, keysC, endC, rolloverC <-chan time.Time
+		var timerC, keysC, endC, rolloverC, rtpC, warnC, maxC <-chan time.Time
 		if c.sess.timer != nil {
 			rolloverC = c.sess.timer.C()
+		}
+		if c.limits.rtp != nil {
+			rtpC = c.limits.rtp.C()
+		}
+		if c.limits.warn != nil {
+			warnC = c.limits.warn.C()
+		}
+		if c.limits.max != nil {
+			maxC = c.limits.max.C()
+		}
+		shutdown := c.b.shutdown
+		if c.limits.wrapping {
+			shutdown = nil
 		}
 		if c.barge.timer != nil {
 			timerC = c.barge.timer.C()
@@ -255,6 +270,17 @@ func (c *callState) run(ctx context.Context) string {
 			ev.Release()
 		case <-rolloverC:
 			c.onRolloverTimer(ctx)
+		case <-rtpC:
+			if reason, done := c.onRTPCheck(); done {
+				return reason
+			}
+		case <-warnC:
+			c.onMaxDurationWarning()
+		case <-maxC:
+			c.limits.max = nil
+			c.wrapUp(endMaxDuration, "The call has reached its time limit. Say a short, friendly goodbye now.")
+		case <-shutdown:
+			c.wrapUp(endShutdown, "The service is closing for maintenance. Apologise briefly, invite the caller to call again, and say goodbye.")
 		case res := <-c.sess.standby:
 			c.onStandby(res)
 		case <-timerC:
@@ -290,6 +316,7 @@ func (c *callState) stopTimers() {
 	if c.sess.timer != nil {
 		c.sess.timer.Stop()
 	}
+	c.stopLimits()
 }
 
 // closeSessions closes the model sessions once the call is over, the

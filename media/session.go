@@ -116,6 +116,7 @@ type Session struct {
 	peer    atomic.Pointer[peerState]
 	latched atomic.Pointer[latch]
 	held    atomic.Bool
+	lastRx  atomic.Int64 // unix ns of the last valid packet from the peer
 
 	// Receive-side state: only the receive goroutine touches it.
 	reorder *reorderer
@@ -221,6 +222,15 @@ func (s *Session) Hold(held bool) {
 		default:
 		}
 	}
+}
+
+// LastReceived is when the last valid RTP packet came from the peer (zero
+// before the first): a caller gone without a BYE sends none.
+func (s *Session) LastReceived() time.Time {
+	if ns := s.lastRx.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Held reports whether the call is on hold.
@@ -445,6 +455,7 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 		s.in.malformed.Add(1)
 		return
 	}
+	s.lastRx.Store(now.UnixNano())
 	if s.held.Load() {
 		s.in.held.Add(1)
 		return

@@ -134,12 +134,15 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 			LocalThresholdDB: cfg.BargeIn.LocalVADThresholdDB,
 			LocalMinSpeech:   time.Duration(cfg.BargeIn.LocalVADMinSpeechMS) * time.Millisecond,
 		},
-		Resume:            resume,
-		Ports:             ports,
-		ReorderWindow:     cfg.Media.ReorderWindow,
-		InputSilenceAfter: cfg.Media.InputSilenceAfter.D(),
-		SymmetricRTP:      symmetric[cfg.Media.SymmetricRTP],
-		Log:               log,
+		Resume:             resume,
+		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
+		MaxDuration:        cfg.Calls.MaxDuration.D(),
+		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
+		Ports:              ports,
+		ReorderWindow:      cfg.Media.ReorderWindow,
+		InputSilenceAfter:  cfg.Media.InputSilenceAfter.D(),
+		SymmetricRTP:       symmetric[cfg.Media.SymmetricRTP],
+		Log:                log,
 	})
 	calls := api.NewRegistry()
 	ua, err := sip.New(sip.Config{
