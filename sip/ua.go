@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,8 +45,11 @@ type Config struct {
 	// Trunks are the upstream servers calls are placed through and
 	// registered with.
 	Trunks []Trunk
-	Clock  clock.Clock
-	Log    zerolog.Logger
+	// RetryAfter is sent with the 503 new INVITEs get while draining
+	// (default 30 s).
+	RetryAfter time.Duration
+	Clock      clock.Clock
+	Log        zerolog.Logger
 }
 
 // Handler runs one call. For an inbound call it is called while the INVITE
@@ -72,7 +76,8 @@ type UA struct {
 	ctx           context.Context
 	registrations []*registration
 	ready         chan struct{} // closed once requests can be sent and received
-	stopping      bool          // Serve is waiting for the calls: no new ones
+	stopping      bool          // draining, or Serve is waiting for the calls: no new ones
+	stopRegs      context.CancelFunc
 }
 
 var setSipgoLogger sync.Once
@@ -239,6 +244,15 @@ func (u *UA) Serve(ctx context.Context) error {
 	close(u.ready)
 	u.log.Info().Str("listen", u.Addr().String()).Strs("transports", u.cfg.Transports).Msg("sip: listening")
 	var regs sync.WaitGroup
+	regCtx, stopRegs := context.WithCancel(ctx)
+	defer stopRegs()
+	u.mu.Lock()
+	u.stopRegs = stopRegs
+	draining := u.stopping
+	u.mu.Unlock()
+	if draining {
+		stopRegs()
+	}
 	for _, t := range u.cfg.Trunks {
 		if !t.Register {
 			continue
@@ -248,7 +262,7 @@ func (u *UA) Serve(ctx context.Context) error {
 		u.registrations = append(u.registrations, r)
 		u.mu.Unlock()
 		regs.Add(1)
-		go func() { defer regs.Done(); r.run(ctx) }()
+		go func() { defer regs.Done(); r.run(regCtx) }()
 	}
 	var err error
 	select {
@@ -275,6 +289,40 @@ func (u *UA) Serve(ctx context.Context) error {
 		_ = u.ua.TransportLayer().Close()
 	}
 	return err
+}
+
+// Drain stops taking calls while those in progress go on: new INVITEs
+// (and API calls) are refused with 503 and Retry-After, OPTIONS probes are
+// answered 503 so a proxy sends calls elsewhere, and registrations are
+// removed. Serve still runs until its context ends.
+func (u *UA) Drain() {
+	u.mu.Lock()
+	already := u.stopping
+	u.stopping = true
+	stop := u.stopRegs
+	u.mu.Unlock()
+	if already {
+		return
+	}
+	u.log.Info().Int("calls", u.ActiveCalls()).Msg("sip: draining: no new calls, registrations removed")
+	if stop != nil {
+		stop()
+	}
+}
+
+// Draining reports whether Drain was called (or Serve is stopping).
+func (u *UA) Draining() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.stopping
+}
+
+func (u *UA) retryAfter() string {
+	d := u.cfg.RetryAfter
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return strconv.Itoa(int((d + time.Second - 1) / time.Second))
 }
 
 // awaitListening waits (briefly) until sipgo has taken the UDP socket into
@@ -428,6 +476,10 @@ func (u *UA) inDialog(req *sip.Request, tx sip.ServerTransaction) *Call {
 }
 
 func (u *UA) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if u.Draining() {
+		u.respond(tx, req, 503, "Service Unavailable (draining)", nil, sip.NewHeader("Retry-After", u.retryAfter()))
+		return
+	}
 	u.respond(tx, req, 200, "OK", nil, sip.NewHeader("Allow", allowMethods), sip.NewHeader("Accept", "application/sdp"),
 		sip.NewHeader("Supported", supported))
 }
@@ -534,7 +586,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	u.respond(tx, req, 100, "Trying", nil)
 
 	if !u.startCall() {
-		u.respond(tx, req, 503, "Service Unavailable (shutting down)", nil, sip.NewHeader("Retry-After", "30"))
+		u.respond(tx, req, 503, "Service Unavailable (shutting down)", nil, sip.NewHeader("Retry-After", u.retryAfter()))
 		return
 	}
 	defer u.calls.Done()

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,16 +57,51 @@ func run(args, environ []string, stderr io.Writer) error {
 		log.Info().Msg("configuration is valid")
 		return nil
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return serve(ctx, cfg, log, serveOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	drain, reload := make(chan struct{}), make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		stops := 0
+		for sig := range sigs {
+			if sig == syscall.SIGHUP {
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			stops++
+			if stops == 1 {
+				log.Info().Str("signal", sig.String()).Dur("drain_timeout", cfg.Shutdown.DrainTimeout.D()).
+					Msg("stopping: calls in progress may finish; signal again to stop at once")
+				close(drain)
+				continue
+			}
+			log.Warn().Str("signal", sig.String()).Msg("second signal: hanging up every call and stopping now")
+			cancel()
+			time.AfterFunc(3*time.Second, func() { os.Exit(1) }) // a stuck peer must not keep us
+		}
+	}()
+	reloadConfig := func() (config.Config, error) { return config.Load(*configPath, environ) }
+	return serve(ctx, cfg, log, serveOptions{drain: drain, reload: reload, reloadConfig: reloadConfig})
 }
 
-// serveOptions lets tests replace the model and learn the addresses.
+// serveOptions lets tests replace the model and learn the addresses, and
+// the signals reach serve.
 type serveOptions struct {
 	model bridge.Model          // nil: from the configuration
 	ready chan<- netip.AddrPort // receives the SIP address once calls can be placed
 	api   chan<- string         // receives the API's address, when it is on
+	// drain, once closed, starts the graceful stop: serve returns when the
+	// calls are over (ctx ending stops at once).
+	drain <-chan struct{}
+	// reload asks for the routes and profiles to be read again, by
+	// reloadConfig.
+	reload       <-chan struct{}
+	reloadConfig func() (config.Config, error)
 }
 
 func lookupEnv(environ []string, key string) string {
@@ -103,10 +139,12 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		defer closeModel()
 		model = m
 	}
-	profiles, err := buildProfiles(cfg)
+	routes, err := newRouting(cfg)
 	if err != nil {
 		return err
 	}
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
 
 	listen, _ := netip.ParseAddrPort(cfg.SIP.Listen) // validated by config
 	mediaIP := listen.Addr()
@@ -149,10 +187,9 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
 		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
-		Trunks: trunks(cfg), Log: log,
+		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
-		name := cfg.Route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
-		p := profiles[name]
+		name, p := routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
 		c := sipCall{call}
 		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
 		defer calls.End(c)
@@ -169,7 +206,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	var apiServer *api.Server
 	if cfg.API.Listen != "" {
 		apiServer, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
-			Place: placer(cfg, profiles, ua, br, calls)})
+			Place: placer(cfg, routes, ua, br, calls)})
 		if err != nil {
 			return err
 		}
@@ -184,7 +221,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		defer wg.Done()
 		select {
 		case <-ua.Ready():
-		case <-ctx.Done():
+		case <-serveCtx.Done():
 			return
 		}
 		log.Info().Str("sip", ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
@@ -195,23 +232,29 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		}
 		// The API places calls: it serves once SIP does.
 		if apiServer != nil {
-			apiErr = apiServer.Serve(ctx)
+			apiErr = apiServer.Serve(serveCtx)
 		}
 	}()
-	err = ua.Serve(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		control(serveCtx, stopServing, cfg.Shutdown.DrainTimeout.D(), ua, br, routes, opts, log)
+	}()
+	err = ua.Serve(serveCtx)
+	stopServing()
 	wg.Wait()
 	log.Info().Msg("voicebot stopped")
 	return errors.Join(err, apiErr)
 }
 
 // placer places the calls the API asks for.
-func placer(cfg config.Config, profiles map[string]*bridge.Profile, ua *sip.UA, br *bridge.Bridge, calls *api.Registry) api.Placer {
+func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *bridge.Bridge, calls *api.Registry) api.Placer {
 	return func(r api.CallRequest) (string, error) {
 		name := r.Agent
 		if name == "" {
 			name = config.DefaultProfile
 		}
-		base, ok := profiles[name]
+		base, ok := routes.Load().profiles[name]
 		if !ok {
 			return "", &api.RequestError{Msg: fmt.Sprintf("no agent named %q", name)}
 		}

@@ -127,7 +127,9 @@ func startVoicebot(t *testing.T, rtpBase int, opts ...vbOption) *voicebot {
 	port := freePort(t)
 	v := &voicebot{addr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
 	env := []string{"VOICEBOT_SIP_LISTEN=" + v.addr, "VOICEBOT_LOG_FORMAT=json", "VOICEBOT_LOG_LEVEL=debug",
-		fmt.Sprintf("VOICEBOT_MEDIA_PORT_MIN=%d", rtpBase), fmt.Sprintf("VOICEBOT_MEDIA_PORT_MAX=%d", rtpBase+98)}
+		fmt.Sprintf("VOICEBOT_MEDIA_PORT_MIN=%d", rtpBase), fmt.Sprintf("VOICEBOT_MEDIA_PORT_MAX=%d", rtpBase+98),
+		// A test's stop must not wait out the production drain of 30 s.
+		"VOICEBOT_SHUTDOWN_DRAIN_TIMEOUT=3s"}
 	var cfg strings.Builder
 	for _, o := range opts {
 		o(t, &env, &cfg)
