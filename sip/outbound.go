@@ -34,6 +34,9 @@ type PlaceRequest struct {
 // ErrShuttingDown refuses new calls while the UA stops.
 var ErrShuttingDown = errors.New("sip: shutting down")
 
+// ErrAtCapacity is returned by Place when admission.max_calls are up.
+var ErrAtCapacity = errors.New("sip: at capacity (admission.max_calls)")
+
 // Place starts an outbound call and runs handler with it in a goroutine of
 // the UA's, as for an inbound call: handler's Answer places the INVITE and
 // returns once the callee answers. It returns the call at once, or an error
@@ -49,12 +52,15 @@ func (u *UA) Place(r PlaceRequest, handler Handler) (*Call, error) {
 	log := u.log.With().Str("call_id", callID(invite)).Logger()
 	c := newCall(u, Outbound, log)
 	c.invite, c.outbound = invite, &r
-	if !u.startCall() {
+	switch u.startCall() {
+	case RejectShuttingDown:
 		return nil, ErrShuttingDown
+	case RejectOverCapacity:
+		return nil, ErrAtCapacity
 	}
 	log.Info().Str("to", invite.Recipient.String()).Str("trunk", r.Trunk).Msg("sip: placing call")
 	go func() {
-		defer u.calls.Done()
+		defer u.endCall()
 		u.run(c, handler)
 	}()
 	return c, nil

@@ -48,6 +48,8 @@ type Config struct {
 	// RetryAfter is sent with the 503 new INVITEs get while draining
 	// (default 30 s).
 	RetryAfter time.Duration
+	// Admission decides who may call.
+	Admission Admission
 	Clock      clock.Clock
 	Log        zerolog.Logger
 }
@@ -77,6 +79,8 @@ type UA struct {
 	registrations []*registration
 	ready         chan struct{} // closed once requests can be sent and received
 	stopping      bool          // draining, or Serve is waiting for the calls: no new ones
+	active        int           // calls counted in by startCall
+	gate          *gate
 	stopRegs      context.CancelFunc
 }
 
@@ -116,6 +120,7 @@ func New(cfg Config, handler Handler) (*UA, error) {
 		}
 	}
 	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}, ready: make(chan struct{})}
+	u.gate = newGate(cfg.Admission, time.Now)
 	// sipgo logs through a process-wide logger that its own goroutines read
 	// at any time: set it once, before any of them exists.
 	setSipgoLogger.Do(func() { sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log))) })
@@ -283,6 +288,11 @@ func (u *UA) Serve(ctx context.Context) error {
 	// opens one to answer from: sweep those up too.
 	u.closeListeners()
 	wg.Wait()
+	refused := zerolog.Dict()
+	for reason, n := range u.Rejections() {
+		refused = refused.Uint64(reason, n)
+	}
+	u.log.Info().Dict("refused", refused).Msg("sip: stopped")
 	u.ua.Close()
 	for i := 0; i < 10; i++ {
 		time.Sleep(20 * time.Millisecond)
@@ -553,6 +563,9 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		u.respond(tx, req, 400, "Bad Request (missing From, To, Call-ID, CSeq or Contact)", nil)
 		return
 	}
+	if !u.admit(req, tx, log) {
+		return
+	}
 	if bad := unsupportedRequire(req); len(bad) > 0 {
 		u.respond(tx, req, 420, "Bad Extension", nil, sip.NewHeader("Unsupported", strings.Join(bad, ", ")))
 		return
@@ -585,11 +598,22 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	u.respond(tx, req, 100, "Trying", nil)
 
-	if !u.startCall() {
+	if refused := u.startCall(); refused != "" {
+		u.gate.count(refused)
+		if refused == RejectOverCapacity {
+			log.Warn().Str("reason", refused).Int("max_calls", u.cfg.Admission.MaxCalls).Msg("sip: INVITE refused: at capacity")
+			if u.cfg.Admission.OverCapacity == 486 {
+				u.respond(tx, req, 486, "Busy Here", nil)
+			} else {
+				u.respond(tx, req, 503, "Service Unavailable (at capacity)", nil, sip.NewHeader("Retry-After", "5"))
+			}
+			return
+		}
+		log.Info().Str("reason", refused).Msg("sip: INVITE refused: shutting down")
 		u.respond(tx, req, 503, "Service Unavailable (shutting down)", nil, sip.NewHeader("Retry-After", u.retryAfter()))
 		return
 	}
-	defer u.calls.Done()
+	defer u.endCall()
 	c := newInboundCall(u, req, tx, media, log)
 	u.register(c)
 	if !tx.OnCancel(func(*sip.Request) { c.end(EndCancelled) }) {
@@ -601,14 +625,27 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // startCall counts a new call in, unless the UA is stopping.
-func (u *UA) startCall() bool {
+// It returns why not, or "".
+func (u *UA) startCall() string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.stopping {
-		return false
+		return RejectShuttingDown
 	}
+	if max := u.cfg.Admission.MaxCalls; max > 0 && u.active >= max {
+		return RejectOverCapacity
+	}
+	u.active++
 	u.calls.Add(1)
-	return true
+	return ""
+}
+
+// endCall counts a call out.
+func (u *UA) endCall() {
+	u.mu.Lock()
+	u.active--
+	u.mu.Unlock()
+	u.calls.Done()
 }
 
 // sanitize keeps a reason phrase to one line of printable ASCII.

@@ -26,6 +26,7 @@ import (
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
+	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/sip"
 	"github.com/voicebot/voicebot/sound"
 )
@@ -187,7 +188,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
 		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
-		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Log: log,
+		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log), Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
 		name, p := routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
 		c := sipCall{call}
@@ -274,7 +275,7 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To})
 			})
 		if err != nil {
-			if errors.Is(err, sip.ErrShuttingDown) {
+			if errors.Is(err, sip.ErrShuttingDown) || errors.Is(err, sip.ErrAtCapacity) {
 				return "", err
 			}
 			return "", &api.RequestError{Msg: err.Error()}
@@ -427,4 +428,24 @@ func resumeConfig(rt config.Realtime) (bridge.Resume, error) {
 		res.Apology = pcm
 	}
 	return res, nil
+}
+
+// admission is who may call. A listener reachable from other machines with
+// neither an allowlist nor users is worth a warning: anyone who finds the
+// port spends the operator's model minutes.
+func admission(a config.Admission, listen netip.AddrPort, log zerolog.Logger) sip.Admission {
+	out := sip.Admission{MaxCalls: a.MaxCalls, OverCapacity: a.OverCapacity, InviteRate: a.InviteRate, InviteBurst: a.InviteBurst,
+		Realm: a.Auth.Realm, Users: map[string]secret.Value{}}
+	for _, n := range a.Allow {
+		p, _ := config.ParseNetwork(n) // validated
+		out.Allow = append(out.Allow, p)
+	}
+	for u, p := range a.Auth.Users {
+		out.Users[u] = p
+	}
+	if len(out.Allow) == 0 && len(out.Users) == 0 && !listen.Addr().IsLoopback() {
+		log.Warn().Str("listen", listen.String()).Msg("admission: anyone who reaches this SIP port can call the model; " +
+			"set admission.allow (your PBX or trunk networks) or admission.auth.users")
+	}
+	return out
 }
