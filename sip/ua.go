@@ -50,8 +50,8 @@ type Config struct {
 	RetryAfter time.Duration
 	// Admission decides who may call.
 	Admission Admission
-	Clock      clock.Clock
-	Log        zerolog.Logger
+	Clock     clock.Clock
+	Log       zerolog.Logger
 }
 
 // Handler runs one call. For an inbound call it is called while the INVITE
