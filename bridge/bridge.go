@@ -62,6 +62,8 @@ type CallMedia struct {
 	Signalling netip.Addr
 	// OnHold: the peer offered sendonly or inactive.
 	OnHold bool
+	// SRTP keys the media when it is encrypted (SDES), nil for plain RTP.
+	SRTP *media.SRTP
 }
 
 // Setup is one call's particulars.
@@ -281,7 +283,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		return
 	}
 	c.connected()
-	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).
+	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).Bool("srtp", c.media.CurrentPeer().SRTP != nil).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx)
 	c.stopTimers()
@@ -302,7 +304,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 
 // peer is the media session's view of negotiated media.
 func (b *Bridge) peer(m CallMedia) media.Peer {
-	p := media.Peer{Remote: m.Remote, Codec: m.Codec, DTMFPayloadType: m.DTMFPayloadType}
+	p := media.Peer{Remote: m.Remote, Codec: m.Codec, DTMFPayloadType: m.DTMFPayloadType, SRTP: m.SRTP}
 	if m.Codec.Name == "" {
 		p.Codec = media.PCMU
 	}

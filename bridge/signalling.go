@@ -55,7 +55,7 @@ func (c *callState) MediaChanged(m CallMedia, early bool) {
 }
 
 func samePeer(a, b media.Peer) bool {
-	if a.Remote != b.Remote || a.Codec != b.Codec || a.DTMFPayloadType != b.DTMFPayloadType ||
+	if a.Remote != b.Remote || a.Codec != b.Codec || a.DTMFPayloadType != b.DTMFPayloadType || !a.SRTP.Equal(b.SRTP) ||
 		a.Symmetric != b.Symmetric || len(a.Sources) != len(b.Sources) {
 		return false
 	}

@@ -37,6 +37,8 @@ type Peer struct {
 	Codec     Codec
 	// DTMFPayloadType is the negotiated telephone-event type, 0 if none.
 	DTMFPayloadType uint8
+	// SRTP, when set, encrypts the call's RTP both ways (SDES keys).
+	SRTP *SRTP
 }
 
 // accepts reports whether RTP from ip may belong to this peer.
@@ -79,7 +81,8 @@ type Config struct {
 // (new lock, new latch, new sequence state) when the generation changes.
 type peerState struct {
 	Peer
-	gen uint64
+	gen    uint64
+	crypto *srtpState // nil: plain RTP
 }
 
 // latch is where the peer's RTP was seen coming from, for one generation.
@@ -99,6 +102,7 @@ type Stats struct {
 	SSRCChanges              uint64
 	SilenceFramesIn          uint64 // 20 ms frames padded for the model
 	HeldIn                   uint64 // packets dropped while the call was on hold
+	SRTPFailed               uint64 // packets that failed SRTP authentication or replay checks
 	PacketsOut, AudioOut     uint64
 	DTMFOut                  uint64 // telephone-event packets sent
 	SkippedOut               uint64
@@ -131,12 +135,16 @@ type Session struct {
 	silence []int16
 
 	in struct {
-		packets, bytes, wrongPT, stranger, malformed, dtmf, ssrcChanges, silence, held atomic.Uint64
+		packets, bytes, wrongPT, stranger, malformed, dtmf, ssrcChanges, silence, held, srtpFailed atomic.Uint64
 	}
 	rmu      sync.Mutex // guards the reorderer's counters for Stats
 	pmu      sync.Mutex // guards the pacer (Stats reads its counters)
 	pacer    *pacer
 	flushBuf []ItemPlayed
+
+	out     func([]byte) error // where packets go once protected
+	srtpOut []byte             // the pacer's encryption buffer
+	srtpIn  []byte             // the receive goroutine's decryption buffer
 }
 
 // NewSession prepares media on conn, which the session does not close.
@@ -163,16 +171,17 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 		silence: make([]int16, FrameSamples),
 	}
 	s.padder.after = cfg.InputSilenceAfter
-	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1})
+	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1, crypto: cryptoFor(cfg.Peer, nil)})
+	s.srtpOut, s.srtpIn = make([]byte, 0, 1500), make([]byte, 0, 1500)
 	s.codec = cfg.Codec
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
-	out := cfg.Output
-	if out == nil {
-		out = s.sendToPeer
+	s.out = cfg.Output
+	if s.out == nil {
+		s.out = s.sendToPeer
 	}
 	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
-		binary.BigEndian.Uint32(seed[6:]), out)
+		binary.BigEndian.Uint32(seed[6:]), s.protect)
 	s.pacer.dtmfPT = cfg.DTMFPayloadType
 	return s
 }
@@ -199,7 +208,11 @@ func (s *Session) SetPeer(p Peer) {
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	old := s.peer.Load()
-	s.peer.Store(&peerState{Peer: p, gen: old.gen + 1})
+	next := &peerState{Peer: p, gen: old.gen + 1, crypto: cryptoFor(p, old)}
+	if next.crypto != nil && next.crypto.err != nil {
+		s.cfg.Log.Warn().Err(next.crypto.err).Msg("rtp: SRTP keys unusable; media stops")
+	}
+	s.peer.Store(next)
 	if p.Codec != s.pacer.codec {
 		s.pacer.setCodec(p.Codec)
 	}
@@ -311,7 +324,7 @@ func (s *Session) Stats() Stats {
 		WrongPayloadType: s.in.wrongPT.Load(), FromStranger: s.in.stranger.Load(),
 		Malformed: s.in.malformed.Load(), DTMFPackets: s.in.dtmf.Load(),
 		SSRCChanges: s.in.ssrcChanges.Load(), SilenceFramesIn: s.in.silence.Load(),
-		HeldIn: s.in.held.Load(),
+		HeldIn: s.in.held.Load(), SRTPFailed: s.in.srtpFailed.Load(),
 	}
 	s.rmu.Lock()
 	st.Lost, st.Late, st.Duplicate = s.reorder.lost, s.reorder.late, s.reorder.duplicate
@@ -449,6 +462,11 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 	}
 	if !peer.accepts(from.Addr()) || (s.locked && from != s.source) {
 		s.in.stranger.Add(1)
+		return
+	}
+	data, ok := s.unprotect(peer, data)
+	if !ok {
+		s.in.srtpFailed.Add(1)
 		return
 	}
 	if err := pkt.Unmarshal(data); err != nil || pkt.Version != 2 || len(pkt.Payload) > MaxPayload {

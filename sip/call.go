@@ -100,6 +100,7 @@ type Call struct {
 	localSDP   []byte
 	onEvent    func(Event)
 	acks       map[uint32]chan []byte // our 2xx to INVITEs awaiting the ACK, by CSeq
+	srtpKey    []byte                 // our SRTP master key and salt, for SDES
 	reinviting bool                   // an INVITE transaction of the dialog is in progress
 	peerAllow  string                 // the peer's Allow header
 	timer      sessionTimer
@@ -118,15 +119,27 @@ func newCall(u *UA, dir Direction, log zerolog.Logger) *Call {
 		sessionID: binary.BigEndian.Uint64(b[8:]) >> 1,
 		acks:      map[uint32]chan []byte{},
 		timerKick: make(chan struct{}, 1),
+		srtpKey:   NewSRTPKey(),
 	}
 	c.ctx, c.cancel = context.WithCancel(u.baseContext())
 	return c
 }
 
+// keyed gives negotiated SRTP media our key: the same one for the whole
+// call, so a re-INVITE does not restart the encryption.
+func (c *Call) keyed(m Media) Media {
+	if m.SRTP != nil {
+		k := *m.SRTP
+		k.Local = c.srtpKey
+		m.SRTP = &k
+	}
+	return m
+}
+
 // newInboundCall is the call a peer's INVITE offers.
 func newInboundCall(u *UA, req *sip.Request, tx sip.ServerTransaction, media Media, log zerolog.Logger) *Call {
 	c := newCall(u, Inbound, log)
-	c.invite, c.tx, c.media = req, tx, media
+	c.invite, c.tx, c.media = req, tx, c.keyed(media)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	c.dlg = inboundDialog(req, c.localTag, binary.BigEndian.Uint32(b[:])&0x7fffffff)

@@ -19,7 +19,8 @@ import (
 // when the offer still has it. Caller holds mu.
 func (c *Call) renegotiateLocked(offer []byte) (Media, error) {
 	prefs := append([]string{c.media.Codec.Name}, c.ua.cfg.Codecs...)
-	return Negotiate(offer, prefs)
+	m, err := Negotiate(offer, prefs, c.ua.cfg.SRTP)
+	return c.keyed(m), err
 }
 
 // refreshed takes the session timer a refresh (theirs or ours) set.

@@ -174,7 +174,11 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 	c.localPort = localPort
 	c.sdpVersion = 1
 	host := c.ua.hostFor(c.ua.cfg.MediaIP, o.dest)
-	offer, err := Offer(host, localPort, c.ua.cfg.Codecs, c.sessionID, c.sdpVersion, "sendrecv")
+	var key []byte
+	if c.ua.cfg.SRTP == SRTPRequired {
+		key = c.srtpKey
+	}
+	offer, err := Offer(host, localPort, c.ua.cfg.Codecs, c.sessionID, c.sdpVersion, "sendrecv", key)
 	c.localSDP = offer
 	c.mu.Unlock()
 	if err != nil {
@@ -286,11 +290,12 @@ func (c *Call) earlyMedia(res *sip.Response) {
 	c.mu.Lock()
 	c.answerFrom = res.Source()
 	c.mu.Unlock()
-	m, err := Negotiate(res.Body(), c.ua.cfg.Codecs)
+	m, err := Negotiate(res.Body(), c.ua.cfg.Codecs, c.ua.cfg.SRTP)
 	if err != nil {
 		c.log.Debug().Err(err).Msg("sip: unusable early media SDP")
 		return
 	}
+	m = c.keyed(m)
 	c.mu.Lock()
 	c.media = m
 	c.mu.Unlock()
@@ -322,7 +327,8 @@ func (c *Call) established(tx sip.ClientTransaction, req *sip.Request, res *sip.
 			c.ackInDialog(req, r)
 		}
 	})
-	m, err := Negotiate(res.Body(), c.ua.cfg.Codecs)
+	m, err := Negotiate(res.Body(), c.ua.cfg.Codecs, c.ua.cfg.SRTP)
+	m = c.keyed(m)
 	if err != nil {
 		c.log.Warn().Err(err).Msg("sip: the callee's answer is unusable, hanging up")
 		c.mu.Lock()

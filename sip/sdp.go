@@ -31,6 +31,8 @@ type Media struct {
 	Direction string
 	// PtimeMS is the peer's requested packet time, 0 if unstated.
 	PtimeMS int
+	// SRTP is the stream's keying when it is RTP/SAVP, nil for plain RTP.
+	SRTP *SDES
 }
 
 // Sends reports whether our direction lets us send RTP. A call whose peer
@@ -49,9 +51,10 @@ var (
 	ErrSDPNoCodec   = errors.New("no common codec")        // 488
 )
 
-// Negotiate reads an SDP offer and picks, from prefs in order, the first
-// codec the peer offered. telephone-event/8000 is taken when offered.
-func Negotiate(offer []byte, prefs []string) (Media, error) {
+// Negotiate reads an SDP offer (or answer) and picks, from prefs in order,
+// the first codec the peer offered. telephone-event/8000 is taken when
+// offered. srtp decides whether RTP/AVP and RTP/SAVP streams are taken.
+func Negotiate(offer []byte, prefs []string, srtp SRTPPolicy) (Media, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(offer); err != nil {
 		return Media{}, fmt.Errorf("%w: %v", ErrSDPMalformed, err)
@@ -61,7 +64,7 @@ func Negotiate(offer []byte, prefs []string) (Media, error) {
 		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
 			continue
 		}
-		m, err := negotiateAudio(&sd, md, prefs)
+		m, err := negotiateAudio(&sd, md, prefs, srtp)
 		if err == nil {
 			return m, nil
 		}
@@ -70,10 +73,21 @@ func Negotiate(offer []byte, prefs []string) (Media, error) {
 	return Media{}, lastErr
 }
 
-func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs []string) (Media, error) {
-	proto := strings.Join(md.MediaName.Protos, "/")
-	if proto != "RTP/AVP" {
-		return Media{}, fmt.Errorf("%w: transport %s is not supported (RTP/AVP only)", ErrSDPNoAudio, proto)
+func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs []string, policy SRTPPolicy) (Media, error) {
+	var keys *SDES
+	switch proto := strings.Join(md.MediaName.Protos, "/"); {
+	case proto == "RTP/AVP" && policy == SRTPRequired:
+		return Media{}, fmt.Errorf("%w: plain RTP offered and media.srtp is required", ErrSDPNoAudio)
+	case proto == "RTP/SAVP" && policy == SRTPOff:
+		return Media{}, fmt.Errorf("%w: SRTP offered and media.srtp is off", ErrSDPNoAudio)
+	case proto == "RTP/SAVP":
+		k, err := parseCrypto(md)
+		if err != nil {
+			return Media{}, err
+		}
+		keys = k
+	case proto != "RTP/AVP":
+		return Media{}, fmt.Errorf("%w: transport %s is not supported (RTP/AVP and RTP/SAVP with SDES only)", ErrSDPNoAudio, proto)
 	}
 	conn := md.ConnectionInformation
 	if conn == nil {
@@ -117,7 +131,7 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		}
 		names[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
 	}
-	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md)}
+	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md), SRTP: keys}
 	if addr.IsUnspecified() {
 		m.Direction = "inactive" // RFC 2543 hold: the peer wants nothing sent
 	}
@@ -190,13 +204,22 @@ func Answer(m Media, host string, localPort int, sessionID uint64, version uint6
 	if m.DTMFPayloadType != 0 {
 		s.telephoneEvent(m.DTMFPayloadType)
 	}
+	if k := m.SRTP; k != nil {
+		if len(k.Local) != sdesKeyLen {
+			return nil, fmt.Errorf("sdp answer: no local SRTP key")
+		}
+		s.secure = true
+		s.attrs = append(s.attrs, cryptoAttribute(k.Tag, k.Suite, k.Local))
+	}
 	return s.marshal(host, localPort, sessionID, version, m.Direction)
 }
 
 // Offer builds our SDP offer (an outbound call): one audio stream at
 // host:localPort with codecs in order of preference and telephone-event on
 // payload type 101.
-func Offer(host string, localPort int, codecs []string, sessionID, version uint64, direction string) ([]byte, error) {
+//
+// With srtpKey, the stream is RTP/SAVP offering that key for both suites.
+func Offer(host string, localPort int, codecs []string, sessionID, version uint64, direction string, srtpKey []byte) ([]byte, error) {
 	var s sdpStream
 	for _, c := range codecs {
 		pt, ok := staticCodecs[strings.ToUpper(c)]
@@ -206,6 +229,10 @@ func Offer(host string, localPort int, codecs []string, sessionID, version uint6
 		s.codec(pt, strings.ToUpper(c))
 	}
 	s.telephoneEvent(OfferedDTMFPayloadType)
+	if srtpKey != nil {
+		s.secure = true
+		s.attrs = append(s.attrs, cryptoAttribute(1, SuiteAES128SHA1_80, srtpKey), cryptoAttribute(2, SuiteAES128SHA1_32, srtpKey))
+	}
 	return s.marshal(host, localPort, sessionID, version, direction)
 }
 
@@ -216,6 +243,7 @@ const OfferedDTMFPayloadType = 101
 type sdpStream struct {
 	formats []string
 	attrs   []sdp.Attribute
+	secure  bool // RTP/SAVP
 }
 
 func (s *sdpStream) codec(pt uint8, name string) {
@@ -241,6 +269,10 @@ func (s *sdpStream) marshal(host string, localPort int, sessionID, version uint6
 		direction = "sendrecv"
 	}
 	attrs := append(s.attrs, sdp.NewAttribute("ptime", "20"), sdp.NewPropertyAttribute(direction))
+	protos := []string{"RTP", "AVP"}
+	if s.secure {
+		protos = []string{"RTP", "SAVP"}
+	}
 	sd := sdp.SessionDescription{
 		Origin: sdp.Origin{Username: "voicebot", SessionID: sessionID, SessionVersion: version,
 			NetworkType: "IN", AddressType: addrType, UnicastAddress: host},
@@ -248,7 +280,7 @@ func (s *sdpStream) marshal(host string, localPort int, sessionID, version uint6
 		ConnectionInformation: &sdp.ConnectionInformation{NetworkType: "IN", AddressType: addrType, Address: &sdp.Address{Address: host}},
 		TimeDescriptions:      []sdp.TimeDescription{{Timing: sdp.Timing{}}},
 		MediaDescriptions: []*sdp.MediaDescription{{
-			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: []string{"RTP", "AVP"}, Formats: s.formats},
+			MediaName:  sdp.MediaName{Media: "audio", Port: sdp.RangedPort{Value: localPort}, Protos: protos, Formats: s.formats},
 			Attributes: attrs,
 		}},
 	}

@@ -11,7 +11,7 @@ const offerBoth = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\
 	"m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:30\r\n"
 
 func TestNegotiatePicksOurPreference(t *testing.T) {
-	m, err := Negotiate([]byte(offerBoth), []string{"PCMU", "PCMA"})
+	m, err := Negotiate([]byte(offerBoth), []string{"PCMU", "PCMA"}, SRTPOptional)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,7 +21,7 @@ func TestNegotiatePicksOurPreference(t *testing.T) {
 	if m.Remote != netip.MustParseAddrPort("127.0.0.1:6000") {
 		t.Errorf("remote %v", m.Remote)
 	}
-	m, _ = Negotiate([]byte(offerBoth), []string{"PCMA"})
+	m, _ = Negotiate([]byte(offerBoth), []string{"PCMA"}, SRTPOptional)
 	if m.Codec.Name != "PCMA" || m.Codec.PayloadType != 8 {
 		t.Errorf("PCMA preference: %+v", m.Codec)
 	}
@@ -30,7 +30,7 @@ func TestNegotiatePicksOurPreference(t *testing.T) {
 func TestNegotiateStaticWithoutRtpmapAndMediaLevelConnection(t *testing.T) {
 	offer := "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n" +
 		"m=audio 7000 RTP/AVP 0\r\nc=IN IP4 127.0.0.2\r\na=sendonly\r\n"
-	m, err := Negotiate([]byte(offer), []string{"PCMU"})
+	m, err := Negotiate([]byte(offer), []string{"PCMU"}, SRTPOptional)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,14 +47,14 @@ func TestNegotiateFailures(t *testing.T) {
 		{"garbage", "hello", ErrSDPMalformed},
 		{"no audio", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n", ErrSDPNoAudio},
 		{"no codec", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 9 18\r\n", ErrSDPNoCodec},
-		{"srtp", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/SAVP 0\r\n", ErrSDPNoAudio},
+		{"srtp without crypto", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/SAVP 0\r\n", ErrSDPNoAudio},
 		{"rejected stream", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n", ErrSDPNoAudio},
 		{"hostname", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 pbx.example\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n", ErrSDPNoAudio},
 		{"no connection", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n", ErrSDPMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Negotiate([]byte(c.offer), []string{"PCMU", "PCMA"})
+			_, err := Negotiate([]byte(c.offer), []string{"PCMU", "PCMA"}, SRTPOptional)
 			if !errors.Is(err, c.want) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}
@@ -74,7 +74,7 @@ func TestAnswerRoundTrips(t *testing.T) {
 			t.Errorf("answer lacks %q:\n%s", want, s)
 		}
 	}
-	back, err := Negotiate(ans, []string{"PCMA"})
+	back, err := Negotiate(ans, []string{"PCMA"}, SRTPOptional)
 	if err != nil || back.Codec != m.Codec || back.DTMFPayloadType != 101 || back.Remote.Port() != 12000 {
 		t.Errorf("answer does not parse back: %+v %v", back, err)
 	}
@@ -83,9 +83,16 @@ func TestAnswerRoundTrips(t *testing.T) {
 func FuzzNegotiate(f *testing.F) {
 	f.Add([]byte(offerBoth))
 	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
+	f.Add([]byte(savpOffer("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^20|1:4\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:" + testKeyB64 + "\r\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Negotiate(data, []string{"PCMU", "PCMA"})
+		m, err := Negotiate(data, []string{"PCMU", "PCMA"}, SRTPOptional)
 		if err == nil {
+			if m.SRTP != nil {
+				if len(m.SRTP.Remote) != sdesKeyLen {
+					t.Fatalf("accepted a %d-byte SRTP key", len(m.SRTP.Remote))
+				}
+				m.SRTP.Local = NewSRTPKey()
+			}
 			if _, err := Answer(m, "127.0.0.1", 10000, 1, 1); err != nil {
 				t.Fatalf("negotiated %+v but cannot answer: %v", m, err)
 			}

@@ -9,6 +9,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,11 @@ type Config struct {
 	RetryAfter time.Duration
 	// Admission decides who may call.
 	Admission Admission
+	// SRTP is when media is encrypted (SDES).
+	SRTP SRTPPolicy
+	// TLS, with TLSListen, serves SIP over TLS (transport=tls).
+	TLS       *tls.Config
+	TLSListen netip.AddrPort
 	Clock     clock.Clock
 	Log       zerolog.Logger
 }
@@ -71,6 +77,7 @@ type UA struct {
 
 	udp *net.UDPConn
 	tcp *net.TCPListener
+	tls net.Listener
 
 	mu            sync.Mutex
 	dialogs       map[string]*Call
@@ -154,6 +161,13 @@ func New(cfg Config, handler Handler) (*UA, error) {
 			u.cfg.Listen = cfg.Listen
 		}
 	}
+	if cfg.TLS != nil {
+		if u.tls, err = tls.Listen("tcp", cfg.TLSListen.String(), cfg.TLS); err != nil {
+			u.closeListeners()
+			ua.Close()
+			return nil, fmt.Errorf("sip listen tls %s: %w", cfg.TLSListen, err)
+		}
+	}
 	if u.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.Listen.Addr().String())); err != nil {
 		u.closeListeners()
 		ua.Close()
@@ -180,6 +194,22 @@ func (u *UA) port() uint16 {
 		return u.tcp.Addr().(*net.TCPAddr).AddrPort().Port()
 	}
 	return u.cfg.Listen.Port()
+}
+
+// TLSAddr is the address SIP over TLS is served on, if it is.
+func (u *UA) TLSAddr() netip.AddrPort {
+	if u.tls == nil {
+		return netip.AddrPort{}
+	}
+	return u.tls.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// portFor is our SIP port for a transport.
+func (u *UA) portFor(transport string) uint16 {
+	if strings.EqualFold(transport, "tls") && u.tls != nil {
+		return u.TLSAddr().Port()
+	}
+	return u.port()
 }
 
 // Addr is the address SIP is served on (its port is known after New even
@@ -226,6 +256,9 @@ func (u *UA) closeListeners() {
 	if u.tcp != nil {
 		u.tcp.Close()
 	}
+	if u.tls != nil {
+		u.tls.Close()
+	}
 }
 
 // Serve answers requests and keeps the registrations until ctx ends, then
@@ -236,7 +269,7 @@ func (u *UA) Serve(ctx context.Context) error {
 	u.ctx = ctx
 	u.mu.Unlock()
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3) // one per listener: each Serve returns once
 	if u.udp != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- u.server.ServeUDP(u.udp) }()
@@ -244,6 +277,11 @@ func (u *UA) Serve(ctx context.Context) error {
 	if u.tcp != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); errs <- u.server.ServeTCP(u.tcp) }()
+	}
+	if u.tls != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- u.server.ServeTLS(u.tls) }()
+		u.log.Info().Str("listen", u.TLSAddr().String()).Msg("sip: listening on TLS")
 	}
 	u.awaitListening()
 	close(u.ready)
@@ -398,10 +436,10 @@ func (u *UA) contact(transport, dest string) *sip.ContactHeader {
 
 func (u *UA) contactFor(user, transport, dest string) *sip.ContactHeader {
 	host := u.hostFor(u.cfg.Listen.Addr(), dest)
-	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host, Port: int(u.port())}}
-	if strings.EqualFold(transport, "tcp") {
+	c := &sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host, Port: int(u.portFor(transport))}}
+	if t := strings.ToLower(transport); t == "tcp" || t == "tls" {
 		c.Address.UriParams = sip.NewParams()
-		c.Address.UriParams.Add("transport", "tcp")
+		c.Address.UriParams.Add("transport", t)
 	}
 	return c
 }
@@ -423,7 +461,7 @@ func (u *UA) transaction(ctx context.Context, req *sip.Request) (sip.ClientTrans
 func (u *UA) prepare(_ *sipgo.Client, req *sip.Request) error {
 	via := &sip.ViaHeader{
 		ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(req.Transport()),
-		Host: u.hostFor(u.cfg.Listen.Addr(), req.Destination()), Port: int(u.port()),
+		Host: u.hostFor(u.cfg.Listen.Addr(), req.Destination()), Port: int(u.portFor(req.Transport())),
 		Params: sip.NewParams(),
 	}
 	via.Params.Add("branch", sip.GenerateBranch())
@@ -586,7 +624,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		u.respond(tx, req, 415, "Unsupported Media Type", nil, sip.NewHeader("Accept", "application/sdp"))
 		return
 	}
-	media, err := Negotiate(req.Body(), u.cfg.Codecs)
+	media, err := Negotiate(req.Body(), u.cfg.Codecs, u.cfg.SRTP)
 	if err != nil {
 		log.Warn().Err(err).Msg("sip: refusing INVITE")
 		code, reason := 488, "Not Acceptable Here"
@@ -620,7 +658,8 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.end(EndCancelled)
 	}
 	log.Info().Str("from", req.From().Address.String()).Str("to", req.To().Address.String()).
-		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Msg("sip: incoming call")
+		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Str("transport", req.Transport()).
+		Bool("srtp", media.SRTP != nil).Msg("sip: incoming call")
 	u.run(c, u.handler)
 }
 

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -156,6 +157,10 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if err != nil {
 		return err
 	}
+	tlsConfig, tlsListen, err := sipTLS(cfg.SIP.TLS)
+	if err != nil {
+		return err
+	}
 	resume, err := resumeConfig(cfg.Realtime)
 	if err != nil {
 		return err
@@ -188,7 +193,9 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
 		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
-		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log), Log: log,
+		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log),
+		SRTP: map[string]sip.SRTPPolicy{"off": sip.SRTPOff, "optional": sip.SRTPOptional, "required": sip.SRTPRequired}[cfg.Media.SRTP],
+		TLS:  tlsConfig, TLSListen: tlsListen, Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
 		name, p := routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
 		c := sipCall{call}
@@ -327,6 +334,9 @@ func callMedia(call *sip.Call, m sip.Media) bridge.CallMedia {
 		codec.PayloadType = m.Codec.PayloadType
 		cm.Codec = codec
 	}
+	if k := m.SRTP; k != nil {
+		cm.SRTP = &media.SRTP{Suite: k.Suite, Local: k.Local, Remote: k.Remote}
+	}
 	return cm
 }
 
@@ -448,4 +458,17 @@ func admission(a config.Admission, listen netip.AddrPort, log zerolog.Logger) si
 			"set admission.allow (your PBX or trunk networks) or admission.auth.users")
 	}
 	return out
+}
+
+// sipTLS loads the certificate SIP over TLS is served with.
+func sipTLS(t config.TLS) (*tls.Config, netip.AddrPort, error) {
+	if t.Listen == "" {
+		return nil, netip.AddrPort{}, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("sip.tls: %w", err)
+	}
+	addr, _ := netip.ParseAddrPort(t.Listen) // validated
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, addr, nil
 }
