@@ -78,13 +78,13 @@ func TestSRTPPolicy(t *testing.T) {
 
 func TestBadCryptoLines(t *testing.T) {
 	for _, line := range []string{
-		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=",                                 // short key
-		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^20|1:4",              // MKI
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:c2hvcnQ=",                                // short key
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^20|1:4",             // MKI
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + ";inline:" + testKeyB64, // two keys
-		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + " UNENCRYPTED_SRTP",      // session parameter
-		"a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64,                            // tag
-		"a=crypto:1 F8_128_HMAC_SHA1_80 inline:" + testKeyB64,                                // suite
-		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 uri:https://keys.example",                        // key method
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + " UNENCRYPTED_SRTP",     // session parameter
+		"a=crypto:x AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64,                           // tag
+		"a=crypto:1 F8_128_HMAC_SHA1_80 inline:" + testKeyB64,                               // suite
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 uri:https://keys.example",                       // key method
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!notbase64!!!",
 	} {
 		_, err := Negotiate([]byte(savpOffer(line+"\r\n")), []string{"PCMU"}, SRTPOptional)
