@@ -3,8 +3,10 @@
 #   ./test.sh
 # It installs the real SIP peers and audio tools it needs (SIPp, baresip,
 # sox, espeak-ng; root or sudo), checks formatting and vet, runs every test
-# with the race detector (real calls included), then fuzzes each parser of
-# outside input for a bounded time (FUZZTIME, default 10s each).
+# with the race detector (real calls included; the committed fuzz corpora in
+# */testdata/fuzz run as cases), then fuzzes each parser of outside input
+# for a bounded time (FUZZTIME, default 10s each; test/fuzz-corpus.sh grows
+# the corpora).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -43,9 +45,11 @@ fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2" | tai
 fuzz FuzzNegotiate ./sip
 fuzz FuzzSIPMessage ./sip
 fuzz FuzzHandleDatagram ./media
+fuzz FuzzSRTPDatagram ./media
 fuzz FuzzDecode ./realtime
 fuzz FuzzParse ./config
 fuzz FuzzPlaceCall ./api
 fuzz FuzzToolArguments ./bridge
+fuzz FuzzParseWAV ./sound
 
 echo "==> all tests passed"

@@ -141,3 +141,34 @@ func (a *audioSink) samplesCopy() []int16 {
 	defer a.mu.Unlock()
 	return append([]int16(nil), a.samples...)
 }
+
+// FuzzSRTPDatagram feeds anything to an SRTP call's receive path: it must
+// be authenticated or dropped, never delivered unchecked, never a panic.
+func FuzzSRTPDatagram(f *testing.F) {
+	ours, theirs := keys(1, 2, "AES_CM_128_HMAC_SHA1_80")
+	peer := netip.MustParseAddrPort("127.0.0.1:4000")
+	var wire [][]byte
+	tx := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, SRTP: ours}, Log: zerolog.Nop(),
+		Output: func(pkt []byte) error { wire = append(wire, append([]byte(nil), pkt...)); return nil }})
+	tx.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, make([]int16, 480))
+	for i := 0; i < 3; i++ {
+		tx.Tick(time.Unix(0, 0).Add(time.Duration(i) * 20 * time.Millisecond))
+	}
+	for _, w := range wire {
+		f.Add(w)
+	}
+	f.Add(packet(1, 0, 1, 0xff, 160))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		delivered := 0
+		rx := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, SRTP: theirs}, OnAudio: func(pcm []int16) { delivered += len(pcm) }, Log: zerolog.Nop()})
+		var p rtp.Packet
+		rx.HandleDatagram(data, peer, &p)
+		rx.HandleDatagram(data, peer, &p)
+		if st := rx.Stats(); st.PacketsIn > 1 {
+			t.Fatalf("a packet was taken twice (replay): %+v", st)
+		}
+		if delivered > 0 && rx.Stats().SRTPFailed == 2 {
+			t.Fatal("audio delivered from packets that failed authentication")
+		}
+	})
+}

@@ -173,16 +173,16 @@ func New(cfg Config, handler Handler) (*UA, error) {
 		ua.Close()
 		return nil, fmt.Errorf("sip client: %w", err)
 	}
-	u.server.OnInvite(u.onInvite)
-	u.server.OnAck(u.onAck)
-	u.server.OnBye(u.onBye)
-	u.server.OnCancel(u.onCancel)
-	u.server.OnOptions(u.onOptions)
-	u.server.OnInfo(u.onInfo)
-	u.server.OnUpdate(u.onUpdate)
-	u.server.OnNotify(u.onNotify)
-	u.server.OnRefer(u.onRefer)
-	u.server.OnNoRoute(u.onOther)
+	u.server.OnInvite(u.wellFormed(u.onInvite))
+	u.server.OnAck(u.wellFormed(u.onAck))
+	u.server.OnBye(u.wellFormed(u.onBye))
+	u.server.OnCancel(u.wellFormed(u.onCancel))
+	u.server.OnOptions(u.wellFormed(u.onOptions))
+	u.server.OnInfo(u.wellFormed(u.onInfo))
+	u.server.OnUpdate(u.wellFormed(u.onUpdate))
+	u.server.OnNotify(u.wellFormed(u.onNotify))
+	u.server.OnRefer(u.wellFormed(u.onRefer))
+	u.server.OnNoRoute(u.wellFormed(u.onOther))
 	return u, nil
 }
 
@@ -337,6 +337,24 @@ func (u *UA) Serve(ctx context.Context) error {
 		_ = u.ua.TransportLayer().Close()
 	}
 	return err
+}
+
+// wellFormed refuses requests sipgo parsed but RFC 3261 does not allow,
+// before any handler sees them: a CSeq whose method is not the request's
+// (§8.1.1.5) would otherwise start a call under another request's
+// transaction rules. An ACK is never answered.
+func (u *UA) wellFormed(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if cs := req.CSeq(); cs != nil && cs.MethodName != req.Method {
+			u.log.Debug().Str("call_id", callID(req)).Str("method", string(req.Method)).Str("cseq_method", string(cs.MethodName)).
+				Msg("sip: request refused: CSeq method does not match")
+			if req.Method != sip.ACK {
+				u.respond(tx, req, 400, "Bad Request (CSeq method does not match the request)", nil)
+			}
+			return
+		}
+		h(req, tx)
+	}
 }
 
 // Drain stops taking calls while those in progress go on: new INVITEs
