@@ -221,7 +221,10 @@ func (c *callState) maybeRollover() {
 	c.sessionCreated(info)
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {
-		go old.Close() // its reader may be mid-event; the call does not wait for it
+		// Closing waits for its reader, which may be mid-event: not on the
+		// loop, but still within the call (closeSessions waits for it).
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); old.Close() }()
 	}
 }
 

@@ -193,3 +193,28 @@ func TestSessionRollsOverBeforeExpiry(t *testing.T) {
 		t.Error("the call met the expiry")
 	}
 }
+
+// When the budget runs out and a fallback target is set, the caller hears
+// the apology and is transferred there (a human answers instead).
+func TestModelGoneTransfersToTheFallback(t *testing.T) {
+	r := startRig(t, func(c *config.Config) {
+		withTargets(c)
+		c.Agent.Greeting = true
+		c.Realtime.Reconnect.Budget = config.Duration(time.Second)
+		c.Realtime.Reconnect.FallbackTarget = "operator"
+	}, nil)
+	c := r.caller()
+	notifier(c, 202, "SIP/2.0 200 OK\r\n")
+	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
+		t.Fatalf("INVITE: %v %v", res, err)
+	}
+	waitFor(t, "greeting", 5*time.Second, func() bool { return rmsOf(audible(c.Received())) > 100 })
+	r.server.RefuseNext(1000)
+	r.server.Sessions()[0].Drop()
+	waitFor(t, "REFER to the fallback", 15*time.Second, func() bool { return len(c.RequestsOf("REFER")) == 1 })
+	if rt := c.RequestsOf("REFER")[0].GetHeader("Refer-To"); rt == nil || !strings.Contains(rt.Value(), "operator@") {
+		t.Errorf("Refer-To %v", rt)
+	}
+	waitForBye(t, c, 5*time.Second)
+	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"transferred"`) })
+}
