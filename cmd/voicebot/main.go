@@ -366,7 +366,7 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 		return nil, nil, err
 	}
 	if cfg.UseDemo() {
-		srv := realtimetest.NewServer(realtimetest.Options{Speed: cfg.Demo.Speed, Logger: log})
+		srv := realtimetest.NewServer(realtimetest.Options{Speed: cfg.Demo.Speed, ForgetClosed: true, Logger: log})
 		url, err := srv.Start("127.0.0.1:0")
 		if err != nil {
 			return nil, nil, err

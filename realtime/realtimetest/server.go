@@ -64,7 +64,11 @@ type Options struct {
 	// minutes (30 in beta); its expires_at is announced in session.created.
 	// Default: an hour, never enforced.
 	SessionLifetime time.Duration
-	Logger          zerolog.Logger
+	// ForgetClosed drops a session once it ends. The demo model serving
+	// real calls sets it (a session holds its conversation's audio);
+	// tests keep every session to look at what it received.
+	ForgetClosed bool
+	Logger       zerolog.Logger
 }
 
 // Server is a Realtime protocol server. Serve it on a loopback listener with
@@ -209,6 +213,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 	sess.run()
+	if s.opts.ForgetClosed {
+		s.mu.Lock()
+		for i, other := range s.sessions {
+			if other == sess {
+				s.sessions = append(s.sessions[:i], s.sessions[i+1:]...)
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Received is one client event as the server got it.

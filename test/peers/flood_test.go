@@ -108,17 +108,25 @@ admission:
 	guesses := sippFrom(t, "127.0.0.3", "uac_badauth.xml", vb.addr, 8, 2, 2, "-au", "pbx", "-ap", "wrong-guess")
 	start := time.Now()
 	peakRSS := idleRSS
+	var series []string // RSS every few seconds: flat or growing
+	next := start
 	for _, s := range []*sipp{flood, guesses, legit} {
 		for {
 			select {
 			case <-s.done:
 			case <-time.After(200 * time.Millisecond):
-				peakRSS = max(peakRSS, rssKiB(t, vb.cmd.Process.Pid))
+				rss := rssKiB(t, vb.cmd.Process.Pid)
+				peakRSS = max(peakRSS, rss)
+				if time.Now().After(next) {
+					series = append(series, fmt.Sprintf("%ds:%dM", int(time.Since(start).Seconds()), rss/1024))
+					next = next.Add(time.Duration(max(1, seconds/6)) * time.Second)
+				}
 				continue
 			}
 			break
 		}
 	}
+	t.Logf("RSS over the flood: %s", strings.Join(series, " "))
 	for name, s := range map[string]*sipp{"legitimate calls": legit, "flood": flood, "password guesses": guesses} {
 		if err := s.wait(time.Second); err != nil {
 			t.Errorf("%s: %v", name, err)
