@@ -52,6 +52,25 @@ func (h *history) added(it *realtime.Item) {
 	}
 	h.index[it.ID] = len(h.turns)
 	h.turns = append(h.turns, t)
+	if len(h.turns) > keepTurns {
+		h.trim()
+	}
+}
+
+// keepTurns bounds what a long call keeps: twice what a replay can use.
+const keepTurns = 2 * replayMaxTurns
+
+// trim drops the oldest half of the turns, which no replay would send.
+func (h *history) trim() {
+	drop := len(h.turns) - replayMaxTurns
+	h.turns = append(h.turns[:0], h.turns[drop:]...)
+	for id, i := range h.index {
+		if i < drop {
+			delete(h.index, id)
+		} else {
+			h.index[id] = i - drop
+		}
+	}
 }
 
 func (h *history) at(itemID string) *turn {

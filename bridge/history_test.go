@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -71,5 +72,22 @@ func TestHistoryReplayIsBounded(t *testing.T) {
 		if it.Type != "message" {
 			t.Errorf("replayed %s without its call", it.Type)
 		}
+	}
+}
+
+// A long call keeps a bounded history, and its latest turns stay reachable.
+func TestHistoryStorageIsBounded(t *testing.T) {
+	h := newHistory()
+	for i := 0; i < 10*replayMaxTurns; i++ {
+		h.added(msg("m"+strconv.Itoa(i), "user", "turn "+strconv.Itoa(i)))
+	}
+	if len(h.turns) > keepTurns || len(h.index) != len(h.turns) {
+		t.Fatalf("%d turns, %d indexed: bound %d", len(h.turns), len(h.index), keepTurns)
+	}
+	last := "m" + strconv.Itoa(10*replayMaxTurns-1)
+	h.transcript(last, "the latest")
+	items := h.replay()
+	if items[len(items)-1].Text != "the latest" {
+		t.Errorf("latest turn %q", items[len(items)-1].Text)
 	}
 }
