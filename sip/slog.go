@@ -33,13 +33,27 @@ func zerologLevel(l slog.Level) zerolog.Level {
 	}
 }
 
+// maxLoggedAttr bounds a value sipgo logs: it logs whole datagrams it
+// cannot parse, and those are whatever a scanner sends.
+const maxLoggedAttr = 300
+
 func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
-	ev := h.log.WithLevel(zerologLevel(r.Level))
+	level := zerologLevel(r.Level)
+	if r.Message == "failed to parse" {
+		// Garbage from the network is the sender's fault, and a flood of it
+		// must not flood the log at error level.
+		level = zerolog.DebugLevel
+	}
+	ev := h.log.WithLevel(level)
 	if ev == nil {
 		return nil
 	}
 	ev = ev.Str("component", "sipgo")
 	add := func(a slog.Attr) bool {
+		if v := a.Value; v.Kind() == slog.KindString && len(v.String()) > maxLoggedAttr {
+			ev = ev.Str(a.Key, v.String()[:maxLoggedAttr]+"…")
+			return true
+		}
 		ev = ev.Interface(a.Key, a.Value.Any())
 		return true
 	}
