@@ -6,6 +6,12 @@
 //	GET    /v1/calls       the calls in progress
 //	GET    /v1/calls/{id}  one call, also for a while after it ended (its outcome)
 //	DELETE /v1/calls/{id}  hang up (or cancel while it rings)
+//
+// Without the token, for probes and scrapers:
+//
+//	GET /healthz  the process is up
+//	GET /readyz   calls can be taken (SIP listening, registrations up, not draining)
+//	GET /metrics  Prometheus metrics
 package api
 
 import (
@@ -49,7 +55,11 @@ type Config struct {
 	Token  secret.Value
 	Calls  *Registry
 	Place  Placer
-	Log    zerolog.Logger
+	// Metrics serves /metrics when set.
+	Metrics http.Handler
+	// Ready says why voicebot cannot take calls now (nil: it can).
+	Ready func() error
+	Log   zerolog.Logger
 }
 
 // Server is the API on its listener.
@@ -74,6 +84,13 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/calls", s.auth(s.listCalls))
 	mux.HandleFunc("GET /v1/calls/{id}", s.auth(s.getCall))
 	mux.HandleFunc("DELETE /v1/calls/{id}", s.auth(s.hangUp))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.ready)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	mux.HandleFunc("/", s.auth(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: see /v1/calls")
 	}))
@@ -103,6 +120,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("api: %w", err)
 	}
 	return nil
+}
+
+// ready answers the readiness probe: 503 with the reason while voicebot
+// cannot take calls, so a load balancer sends them elsewhere.
+func (s *Server) ready(w http.ResponseWriter, _ *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // auth lets through requests with the bearer token.

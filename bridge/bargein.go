@@ -148,7 +148,7 @@ func (c *callState) interrupt(cause string) {
 		stop = lastAudio.Sub(c.barge.heardAt)
 	}
 	ev = ev.Dur("stop_latency", stop)
-	discardedMS := 0
+	discardedMS, truncated := 0, 0
 	truncs := zerolog.Arr()
 	for _, p := range played {
 		c.discarded[p.Ref.ResponseID] = true
@@ -162,6 +162,7 @@ func (c *callState) interrupt(cause string) {
 		truncs.Dict(zerolog.Dict().Str("item_id", p.Ref.ItemID).Int("audio_end_ms", end).Int("received_ms", received))
 		tr, err := c.model.Dialect().ItemTruncate(c.nextEventID("truncate_"), p.Ref.ItemID, p.Ref.ContentIndex, end)
 		c.send("conversation.item.truncate", tr, err)
+		truncated++
 	}
 	if len(played) == 0 {
 		ev = ev.Str("truncate", "none: playout had drained")
@@ -182,4 +183,5 @@ func (c *callState) interrupt(cause string) {
 		}
 	}
 	ev.Array("truncated", truncs).Int("discarded_ms", discardedMS).Msg("barge-in: bot stopped")
+	c.cfg.Metrics.BargeIn(stop, truncated)
 }

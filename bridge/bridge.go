@@ -18,6 +18,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
 )
 
@@ -127,6 +128,9 @@ type Config struct {
 	InputSilenceAfter time.Duration
 	SymmetricRTP      SymmetricRTP
 
+	// Metrics receives what calls do (nil: none).
+	Metrics *metrics.Metrics
+
 	// HTTP carries webhook tool calls (default: a client without a global
 	// timeout; each webhook has its own).
 	HTTP *http.Client
@@ -194,6 +198,18 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	c := newCallState(b, setup.Profile, nil, log)
 	c.call, c.setup = call, setup
 	profile := c.profile // the default one when setup has none
+	direction := "inbound"
+	if setup.Outbound {
+		direction = "outbound"
+	}
+	outcome, answeredAt := "not answered", time.Time{}
+	defer func() {
+		var d time.Duration
+		if !answeredAt.IsZero() {
+			d = time.Since(answeredAt)
+		}
+		b.cfg.Metrics.CallEnded(direction, profile.Name, outcome, !answeredAt.IsZero(), d)
+	}()
 	c.sig.peerHold.Store(setup.Media.OnHold)
 	// The media session exists from here so the greeting's audio can queue;
 	// it starts sending only once the call is answered.
@@ -283,13 +299,17 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		return
 	}
 	c.connected()
+	answeredAt = start
+	b.cfg.Metrics.CallAnswered(direction)
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).Bool("srtp", c.media.CurrentPeer().SRTP != nil).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx)
+	outcome = reason
 	c.stopTimers()
 	cancel()
 	c.tools.wait()
 	st := c.media.Stats()
+	b.cfg.Metrics.Media(st, c.lastStats)
 	log.Info().Str("end", reason).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).Uint64("rtp_held", st.HeldIn).

@@ -81,11 +81,17 @@ type callState struct {
 
 	// The model session, which may be replaced during the call, and the
 	// conversation that outlives it.
-	conn   liveConn
-	hist   *history
-	sess   sessionState
-	wg     sync.WaitGroup // session openers
-	limits limitState
+	conn liveConn
+	hist *history
+	// Metrics bookkeeping: the media counters last reported, and when the
+	// caller's last turn ended (for the response latency).
+	lastStats   media.Stats
+	statsTimer  clock.Timer
+	turnEndedAt time.Time
+	turnEndedMS int // silence the model's VAD waited before it said so
+	sess        sessionState
+	wg          sync.WaitGroup // session openers
+	limits      limitState
 }
 
 func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *callState {
@@ -218,6 +224,19 @@ func (c *callState) connected() {
 	c.sig.connected.Store(true)
 	c.media.Hold(c.sig.peerHold.Load())
 	c.startLimits()
+	if c.cfg.Metrics != nil {
+		c.statsTimer = c.clock.NewTimer(statsEvery)
+	}
+}
+
+// statsEvery is how often a call reports its media to the metrics.
+const statsEvery = 5 * time.Second
+
+func (c *callState) reportMedia() {
+	st := c.media.Stats()
+	c.cfg.Metrics.Media(st, c.lastStats)
+	c.lastStats = st
+	c.statsTimer.Reset(statsEvery)
 }
 
 const (
@@ -230,7 +249,10 @@ const (
 // run is the call's event loop. It returns why the call ended.
 func (c *callState) run(ctx context.Context) string {
 	for {
-		var timerC, keysC, endC, rolloverC, rtpC, warnC, maxC <-chan time.Time
+		var timerC, keysC, endC, rolloverC, rtpC, warnC, maxC, statsC <-chan time.Time
+		if c.statsTimer != nil {
+			statsC = c.statsTimer.C()
+		}
 		if c.sess.timer != nil {
 			rolloverC = c.sess.timer.C()
 		}
@@ -270,6 +292,8 @@ func (c *callState) run(ctx context.Context) string {
 			ev.Release()
 		case <-rolloverC:
 			c.onRolloverTimer(ctx)
+		case <-statsC:
+			c.reportMedia()
 		case <-rtpC:
 			if reason, done := c.onRTPCheck(); done {
 				return reason
@@ -316,6 +340,9 @@ func (c *callState) stopTimers() {
 	if c.sess.timer != nil {
 		c.sess.timer.Stop()
 	}
+	if c.statsTimer != nil {
+		c.statsTimer.Stop()
+	}
 	c.stopLimits()
 }
 
@@ -361,6 +388,10 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 	case realtime.KindSpeechStopped:
 		c.log.Debug().Int("audio_end_ms", ev.AudioEndMS).Msg("model: caller stopped speaking")
 		c.sess.callerOn = false
+		c.turnEndedAt, c.turnEndedMS = c.clock.Now(), 0
+		if td := c.session.TurnDetection; td != nil {
+			c.turnEndedMS = td.SilenceDurationMS
+		}
 		c.onSpeechStopped(ev.AudioEndMS)
 	case realtime.KindInputTranscript:
 		c.log.Info().Str("who", "caller").Str("item_id", ev.ItemID).Str("text", ev.Text).Msg("transcript")
@@ -392,6 +423,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 	case realtime.KindItemTruncated:
 		c.log.Debug().Str("item_id", ev.ItemID).Int("audio_end_ms", ev.AudioEndMS).Msg("model: item truncated")
 	case realtime.KindError:
+		c.cfg.Metrics.ModelError(ev.Err.Code)
 		// Errors answering a truncate or a cancel (races with the server's
 		// own cancel, or audio it had already cut) are expected and harmless.
 		c.log.Warn().Str("code", ev.Err.Code).Str("type", ev.Err.Type).Str("event", ev.Err.EventID).
@@ -434,6 +466,12 @@ func (c *callState) greet() {
 func (c *callState) onAudio(ev realtime.ServerEvent) {
 	if c.discarded[ev.ResponseID] {
 		return // a late delta of an interrupted response
+	}
+	if !c.turnEndedAt.IsZero() {
+		// The answer's first audio: it plays after what is queued.
+		wait := time.Duration(c.media.QueuedMS()) * time.Millisecond
+		c.cfg.Metrics.ResponseLatency(c.clock.Now().Sub(c.turnEndedAt) + time.Duration(c.turnEndedMS)*time.Millisecond + wait)
+		c.turnEndedAt = time.Time{}
 	}
 	c.receivedBytes[ev.ItemID] += len(ev.Audio)
 	c.pcm24 = c.pcm24[:0]

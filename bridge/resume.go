@@ -218,6 +218,7 @@ func (c *callState) maybeRollover() {
 	c.replayHistory()
 	c.up.release(next)
 	c.sess.rollovers++
+	c.cfg.Metrics.Rollover()
 	c.sessionCreated(info)
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {
@@ -333,6 +334,7 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 			c.replayHistory()
 			c.up.release(conn)
 			c.log.Info().Int("attempts", attempt).Dur("gap", c.clock.Now().Sub(start)).Msg("model: session back, conversation resumed")
+			c.cfg.Metrics.Reconnect(true)
 			return "", true
 		}
 		if ctx.Err() != nil {
@@ -418,6 +420,7 @@ func (c *callState) waitWithFiller(ctx context.Context, d time.Duration) bool {
 // giveUp ends a call whose model is gone: the apology plays, then the
 // caller is transferred to the fallback target or hung up on.
 func (c *callState) giveUp(ctx context.Context) (string, bool) {
+	c.cfg.Metrics.Reconnect(false)
 	c.fillerPlaying(false)
 	c.log.Error().Dur("budget", c.cfg.Resume.Budget).Msg("call: model unreachable; apologising and ending the call")
 	if a := c.cfg.Resume.Apology; len(a) > 0 {

@@ -94,6 +94,7 @@ func (c *callState) onFunctionCall(respID string, item *realtime.Item) {
 	}
 	c.tools.seen[item.CallID] = true
 	c.tools.calls++
+	c.cfg.Metrics.Tool(item.Name)
 	log := c.log.With().Str("tool", item.Name).Str("tool_call_id", item.CallID).Logger()
 	if item.Status != "" && item.Status != "completed" {
 		log.Info().Str("status", item.Status).Msg("tool: not run (the response was cut short)")

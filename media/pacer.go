@@ -43,6 +43,7 @@ type pacerStats struct {
 	skipped     uint64 // frames dropped from the schedule after a long stall
 	maxLateness time.Duration
 	sumLateness time.Duration
+	lateness    LatenessHistogram
 	writeErrors uint64
 }
 
@@ -96,6 +97,7 @@ func (p *pacer) tick(now time.Time) {
 	}
 	late := now.Sub(p.next())
 	p.stats.sumLateness += late
+	p.stats.lateness.observe(late)
 	if late > p.stats.maxLateness {
 		p.stats.maxLateness = late
 	}

@@ -107,6 +107,10 @@ type Stats struct {
 	DTMFOut                  uint64 // telephone-event packets sent
 	SkippedOut               uint64
 	MaxLateness, AvgLateness time.Duration
+	// Lateness counts pacer sends by how late they were (LatenessBounds).
+	Lateness LatenessHistogram
+	// Jitter is the RFC 3550 interarrival jitter of the caller's RTP.
+	Jitter time.Duration
 }
 
 // Session is one call's RTP. Create it with NewSession, start it with Run.
@@ -117,10 +121,11 @@ type Session struct {
 	queue *playout
 	kick  chan struct{}
 
-	peer    atomic.Pointer[peerState]
-	latched atomic.Pointer[latch]
-	held    atomic.Bool
-	lastRx  atomic.Int64 // unix ns of the last valid packet from the peer
+	peer     atomic.Pointer[peerState]
+	latched  atomic.Pointer[latch]
+	held     atomic.Bool
+	lastRx   atomic.Int64 // unix ns of the last valid packet from the peer
+	jitterNS atomic.Int64 // the receive goroutine's jitter estimate, published
 
 	// Receive-side state: only the receive goroutine touches it.
 	reorder *reorderer
@@ -131,6 +136,7 @@ type Session struct {
 	ssrc    uint32
 	locked  bool
 	codec   Codec // the codec of the packets being delivered
+	jitter  jitter
 	pcm     []int16
 	silence []int16
 
@@ -171,6 +177,7 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 		silence: make([]int16, FrameSamples),
 	}
 	s.padder.after = cfg.InputSilenceAfter
+	s.jitter.clockRate = SampleRate
 	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1, crypto: cryptoFor(cfg.Peer, nil)})
 	s.srtpOut, s.srtpIn = make([]byte, 0, 1500), make([]byte, 0, 1500)
 	s.codec = cfg.Codec
@@ -333,7 +340,8 @@ func (s *Session) Stats() Stats {
 	ps := s.pacer.stats
 	s.pmu.Unlock()
 	st.PacketsOut, st.AudioOut, st.SkippedOut, st.DTMFOut = ps.packets, ps.audioFrames, ps.skipped, ps.dtmfPackets
-	st.MaxLateness = ps.maxLateness
+	st.MaxLateness, st.Lateness = ps.maxLateness, ps.lateness
+	st.Jitter = time.Duration(s.jitterNS.Load())
 	if ps.packets > 0 {
 		st.AvgLateness = ps.sumLateness / time.Duration(ps.packets)
 	}
@@ -500,6 +508,7 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 	} else if pkt.SSRC != s.ssrc {
 		// Same peer, new stream (a re-INVITE, a transfer on the far side).
 		s.ssrc = pkt.SSRC
+		s.jitter.reset()
 		s.in.ssrcChanges.Add(1)
 		s.rmu.Lock()
 		s.reorder.flush(s.deliver)
@@ -508,6 +517,8 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 	}
 	s.in.packets.Add(1)
 	s.in.bytes.Add(uint64(len(data)))
+	s.jitter.packet(pkt.Timestamp, now)
+	s.jitterNS.Store(int64(s.jitter.duration()))
 	s.padder.onPacket(now)
 	s.rmu.Lock()
 	s.reorder.push(pkt.SequenceNumber, pkt.Payload, s.deliver)
@@ -519,6 +530,7 @@ func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Pack
 func (s *Session) newPeer(p *peerState) {
 	s.gen = p.gen
 	s.locked = false
+	s.jitter.reset()
 	s.rmu.Lock()
 	s.reorder.flush(s.deliver)
 	s.reorder.reset()

@@ -298,6 +298,7 @@ func (c *Call) Ringing() error {
 	}
 	res := c.response(c.invite, 180, "Ringing", nil)
 	res.AppendHeader(c.ua.contact(c.invite.Transport(), c.invite.Source()))
+	c.ua.sent(res.StatusCode)
 	return c.tx.Respond(res)
 }
 
@@ -319,6 +320,7 @@ func (c *Call) Reject(code int, reason string) error {
 	if c.tx.Err() != nil { // cancelled: the transaction already answered 487
 		return ErrCallEnded
 	}
+	c.ua.sent(code)
 	if err := c.tx.Respond(c.response(c.invite, code, reason, nil)); err != nil {
 		return err
 	}
@@ -367,6 +369,7 @@ func (c *Call) Answer(ctx context.Context, localPort int) error {
 	c.responded, c.answered, c.answeredAt = true, true, time.Now()
 	c.timer = timer
 	c.mu.Unlock()
+	c.ua.sent(res.StatusCode)
 	if err := c.tx.Respond(res); err != nil {
 		c.end(EndError)
 		return fmt.Errorf("sip answer: %w", err)

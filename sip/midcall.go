@@ -124,6 +124,7 @@ func (c *Call) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	ack := c.expectAck(req.CSeq().SeqNo)
+	c.ua.sent(a.res.StatusCode)
 	if err := tx.Respond(a.res); err != nil {
 		c.log.Debug().Err(err).Msg("sip: re-INVITE answer not sent")
 		return
@@ -167,6 +168,9 @@ func (u *UA) onUpdate(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	a, ok := c.answerInDialog(req, tx, false)
+	if ok {
+		u.sent(a.res.StatusCode)
+	}
 	if !ok || tx.Respond(a.res) != nil {
 		return
 	}

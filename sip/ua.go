@@ -53,6 +53,9 @@ type Config struct {
 	Admission Admission
 	// SRTP is when media is encrypted (SDES).
 	SRTP SRTPPolicy
+	// OnResponse, if set, is told the code of every response voicebot
+	// sends (not retransmissions), for the metrics.
+	OnResponse func(code int)
 	// TLS, with TLSListen, serves SIP over TLS (transport=tls).
 	TLS       *tls.Config
 	TLSListen netip.AddrPort
@@ -501,8 +504,16 @@ func (u *UA) respond(tx sip.ServerTransaction, req *sip.Request, code int, reaso
 	for _, h := range headers {
 		res.AppendHeader(h)
 	}
+	u.sent(code)
 	if err := tx.Respond(res); err != nil {
 		u.log.Debug().Err(err).Int("code", code).Str("call_id", callID(req)).Msg("sip: respond failed")
+	}
+}
+
+// sent reports a response to the metrics.
+func (u *UA) sent(code int) {
+	if u.cfg.OnResponse != nil {
+		u.cfg.OnResponse(code)
 	}
 }
 

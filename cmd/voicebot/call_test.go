@@ -36,6 +36,8 @@ type rig struct {
 	// reload sends SIGHUP's request; next is the configuration it reads.
 	reload chan struct{}
 	next   func() (config.Config, error)
+	// drain, closed, starts the graceful stop (the first SIGTERM).
+	drain chan struct{}
 }
 
 type syncBuffer struct {
@@ -97,11 +99,11 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, apiReady := make(chan netip.AddrPort, 1), make(chan string, 1)
-	r := &rig{t: t, server: srv, logs: logs, cancel: cancel, done: make(chan error, 1), reload: make(chan struct{})}
+	r := &rig{t: t, server: srv, logs: logs, cancel: cancel, done: make(chan error, 1), reload: make(chan struct{}), drain: make(chan struct{})}
 	r.next = func() (config.Config, error) { return cfg, nil }
 	reloadConfig := func() (config.Config, error) { return r.next() }
 	go func() {
-		r.done <- serve(ctx, cfg, log, serveOptions{model: m, ready: ready, api: apiReady, reload: r.reload, reloadConfig: reloadConfig})
+		r.done <- serve(ctx, cfg, log, serveOptions{model: m, ready: ready, api: apiReady, reload: r.reload, reloadConfig: reloadConfig, drain: r.drain})
 	}()
 	select {
 	case r.sip = <-ready:

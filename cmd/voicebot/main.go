@@ -25,6 +25,7 @@ import (
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 	"github.com/voicebot/voicebot/secret"
@@ -165,6 +166,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if err != nil {
 		return err
 	}
+	mx := metrics.New()
 	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
@@ -179,6 +181,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 			LocalMinSpeech:   time.Duration(cfg.BargeIn.LocalVADMinSpeechMS) * time.Millisecond,
 		},
 		Resume:             resume,
+		Metrics:            mx,
 		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
 		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
@@ -195,7 +198,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
 		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log),
 		SRTP: map[string]sip.SRTPPolicy{"off": sip.SRTPOff, "optional": sip.SRTPOptional, "required": sip.SRTPRequired}[cfg.Media.SRTP],
-		TLS:  tlsConfig, TLSListen: tlsListen, Log: log,
+		TLS:  tlsConfig, TLSListen: tlsListen, OnResponse: mx.SIPResponse, Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
 		name, p := routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
 		c := sipCall{call}
@@ -214,6 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	var apiServer *api.Server
 	if cfg.API.Listen != "" {
 		apiServer, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
+			Metrics: mx.Handler(), Ready: func() error { return readiness(ua) },
 			Place: placer(cfg, routes, ua, br, calls)})
 		if err != nil {
 			return err
@@ -222,6 +226,13 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 			opts.api <- apiServer.Addr()
 		}
 	}
+	mx.Sources(ua.Rejections, func() map[string]string {
+		out := map[string]string{}
+		for _, r := range ua.Registrations() {
+			out[r.Trunk] = string(r.State)
+		}
+		return out
+	})
 	var wg sync.WaitGroup
 	var apiErr error
 	wg.Add(1)
@@ -471,4 +482,24 @@ func sipTLS(t config.TLS) (*tls.Config, netip.AddrPort, error) {
 	}
 	addr, _ := netip.ParseAddrPort(t.Listen) // validated
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, addr, nil
+}
+
+// readiness is why voicebot cannot take calls now: SIP not listening yet,
+// draining, or a registration down (calls through that trunk would not
+// reach us).
+func readiness(ua *sip.UA) error {
+	select {
+	case <-ua.Ready():
+	default:
+		return errors.New("sip is not listening yet")
+	}
+	if ua.Draining() {
+		return errors.New("draining")
+	}
+	for _, r := range ua.Registrations() {
+		if r.State != sip.Registered {
+			return fmt.Errorf("registration %s is %s", r.Trunk, r.State)
+		}
+	}
+	return nil
 }
