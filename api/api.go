@@ -12,6 +12,12 @@
 //	GET /healthz  the process is up
 //	GET /readyz   calls can be taken (SIP listening, registrations up, not draining)
 //	GET /metrics  Prometheus metrics
+//	GET /ui       the live view: calls in progress with their transcripts
+//	              (the page asks for the token; its data requests carry it)
+//
+// With the token: GET /v1/calls/{id}/events, the call's events as
+// Server-Sent Events (everything so far, then live: transcript deltas,
+// transcripts, barge-ins, keys, tool calls, the end).
 package api
 
 import (
@@ -27,6 +33,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/secret"
 )
 
@@ -55,6 +62,8 @@ type Config struct {
 	Token  secret.Value
 	Calls  *Registry
 	Place  Placer
+	// Records serves GET /v1/calls/{id}/events when set.
+	Records *record.Store
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
 	// Ready says why voicebot cannot take calls now (nil: it can).
@@ -84,6 +93,9 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/calls", s.auth(s.listCalls))
 	mux.HandleFunc("GET /v1/calls/{id}", s.auth(s.getCall))
 	mux.HandleFunc("DELETE /v1/calls/{id}", s.auth(s.hangUp))
+	mux.HandleFunc("GET /v1/calls/{id}/events", s.auth(s.callEvents))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui", http.StatusFound) })
+	mux.HandleFunc("GET /ui", s.page)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/record"
 )
 
 // bargeState is the pause-mode decision in progress, and when the caller's
@@ -184,4 +185,5 @@ func (c *callState) interrupt(cause string) {
 	}
 	ev.Array("truncated", truncs).Int("discarded_ms", discardedMS).Msg("barge-in: bot stopped")
 	c.cfg.Metrics.BargeIn(stop, truncated)
+	c.rec.Emit("barge_in", record.Event{"stop_latency_ms": float64(stop) / 1e6, "truncated": truncated, "discarded_ms": discardedMS, "local": c.barge.local})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/record"
 )
 
 // Call is what the bridge needs of a SIP call; cmd/voicebot adapts sip.Call
@@ -130,6 +131,8 @@ type Config struct {
 
 	// Metrics receives what calls do (nil: none).
 	Metrics *metrics.Metrics
+	// Records keeps each call's events, transcript and recording (nil: none).
+	Records *record.Store
 
 	// HTTP carries webhook tool calls (default: a client without a global
 	// timeout; each webhook has its own).
@@ -203,12 +206,17 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		direction = "outbound"
 	}
 	outcome, answeredAt := "not answered", time.Time{}
+	c.rec = b.cfg.Records.Start(call.ID(), record.Event{"direction": direction, "from": setup.Caller, "to": setup.Called, "agent": profile.Name})
 	defer func() {
 		var d time.Duration
 		if !answeredAt.IsZero() {
 			d = time.Since(answeredAt)
 		}
 		b.cfg.Metrics.CallEnded(direction, profile.Name, outcome, !answeredAt.IsZero(), d)
+		st := c.media.Stats()
+		c.rec.End(record.Event{"outcome": outcome, "answered": !answeredAt.IsZero(), "duration_s": d.Seconds(),
+			"rtp_in": st.PacketsIn, "rtp_out": st.PacketsOut, "lost": st.Lost, "jitter_ms": float64(st.Jitter) / 1e6,
+			"barge_ins": c.bargeIns, "tool_calls": c.tools.calls, "reconnects": c.sess.reconnects})
 	}()
 	c.sig.peerHold.Store(setup.Media.OnHold)
 	// The media session exists from here so the greeting's audio can queue;
@@ -216,7 +224,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	c.media = media.NewSession(conn, media.Config{
 		Peer:          b.peer(setup.Media),
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
-		OnAudio: c.up.write, OnDTMF: c.rtpKey, Clock: b.cfg.Clock, Log: log,
+		OnAudio: c.callerAudio, OnDTMF: c.rtpKey, OnSent: c.botAudio, Clock: b.cfg.Clock, Log: log,
 	})
 	call.Observe(c)
 
@@ -301,6 +309,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	c.connected()
 	answeredAt = start
 	b.cfg.Metrics.CallAnswered(direction)
+	c.rec.Emit("answered", record.Event{"codec": c.media.CurrentPeer().Codec.Name, "srtp": c.media.CurrentPeer().SRTP != nil})
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).Bool("srtp", c.media.CurrentPeer().SRTP != nil).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx)

@@ -15,6 +15,7 @@ import (
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/resample"
 )
 
@@ -83,6 +84,7 @@ type callState struct {
 	// conversation that outlives it.
 	conn liveConn
 	hist *history
+	rec  *record.Call // nil: not recorded
 	// Metrics bookkeeping: the media counters last reported, and when the
 	// caller's last turn ended (for the response latency).
 	lastStats   media.Stats
@@ -395,11 +397,13 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		c.onSpeechStopped(ev.AudioEndMS)
 	case realtime.KindInputTranscript:
 		c.log.Info().Str("who", "caller").Str("item_id", ev.ItemID).Str("text", ev.Text).Msg("transcript")
+		c.rec.Emit("transcript", record.Event{"who": "caller", "item_id": ev.ItemID, "text": ev.Text})
 		c.hist.transcript(ev.ItemID, ev.Text)
 	case realtime.KindInputTranscriptFailed:
 		c.log.Warn().Str("item_id", ev.ItemID).Msg("model: caller transcription failed")
 	case realtime.KindTranscriptDelta:
 		c.botText[ev.ItemID] += ev.Text
+		c.rec.Live("transcript_delta", record.Event{"who": "bot", "item_id": ev.ItemID, "delta": ev.Text})
 	case realtime.KindTranscriptDone:
 		text := ev.Text
 		if text == "" {
@@ -407,6 +411,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		}
 		delete(c.botText, ev.ItemID)
 		c.hist.transcript(ev.ItemID, text)
+		c.rec.Emit("transcript", record.Event{"who": "bot", "item_id": ev.ItemID, "text": text})
 		c.log.Info().Str("who", "bot").Str("item_id", ev.ItemID).Str("text", text).Msg("transcript")
 	case realtime.KindResponseCreated:
 		c.activeResp = ev.ResponseID
@@ -493,3 +498,19 @@ func (c *callState) rtpKey(digit rune, _ time.Duration) {
 
 // receivedMS is how much of an item's audio the model has sent, in whole ms.
 func (c *callState) receivedMS(itemID string) int { return c.receivedBytes[itemID] / 48 }
+
+// callerAudio takes the caller's audio from the media receive goroutine:
+// into the recording, then to the model.
+func (c *callState) callerAudio(pcm []int16) {
+	if c.rec != nil {
+		c.rec.CallerAudio(c.clock.Now(), pcm)
+	}
+	c.up.write(pcm)
+}
+
+// botAudio takes each frame of bot audio the pacer sent, for the recording.
+func (c *callState) botAudio(at time.Time, pcm []int16) {
+	if c.rec != nil {
+		c.rec.BotAudio(at, pcm)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/voicebot/voicebot/clock"
+	"github.com/voicebot/voicebot/record"
 )
 
 // Keys the caller presses reach the model as user text items, or run the
@@ -51,6 +52,7 @@ func (c *callState) onKey(digit rune, source string) {
 	c.keys.pressed++
 	action := c.profile.DTMF[digit]
 	c.log.Info().Str("key", string(digit)).Str("source", source).Str("action", action).Msg("dtmf: caller pressed a key")
+	c.rec.Emit("key", record.Event{"key": string(digit), "source": source})
 	if action == KeyIgnore {
 		return
 	}

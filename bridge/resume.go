@@ -9,6 +9,7 @@ import (
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/record"
 )
 
 // Resume configures how a call outlives its model session: a connection
@@ -219,6 +220,7 @@ func (c *callState) maybeRollover() {
 	c.up.release(next)
 	c.sess.rollovers++
 	c.cfg.Metrics.Rollover()
+	c.rec.Emit("rollover", nil)
 	c.sessionCreated(info)
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {
@@ -324,6 +326,7 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 	}
 	c.loseSession()
 	c.fillerPlaying(true)
+	c.rec.Emit("model_lost", record.Event{"error": fmt.Sprint(cause)})
 	backoff := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		conn, err := c.reopen(ctx, deadline)
@@ -335,6 +338,7 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 			c.up.release(conn)
 			c.log.Info().Int("attempts", attempt).Dur("gap", c.clock.Now().Sub(start)).Msg("model: session back, conversation resumed")
 			c.cfg.Metrics.Reconnect(true)
+			c.rec.Emit("model_back", record.Event{"attempts": attempt, "gap_ms": float64(c.clock.Now().Sub(start)) / 1e6})
 			return "", true
 		}
 		if ctx.Err() != nil {

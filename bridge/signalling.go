@@ -49,8 +49,10 @@ func (c *callState) MediaChanged(m CallMedia, early bool) {
 	switch {
 	case m.OnHold && !wasHeld:
 		c.log.Info().Msg("call: on hold: playout and the model's input paused")
+		c.rec.Emit("hold", nil)
 	case !m.OnHold && wasHeld:
 		c.log.Info().Msg("call: off hold: playout and the model's input resumed")
+		c.rec.Emit("resume", nil)
 	}
 }
 

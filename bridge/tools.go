@@ -13,6 +13,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/record"
 )
 
 // Tools the model calls (Realtime function calling): the call finds them in
@@ -95,6 +96,7 @@ func (c *callState) onFunctionCall(respID string, item *realtime.Item) {
 	c.tools.seen[item.CallID] = true
 	c.tools.calls++
 	c.cfg.Metrics.Tool(item.Name)
+	c.rec.Emit("tool_call", record.Event{"tool": item.Name, "call_id": item.CallID, "arguments": item.Arguments})
 	log := c.log.With().Str("tool", item.Name).Str("tool_call_id", item.CallID).Logger()
 	if item.Status != "" && item.Status != "completed" {
 		log.Info().Str("status", item.Status).Msg("tool: not run (the response was cut short)")

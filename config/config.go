@@ -49,6 +49,15 @@ type Config struct {
 	Admission Admission `yaml:"admission"`
 	// Shutdown is how a stop signal ends the calls in progress.
 	Shutdown Shutdown `yaml:"shutdown"`
+	// Records keeps each call's events, transcript and recording.
+	Records Records `yaml:"records"`
+}
+
+// Records is where per-call records go.
+type Records struct {
+	Dir       string   `yaml:"dir"`       // one <call-id>.jsonl per call, by day; empty: none
+	WAV       bool     `yaml:"wav"`       // also a stereo recording (caller left, bot right)
+	Retention Duration `yaml:"retention"` // older records are deleted; 0s: kept
 }
 
 // Calls bounds each call.
@@ -330,6 +339,7 @@ func Default() Config {
 		Calls:     Calls{RTPTimeout: Duration(30 * time.Second), MaxDuration: Duration(2 * time.Hour), MaxDurationWarning: Duration(time.Minute)},
 		Admission: Admission{OverCapacity: 503, InviteRate: 5, InviteBurst: 10, Auth: InboundAuth{Realm: "voicebot"}},
 		Shutdown:  Shutdown{DrainTimeout: Duration(30 * time.Second), RetryAfter: Duration(30 * time.Second)},
+		Records:   Records{Retention: Duration(30 * 24 * time.Hour)},
 	}
 }
 

@@ -59,6 +59,12 @@ func (c *Config) validateResilience(bad func(key, format string, args ...any)) {
 			bad("admission.auth.users", "user %q has no password", u)
 		}
 	}
+	if c.Records.Retention < 0 {
+		bad("records.retention", "must not be negative")
+	}
+	if c.Records.WAV && c.Records.Dir == "" {
+		bad("records.wav", "needs records.dir")
+	}
 	if c.Shutdown.DrainTimeout < 0 {
 		bad("shutdown.drain_timeout", "must not be negative")
 	}

@@ -15,6 +15,7 @@ import (
 // pacer holds no goroutine or clock of its own: Session's loop calls tick and
 // talkspurt with the time, which keeps it testable on a fake clock.
 type pacer struct {
+	onSent  func(at time.Time, pcm []int16) // each frame of bot audio sent, for recordings
 	codec   Codec
 	queue   *playout
 	write   func(packet []byte) error
@@ -149,6 +150,9 @@ func (p *pacer) sendAt(now time.Time) {
 	p.header.Marker = false
 	if n > 0 {
 		p.payload = p.codec.Encode(p.payload[:0], p.frame[:])
+		if p.onSent != nil {
+			p.onSent(now, p.frame[:])
+		}
 		payload = p.payload
 		p.header.Marker = !p.talking
 		p.talking = true

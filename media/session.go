@@ -70,6 +70,9 @@ type Config struct {
 	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
 	// receive goroutine.
 	OnDTMF func(digit rune, duration time.Duration)
+	// OnSent, if set, receives each 20 ms frame of bot audio as it is sent
+	// (PCM16 8 kHz, valid during the call only), from the pacer.
+	OnSent func(at time.Time, pcm []int16)
 	// Output, if set, receives every outgoing RTP packet instead of the
 	// socket (benchmarks and tests). packet is only valid during the call.
 	Output func(packet []byte) error
@@ -190,6 +193,7 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
 		binary.BigEndian.Uint32(seed[6:]), s.protect)
 	s.pacer.dtmfPT = cfg.DTMFPayloadType
+	s.pacer.onSent = cfg.OnSent
 	return s
 }
 

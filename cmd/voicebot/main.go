@@ -28,6 +28,7 @@ import (
 	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
+	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/sip"
 	"github.com/voicebot/voicebot/sound"
@@ -167,6 +168,10 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		return err
 	}
 	mx := metrics.New()
+	records, err := record.NewStore(record.Config{Dir: cfg.Records.Dir, WAV: cfg.Records.WAV, Retention: cfg.Records.Retention.D(), Log: log})
+	if err != nil {
+		return err
+	}
 	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
@@ -182,6 +187,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		},
 		Resume:             resume,
 		Metrics:            mx,
+		Records:            records,
 		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
 		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
@@ -217,7 +223,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	var apiServer *api.Server
 	if cfg.API.Listen != "" {
 		apiServer, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
-			Metrics: mx.Handler(), Ready: func() error { return readiness(ua) },
+			Metrics: mx.Handler(), Ready: func() error { return readiness(ua) }, Records: records,
 			Place: placer(cfg, routes, ua, br, calls)})
 		if err != nil {
 			return err
@@ -253,6 +259,11 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		if apiServer != nil {
 			apiErr = apiServer.Serve(serveCtx)
 		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sweepRecords(serveCtx, records, log)
 	}()
 	wg.Add(1)
 	go func() {
@@ -502,4 +513,18 @@ func readiness(ua *sip.UA) error {
 		}
 	}
 	return nil
+}
+
+// sweepRecords deletes records past their retention, at start and hourly.
+func sweepRecords(ctx context.Context, s *record.Store, log zerolog.Logger) {
+	for {
+		if n := s.Sweep(time.Now()); n > 0 {
+			log.Info().Int("files", n).Msg("records: old records deleted")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
 }
