@@ -46,8 +46,13 @@ func run(args, environ []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML config file (default: $VOICEBOT_CONFIG, else built-in defaults)")
 	check := fs.Bool("check", false, "load and validate the configuration, then exit")
+	demoAt := fs.String("serve-demo", "", "serve only the built-in demo model at this address (host:port), for load tests that\n"+
+		"measure voicebot without its model (point realtime.url at ws://host:port/v1/realtime)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *demoAt != "" {
+		return serveDemo(*demoAt, stderr)
 	}
 	if *configPath == "" {
 		*configPath = lookupEnv(environ, config.EnvConfigFile)
@@ -527,4 +532,20 @@ func sweepRecords(ctx context.Context, s *record.Store, log zerolog.Logger) {
 		case <-time.After(time.Hour):
 		}
 	}
+}
+
+// serveDemo runs the demo model alone until SIGINT or SIGTERM.
+func serveDemo(addr string, stderr io.Writer) error {
+	log := newLogger(config.Log{Level: "info", Format: "json"}, stderr)
+	srv := realtimetest.NewServer(realtimetest.Options{ForgetClosed: true, Logger: log})
+	url, err := srv.Start(addr)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("url", url).Msg("demo model serving")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	srv.Close()
+	return nil
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Load benchmark, loopback only, bounded: for each N, SIPp places N
+# concurrent calls (each ~30 s, the caller talking the whole time, the demo
+# model echoing every turn, so audio flows both ways) into a voicebot
+# process whose model, the demo, runs in a process of its own. Reported per
+# N: voicebot's CPU time per call-second, RSS per call, pacer lateness
+# (p50/p99 as histogram bucket bounds, max from the calls' logs), RTP loss,
+# failed calls. It stops by itself.
+#   test/load.sh [N ...]                      (default 50 100 200 400)
+#   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+command -v sipp >/dev/null || { echo "needs SIPp: apt-get install -y sip-tester" >&2; exit 1; }
+ns=("$@")
+[ ${#ns[@]} -gt 0 ] || ns=(50 100 200 400)
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/voicebot" ./cmd/voicebot
+mkdir -p "$work/sipp/pcap"
+cp /usr/share/sip-tester/g711a.pcap "$work/sipp/pcap/"
+ulimit -n 65536 2>/dev/null || true
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+metric() { curl -s "http://127.0.0.1:18080/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $NF; exit}'; }
+# quantile q of the pacer lateness histogram, as the upper bound of its bucket (ms)
+lateness_q() {
+	curl -s "http://127.0.0.1:18080/metrics" | awk -v q="$1" '
+		/^voicebot_pacer_lateness_seconds_bucket/ { match($0, /le="[^"]+"/); le = substr($0, RSTART+4, RLENGTH-5); b[++n] = le; c[n] = $NF }
+		/^voicebot_pacer_lateness_seconds_count/ { total = $NF }
+		END { for (i = 1; i <= n; i++) if (c[i] >= q * total) { if (b[i] == "+Inf") print ">50"; else printf "%g\n", b[i] * 1000; exit } }'
+}
+
+echo "| N | transcode | calls ok/failed | CPU ms per call-second | RSS per call | pacer p50 | pacer p99 | pacer max | RTP lost (in) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for n in "${ns[@]}"; do
+	"$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
+	demo=$!
+	cat >"$work/vb.yaml" <<YAML
+log: {level: info, format: json}
+sip: {listen: 127.0.0.1:15060, transports: [udp]}
+media: {port_min: 20000, port_max: 29998}
+realtime: {url: "ws://127.0.0.1:18090/v1/realtime?model=demo"}
+api: {listen: 127.0.0.1:18080, token: load-test-token-0123456789}
+admission: {allow: [127.0.0.1]}
+agent: {tools: [end_call]}
+YAML
+	if [ -n "${TRANSCODE:-}" ]; then echo "audio: {transcode: $TRANSCODE}" >>"$work/vb.yaml"; fi
+	"$work/voicebot" -config "$work/vb.yaml" 2>"$work/vb.log" &
+	vb=$!
+	for _ in $(seq 50); do grep -q "voicebot ready" "$work/vb.log" && break; sleep 0.1; done
+	sleep 1
+	idle=$(rss_kib $vb)
+	cpu0=$(cpu_ticks $vb)
+	t0=$(date +%s.%N)
+	(cd "$work/sipp" && sipp -sf "$root/test/sipp/uac_load.xml" 127.0.0.1:15060 -i 127.0.0.1 -p 15090 -mp 16000 \
+		-r 50 -l "$n" -m "$n" -nostdin -timeout 120s >/dev/null 2>&1 || true) &
+	sippjob=$!
+	peak=$idle
+	while kill -0 $sippjob 2>/dev/null; do
+		r=$(rss_kib $vb); [ "$r" -gt "$peak" ] && peak=$r
+		sleep 1
+	done
+	t1=$(date +%s.%N)
+	cpu1=$(cpu_ticks $vb)
+	hz=$(getconf CLK_TCK)
+	ok=$(grep -c '"end":"caller hung up"' "$work/vb.log" || true)
+	answered=$(grep -c '"message":"call: answered"' "$work/vb.log" || true)
+	failed=$((n - ok))
+	callsec=$(awk -v n="$ok" 'BEGIN {print n * 30.8}')
+	cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$hz" -v cs="$callsec" 'BEGIN { if (cs > 0) printf "%.3f", (b - a) * 1000 / hz / cs; else print "n/a" }')
+	per_call=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN { printf "%.0f KiB", (p - i) / n }')
+	p50=$(lateness_q 0.5); p99=$(lateness_q 0.99)
+	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
+	lost=$(metric voicebot_rtp_packets_lost_total)
+	echo "| $n | ${TRANSCODE:-pcm16} | $ok/$failed (answered $answered) | $cpu_ms | $per_call | ≤ $p50 ms | ≤ $p99 ms | ${maxlate:-?} ms | ${lost:-?} |"
+	kill -TERM $vb; wait $vb 2>/dev/null || true
+	kill -TERM $demo; wait $demo 2>/dev/null || true
+	sleep 1
+done
