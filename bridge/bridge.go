@@ -133,6 +133,11 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Records keeps each call's events, transcript and recording (nil: none).
 	Records *record.Store
+	// Passthrough sends the call's G.711 to the model and takes G.711 back
+	// (audio/pcmu, audio/pcma): no resampling, no decoding of the caller.
+	// Inbound calls only: an outbound call's codec is known only at answer,
+	// after the model session is configured.
+	Passthrough bool
 
 	// HTTP carries webhook tool calls (default: a client without a global
 	// timeout; each webhook has its own).
@@ -219,12 +224,15 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			"barge_ins": c.bargeIns, "tool_calls": c.tools.calls, "reconnects": c.sess.reconnects})
 	}()
 	c.sig.peerHold.Store(setup.Media.OnHold)
+	if b.cfg.Passthrough && !setup.Outbound {
+		c.usePassthrough(setup.Media.Codec)
+	}
 	// The media session exists from here so the greeting's audio can queue;
 	// it starts sending only once the call is answered.
 	c.media = media.NewSession(conn, media.Config{
 		Peer:          b.peer(setup.Media),
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
-		OnAudio: c.callerAudio, OnDTMF: c.rtpKey, OnSent: c.botAudio, Clock: b.cfg.Clock, Log: log,
+		OnAudio: c.callerAudio, OnPayload: c.callerPayloadFunc(), OnDTMF: c.rtpKey, OnSent: c.botAudio, Clock: b.cfg.Clock, Log: log,
 	})
 	call.Observe(c)
 

@@ -53,6 +53,7 @@ type callState struct {
 	down            *resample.Resampler
 	pcm24           []int16
 	pcm8            []int16
+	pcm8in          []int16 // passthrough: the caller's audio decoded, when something needs it
 
 	// What the model has sent, per item: bytes of PCM16 at 24 kHz.
 	receivedBytes map[string]int
@@ -85,6 +86,11 @@ type callState struct {
 	conn liveConn
 	hist *history
 	rec  *record.Call // nil: not recorded
+	// The model's audio format: PCM16 at 24 kHz (transcoded), or the
+	// call's G.711 (passthrough), and its bytes per millisecond.
+	format      realtime.AudioFormat
+	passthrough media.Codec
+	bytesPerMS  int
 	// Metrics bookkeeping: the media counters last reported, and when the
 	// caller's last turn ended (for the response latency).
 	lastStats   media.Stats
@@ -112,6 +118,8 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 		rtpKeys:       make(chan rune, 32),
 		infoKeys:      make(chan rune, 32),
 		hist:          newHistory(),
+		format:        realtime.PCM16,
+		bytesPerMS:    48,
 	}
 	c.session = p.Session
 	c.session.Tools = p.toolDeclarations()
@@ -479,6 +487,12 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		c.turnEndedAt = time.Time{}
 	}
 	c.receivedBytes[ev.ItemID] += len(ev.Audio)
+	if c.bytesPerMS == 8 {
+		// Passthrough: G.711 already at 8 kHz; the playout queue takes PCM.
+		c.pcm8 = c.passthrough.Decode(c.pcm8[:0], ev.Audio)
+		c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
+		return
+	}
 	c.pcm24 = c.pcm24[:0]
 	for i := 0; i+1 < len(ev.Audio); i += 2 {
 		c.pcm24 = append(c.pcm24, int16(binary.LittleEndian.Uint16(ev.Audio[i:])))
@@ -497,7 +511,43 @@ func (c *callState) rtpKey(digit rune, _ time.Duration) {
 }
 
 // receivedMS is how much of an item's audio the model has sent, in whole ms.
-func (c *callState) receivedMS(itemID string) int { return c.receivedBytes[itemID] / 48 }
+func (c *callState) receivedMS(itemID string) int { return c.receivedBytes[itemID] / c.bytesPerMS }
+
+// usePassthrough makes the call's model speak its G.711 codec.
+func (c *callState) usePassthrough(codec media.Codec) {
+	switch codec.Name {
+	case "PCMU":
+		c.format = realtime.PCMU
+	case "PCMA":
+		c.format = realtime.PCMA
+	default:
+		return
+	}
+	c.passthrough, c.bytesPerMS = codec, 8
+	c.up.passthrough(int(c.cfg.AppendInterval / time.Millisecond))
+}
+
+// callerPayloadFunc is the media's raw-audio hook for a passthrough call.
+func (c *callState) callerPayloadFunc() func([]byte) {
+	if c.bytesPerMS != 8 {
+		return nil
+	}
+	return c.callerPayload
+}
+
+// callerPayload takes a passthrough call's G.711 from the media receive
+// goroutine. It is decoded only for what needs PCM: the local speech
+// detector and the recording.
+func (c *callState) callerPayload(g711 []byte) {
+	if c.vad != nil || c.rec.Recording() {
+		c.pcm8in = c.passthrough.Decode(c.pcm8in[:0], g711)
+		if c.vad != nil {
+			c.vad.frame(c.pcm8in)
+		}
+		c.rec.CallerAudio(c.clock.Now(), c.pcm8in)
+	}
+	c.up.writeRaw(g711)
+}
 
 // callerAudio takes the caller's audio from the media receive goroutine:
 // into the recording, then to the model.

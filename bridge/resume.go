@@ -471,6 +471,6 @@ func (c *callState) giveUp(ctx context.Context) (string, bool) {
 // sessionUpdate is this call's session.update, for a new session.
 func (c *callState) sessionUpdate() ([]byte, error) {
 	s := c.session
-	s.InputFormat, s.OutputFormat = realtime.PCM16, realtime.PCM16
+	s.InputFormat, s.OutputFormat = c.format, c.format
 	return c.model.Dialect().SessionUpdate(c.nextEventID("session_"), s)
 }

@@ -38,15 +38,17 @@ type upstream struct {
 	gap        []byte
 	gapMax     int
 	gapDropped int // bytes of held audio dropped, oldest first
+	bytesPerMS int // of the model's input format
 }
 
 func newUpstream(conn sender, appendMS int) *upstream {
 	batch := appendMS * 48 // 24 kHz × 2 bytes per ms
 	u := &upstream{
-		rs:      resample.MustNew(8000, 24000),
-		pcm24:   make([]int16, 0, 4096),
-		pending: make([]byte, 0, batch+4096),
-		batch:   batch,
+		rs:         resample.MustNew(8000, 24000),
+		pcm24:      make([]int16, 0, 4096),
+		pending:    make([]byte, 0, batch+4096),
+		batch:      batch,
+		bytesPerMS: 48,
 	}
 	if conn != nil {
 		u.setConn(conn)
@@ -64,6 +66,18 @@ func (u *upstream) write(pcm8 []int16) {
 	for _, v := range u.pcm24 {
 		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))
 	}
+	u.flush()
+}
+
+// writeRaw is write for a passthrough call: the caller's G.711 bytes go to
+// the model as they came (the model's input format is the call's codec).
+func (u *upstream) writeRaw(g711 []byte) {
+	u.pending = append(u.pending, g711...)
+	u.flush()
+}
+
+// flush sends the pending audio in batches of the append interval.
+func (u *upstream) flush() {
 	if u.holding.Load() && u.holdPending() {
 		return
 	}
@@ -106,27 +120,30 @@ func (u *upstream) holdPending() bool {
 	return true
 }
 
+// passthrough batches G.711 (8 bytes per ms) instead of PCM16 at 24 kHz.
+func (u *upstream) passthrough(appendMS int) {
+	u.bytesPerMS = 8
+	u.batch = appendMS * 8
+}
+
 // hold keeps up to ms of the caller's audio until release.
 func (u *upstream) hold(ms int) {
 	u.gmu.Lock()
 	defer u.gmu.Unlock()
-	u.gapMax = ms * 48
+	u.gapMax = ms * u.bytesPerMS
 	u.gap = u.gap[:0]
 	u.holding.Store(true)
 }
-
-// gapChunk is the audio per append when held audio is sent: large events,
-// so a long gap is a few of them, not hundreds queued at once.
-const gapChunk = 48000 // one second at 24 kHz
 
 // release sends the held audio to conn and resumes streaming there. It
 // returns the milliseconds of audio sent.
 func (u *upstream) release(conn sender) int {
 	u.gmu.Lock()
 	defer u.gmu.Unlock()
-	sent := len(u.gap) / 48
-	for off := 0; off < len(u.gap); off += gapChunk {
-		audio := u.gap[off:min(len(u.gap), off+gapChunk)]
+	sent := len(u.gap) / u.bytesPerMS
+	chunk := 1000 * u.bytesPerMS // one second per append
+	for off := 0; off < len(u.gap); off += chunk {
+		audio := u.gap[off:min(len(u.gap), off+chunk)]
 		b := conn.Buffer()
 		if need := realtime.AppendInputAudioLen(len(audio)); cap(*b) < need {
 			*b = make([]byte, 0, need)

@@ -51,6 +51,15 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	// Records keeps each call's events, transcript and recording.
 	Records Records `yaml:"records"`
+	Audio   Audio   `yaml:"audio"`
+}
+
+// Audio is how call audio reaches the model.
+type Audio struct {
+	// Transcode: pcm16 (G.711 decoded and resampled to PCM16 24 kHz both
+	// ways) or passthrough (the call's G.711 to a model that takes
+	// audio/pcmu or audio/pcma; inbound calls).
+	Transcode string `yaml:"transcode"`
 }
 
 // Records is where per-call records go.
@@ -340,6 +349,7 @@ func Default() Config {
 		Admission: Admission{OverCapacity: 503, InviteRate: 5, InviteBurst: 10, Auth: InboundAuth{Realm: "voicebot"}},
 		Shutdown:  Shutdown{DrainTimeout: Duration(30 * time.Second), RetryAfter: Duration(30 * time.Second)},
 		Records:   Records{Retention: Duration(30 * 24 * time.Hour)},
+		Audio:     Audio{Transcode: "pcm16"},
 	}
 }
 

@@ -59,6 +59,7 @@ func (c *Config) validateResilience(bad func(key, format string, args ...any)) {
 			bad("admission.auth.users", "user %q has no password", u)
 		}
 	}
+	oneOf(bad, "audio.transcode", c.Audio.Transcode, "pcm16", "passthrough")
 	if c.Records.Retention < 0 {
 		bad("records.retention", "must not be negative")
 	}

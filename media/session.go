@@ -67,6 +67,10 @@ type Config struct {
 	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
 	// the receive goroutine. pcm is only valid during the call.
 	OnAudio func(pcm []int16)
+	// OnPayload, when set, receives the caller's audio as the codec's bytes
+	// (G.711, one byte per sample) instead of OnAudio's PCM: the model
+	// takes G.711 itself, and nothing is decoded. Silence is the codec's.
+	OnPayload func(payload []byte)
 	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
 	// receive goroutine.
 	OnDTMF func(digit rune, duration time.Duration)
@@ -151,9 +155,10 @@ type Session struct {
 	pacer    *pacer
 	flushBuf []ItemPlayed
 
-	out     func([]byte) error // where packets go once protected
-	srtpOut []byte             // the pacer's encryption buffer
-	srtpIn  []byte             // the receive goroutine's decryption buffer
+	out          func([]byte) error // where packets go once protected
+	srtpOut      []byte             // the pacer's encryption buffer
+	srtpIn       []byte             // the receive goroutine's decryption buffer
+	silenceBytes [FrameSamples]byte
 }
 
 // NewSession prepares media on conn, which the session does not close.
@@ -458,6 +463,10 @@ func (s *Session) padSilence(now time.Time) {
 	s.reorder.flush(s.deliver)
 	s.rmu.Unlock()
 	for i := 0; i < frames; i++ {
+		if s.cfg.OnPayload != nil {
+			s.cfg.OnPayload(s.silentPayload())
+			continue
+		}
 		s.cfg.OnAudio(s.silence)
 	}
 	s.in.silence.Add(uint64(frames))
@@ -543,6 +552,21 @@ func (s *Session) newPeer(p *peerState) {
 }
 
 func (s *Session) deliver(payload []byte) {
+	if s.cfg.OnPayload != nil {
+		s.cfg.OnPayload(payload)
+		return
+	}
 	s.pcm = s.codec.Decode(s.pcm[:0], payload)
 	s.cfg.OnAudio(s.pcm)
+}
+
+// silentPayload is a frame of the current codec's silence.
+func (s *Session) silentPayload() []byte {
+	b := s.silenceBytes[:FrameSamples]
+	if b[0] != s.codec.SilenceByte() {
+		for i := range b {
+			b[i] = s.codec.SilenceByte()
+		}
+	}
+	return b
 }

@@ -207,6 +207,9 @@ func (c *Call) Subscribe() (past []Event, live <-chan Event, cancel func()) {
 	}
 }
 
+// Recording reports whether the call is being recorded to a WAV.
+func (c *Call) Recording() bool { return c != nil && c.wav != nil }
+
 // CallerAudio and BotAudio add a 20 ms (or any) frame of PCM16 8 kHz to
 // the recording at the time it was heard or sent.
 func (c *Call) CallerAudio(at time.Time, pcm []int16) {

@@ -193,6 +193,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Resume:             resume,
 		Metrics:            mx,
 		Records:            records,
+		Passthrough:        cfg.Audio.Transcode == "passthrough",
 		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
 		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
