@@ -11,6 +11,8 @@ COPY --from=build /out/voicebot /usr/local/bin/voicebot
 COPY configs/voicebot.yaml /etc/voicebot/voicebot.yaml
 ENV VOICEBOT_SIP_LISTEN=0.0.0.0:5060 \
     VOICEBOT_LOG_FORMAT=json
-EXPOSE 5060/udp 5060/tcp 10000-20000/udp
+# SIP (UDP, TCP; 5061 when sip.tls is set), RTP, and the API with
+# /metrics, /healthz, /readyz and /ui when api.listen is set.
+EXPOSE 5060/udp 5060/tcp 5061/tcp 10000-20000/udp 8080/tcp
 USER nonroot:nonroot
 ENTRYPOINT ["/usr/local/bin/voicebot", "-config", "/etc/voicebot/voicebot.yaml"]

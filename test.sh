@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh Debian machine with Go:
 #   ./test.sh
 # It installs the real SIP peers and audio tools it needs (SIPp, baresip,
-# sox, espeak-ng, and Chromium for the live view; root or sudo), checks
+# sox, espeak-ng, Chromium for the live view, Kamailio in front of two
+# instances; root or sudo), checks
 # formatting and vet, runs every test
 # with the race detector (real calls included; the committed fuzz corpora in
 # */testdata/fuzz run as cases), then fuzzes each parser of outside input
@@ -13,18 +14,18 @@ cd "$(dirname "$0")"
 
 install_peers() {
 	local missing=()
-	for tool in sipp baresip sox espeak-ng chromium; do
+	for tool in sipp baresip sox espeak-ng chromium kamailio; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	echo "==> installing SIP peers and audio tools (missing: ${missing[*]})"
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium" >&2; exit 1; }
+		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio" >&2; exit 1; }
 		sudo="sudo"
 	fi
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio >/dev/null
 }
 
 install_peers

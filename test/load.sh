@@ -8,6 +8,7 @@
 # failed calls. It stops by itself.
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
+#   APPEND=100ms test/load.sh ...             (caller audio batched per append)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,7 +33,7 @@ lateness_q() {
 		END { for (i = 1; i <= n; i++) if (c[i] >= q * total) { if (b[i] == "+Inf") print ">50"; else printf "%g\n", b[i] * 1000; exit } }'
 }
 
-echo "| N | transcode | calls ok/failed | CPU ms per call-second | RSS per call | pacer p50 | pacer p99 | pacer max | RTP lost (in) |"
+echo "| N | transcode, append | calls ok/failed | CPU ms per call-second | RSS per call | pacer p50 | pacer p99 | pacer max | RTP lost (in) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
 	"$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
@@ -41,7 +42,7 @@ for n in "${ns[@]}"; do
 log: {level: info, format: json}
 sip: {listen: 127.0.0.1:15060, transports: [udp]}
 media: {port_min: 20000, port_max: 29998}
-realtime: {url: "ws://127.0.0.1:18090/v1/realtime?model=demo"}
+realtime: {url: "ws://127.0.0.1:18090/v1/realtime?model=demo", append_interval: ${APPEND:-20ms}}
 api: {listen: 127.0.0.1:18080, token: load-test-token-0123456789}
 admission: {allow: [127.0.0.1]}
 agent: {tools: [end_call]}
@@ -74,7 +75,7 @@ YAML
 	p50=$(lateness_q 0.5); p99=$(lateness_q 0.99)
 	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
-	echo "| $n | ${TRANSCODE:-pcm16} | $ok/$failed (answered $answered) | $cpu_ms | $per_call | ≤ $p50 ms | ≤ $p99 ms | ${maxlate:-?} ms | ${lost:-?} |"
+	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms | $per_call | ≤ $p50 ms | ≤ $p99 ms | ${maxlate:-?} ms | ${lost:-?} |"
 	kill -TERM $vb; wait $vb 2>/dev/null || true
 	kill -TERM $demo; wait $demo 2>/dev/null || true
 	sleep 1
