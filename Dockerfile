@@ -4,11 +4,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/voicebot ./cmd/voicebot
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/voicebot ./cmd/voicebot && mkdir -p /out/records
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/voicebot /usr/local/bin/voicebot
 COPY configs/voicebot.yaml /etc/voicebot/voicebot.yaml
+# Owned by nonroot, so a volume mounted here (records.dir) is writable.
+COPY --from=build --chown=nonroot:nonroot /out/records /var/lib/voicebot/records
 ENV VOICEBOT_SIP_LISTEN=0.0.0.0:5060 \
     VOICEBOT_LOG_FORMAT=json
 # SIP (UDP, TCP; 5061 when sip.tls is set), RTP, and the API with
