@@ -108,9 +108,10 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 	}
 	c := &callState{
 		b: b, cfg: &b.cfg, profile: p, clock: b.cfg.Clock, log: log,
-		down:          resample.MustNew(24000, 8000),
-		pcm24:         make([]int16, 0, 24000),
-		pcm8:          make([]int16, 0, 8000),
+		down: resample.MustNew(24000, 8000),
+		// A delta is typically 100 ms; larger ones grow these once.
+		pcm24:         make([]int16, 0, 4800),
+		pcm8:          make([]int16, 0, 1600),
 		receivedBytes: map[string]int{},
 		discarded:     map[string]bool{},
 		cancelSent:    map[string]bool{},

@@ -414,7 +414,11 @@ func (s *Session) pacerLoop(ctx context.Context) {
 	}
 }
 
+// deadlineSlack is how far the receive deadline may lag what it should be.
+const deadlineSlack = 100 * time.Millisecond
+
 func (s *Session) receiveLoop(ctx context.Context) {
+	var armed time.Time // the socket's read deadline as set
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	clk := s.cfg.Clock
@@ -429,13 +433,21 @@ func (s *Session) receiveLoop(ctx context.Context) {
 		if d := s.dtmf.deadline(); !d.IsZero() {
 			wait = max(min(wait, d.Sub(clk.Now())), 0)
 		}
-		_ = s.conn.SetReadDeadline(time.Now().Add(wait))
+		// Every packet moves the silence deadline on by 20 ms; resetting the
+		// socket's deadline for each (a runtime timer change per packet) is
+		// the receive path's dearest step. An earlier deadline that fires
+		// only wakes the loop to check and set a new one.
+		if target := time.Now().Add(wait); armed.IsZero() || target.Before(armed) || target.Sub(armed) > deadlineSlack {
+			_ = s.conn.SetReadDeadline(target)
+			armed = target
+		}
 		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
+				armed = time.Time{}
 				s.dtmf.expire(clk.Now(), s.cfg.OnDTMF)
 				s.padSilence(clk.Now())
 				continue

@@ -64,7 +64,7 @@ func (e *HandshakeError) Error() string {
 func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	d := websocket.Dialer{
 		HandshakeTimeout: 30 * time.Second,
-		ReadBufferSize:   64 << 10,
+		ReadBufferSize:   16 << 10, // larger events are read past it; each call holds one
 		WriteBufferSize:  16 << 10,
 		Proxy:            http.ProxyFromEnvironment,
 	}
@@ -79,7 +79,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	}
 	ws.SetReadLimit(MaxEventBytes)
 	if cfg.EventBuffer <= 0 {
-		cfg.EventBuffer = 256
+		cfg.EventBuffer = 64
 	}
 	c := &Conn{
 		ws:      ws,
