@@ -77,6 +77,7 @@ type Call struct {
 	subs   map[chan Event]struct{}
 	closed bool
 	wav    *wavWriter
+	base   string // the files' path without extension; "" without files
 }
 
 // Start opens a call's record with its first event ("call", with meta).
@@ -90,6 +91,7 @@ func (s *Store) Start(id string, meta Event) *Call {
 		day := filepath.Join(dir, now.UTC().Format("2006-01-02"))
 		base := filepath.Join(day, safeName(id))
 		if err := os.MkdirAll(day, 0o750); err == nil {
+			c.base = base
 			if f, err := os.OpenFile(base+".jsonl", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640); err == nil {
 				c.file, c.w = f, bufio.NewWriter(f)
 			} else {
@@ -246,8 +248,13 @@ func (c *Call) End(final Event) {
 		c.w.Flush()
 		c.file.Close()
 	}
-	wav := c.wav
+	wav, events, base := c.wav, c.events, c.base
 	c.mu.Unlock()
+	if base != "" {
+		if err := os.WriteFile(base+".txt", transcript(c.start, events), 0o640); err != nil {
+			c.store.cfg.Log.Warn().Err(err).Str("call_id", c.id).Msg("records: no transcript for this call")
+		}
+	}
 	if wav != nil {
 		if err := wav.close(); err != nil {
 			c.store.cfg.Log.Warn().Err(err).Str("call_id", c.id).Msg("records: recording not finished")
@@ -282,7 +289,7 @@ func (s *Store) Sweep(now time.Time) (removed int) {
 			if err != nil || now.Sub(info.ModTime()) < s.cfg.Retention {
 				continue
 			}
-			if ext := filepath.Ext(f.Name()); ext != ".jsonl" && ext != ".wav" {
+			if ext := filepath.Ext(f.Name()); ext != ".jsonl" && ext != ".wav" && ext != ".txt" {
 				continue // not ours
 			}
 			if os.Remove(filepath.Join(dir, f.Name())) == nil {
@@ -317,4 +324,37 @@ func safeName(id string) string {
 		name = "call"
 	}
 	return name
+}
+
+// transcript renders a call's events for people: one line per turn and per
+// notable event, timed from the start of the call.
+func transcript(start time.Time, events []Event) []byte {
+	var b strings.Builder
+	for _, ev := range events {
+		at := start
+		if ts, ok := ev["t"].(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, ts); err == nil {
+				at = t
+			}
+		}
+		d := at.Sub(start)
+		stamp := fmt.Sprintf("[%02d:%02d.%d] ", int(d.Minutes()), int(d.Seconds())%60, int(d.Milliseconds()/100)%10)
+		switch ev["type"] {
+		case "call":
+			fmt.Fprintf(&b, "%scall %v from %v to %v (agent %v)\n", stamp, ev["direction"], ev["from"], ev["to"], ev["agent"])
+		case "transcript":
+			fmt.Fprintf(&b, "%s%v: %v\n", stamp, ev["who"], ev["text"])
+		case "barge_in":
+			fmt.Fprintf(&b, "%s(the caller interrupted the bot)\n", stamp)
+		case "key":
+			fmt.Fprintf(&b, "%s(the caller pressed %v)\n", stamp, ev["key"])
+		case "tool_call":
+			fmt.Fprintf(&b, "%s(the bot called %v %v)\n", stamp, ev["tool"], ev["arguments"])
+		case "hold", "resume", "model_lost", "model_back", "rollover", "answered":
+			fmt.Fprintf(&b, "%s(%v)\n", stamp, ev["type"])
+		case "ended":
+			fmt.Fprintf(&b, "%sended: %v\n", stamp, ev["outcome"])
+		}
+	}
+	return []byte(b.String())
 }

@@ -67,8 +67,12 @@ func TestCallRecordAndLiveFeed(t *testing.T) {
 
 	day := filepath.Join(dir, c.start.UTC().Format("2006-01-02"))
 	files, _ := filepath.Glob(filepath.Join(day, "*"))
-	if len(files) != 2 {
+	if len(files) != 3 {
 		t.Fatalf("files %v", files)
+	}
+	txt, _ := os.ReadFile(strings.TrimSuffix(files[0], filepath.Ext(files[0])) + ".txt")
+	if !strings.Contains(string(txt), "] caller: hello\n") || !strings.Contains(string(txt), "ended: caller hung up") {
+		t.Errorf("transcript:\n%s", txt)
 	}
 	for _, f := range files {
 		if !strings.HasPrefix(f, day+string(filepath.Separator)) || strings.Contains(filepath.Base(f), "/") {
@@ -135,7 +139,7 @@ func TestRetentionSweep(t *testing.T) {
 	s, _ := NewStore(Config{Dir: dir, Retention: time.Hour})
 	old := filepath.Join(dir, "2026-01-01")
 	os.MkdirAll(old, 0o750)
-	for _, f := range []string{"a.jsonl", "a.wav", "keep.txt"} {
+	for _, f := range []string{"a.jsonl", "a.wav", "keep.md"} {
 		os.WriteFile(filepath.Join(old, f), []byte("x"), 0o640)
 		os.Chtimes(filepath.Join(old, f), time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour))
 	}
@@ -144,7 +148,7 @@ func TestRetentionSweep(t *testing.T) {
 	if n := s.Sweep(time.Now()); n != 2 {
 		t.Fatalf("swept %d, want the two old record files", n)
 	}
-	if _, err := os.Stat(filepath.Join(old, "keep.txt")); err != nil {
+	if _, err := os.Stat(filepath.Join(old, "keep.md")); err != nil {
 		t.Error("a file that is not a record was removed")
 	}
 	if fresh, _ := filepath.Glob(filepath.Join(dir, "*", "fresh.jsonl")); len(fresh) != 1 {

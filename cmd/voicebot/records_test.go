@@ -114,6 +114,10 @@ collect:
 	if strings.Contains(string(b), "transcript_delta") {
 		t.Error("deltas belong to the live feed, not the log")
 	}
+	txt, _ := os.ReadFile(strings.TrimSuffix(logs[0], ".jsonl") + ".txt")
+	if !strings.Contains(string(txt), "] bot: beep") || !strings.Contains(string(txt), "] caller: (") {
+		t.Errorf("transcript file:\n%s", txt)
+	}
 	wav, err := os.ReadFile(strings.TrimSuffix(logs[0], ".jsonl") + ".wav")
 	if err != nil {
 		t.Fatal(err)
