@@ -147,3 +147,40 @@ collect:
 		t.Error("the greeting is not at the start of the bot's channel")
 	}
 }
+
+// A stream outlives the API server's 10 s read and write timeouts: it
+// lasts as long as its call.
+func TestLiveEventsOutlastServerTimeouts(t *testing.T) {
+	r := startRig(t, func(c *config.Config) { c.API.Listen, c.API.Token = "127.0.0.1:0", apiToken }, nil)
+	c := r.caller()
+	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
+		t.Fatalf("INVITE: %v %v", res, err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+r.api+"/v1/calls/"+c.CallID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	res, err := client.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("events: %v %v", res, err)
+	}
+	defer res.Body.Close()
+	events := make(chan map[string]any, 1000)
+	go sseEvents(t, res, events)
+	time.Sleep(12 * time.Second)
+	c.PressKey('5', 101, 10, 1000, 0xCAFE)
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the stream ended before the call")
+			}
+			if ev["type"] == "key" {
+				c.Bye(5 * time.Second)
+				return
+			}
+		case <-deadline:
+			t.Fatal("no key event 12 s into the stream")
+		}
+	}
+}
