@@ -545,7 +545,9 @@ func (c *callState) callerPayload(g711 []byte) {
 		if c.vad != nil {
 			c.vad.frame(c.pcm8in)
 		}
-		c.rec.CallerAudio(c.clock.Now(), c.pcm8in)
+		if c.rec.Recording() {
+			c.rec.CallerAudio(c.clock.Now(), c.pcm8in)
+		}
 	}
 	c.up.writeRaw(g711)
 }
@@ -553,7 +555,7 @@ func (c *callState) callerPayload(g711 []byte) {
 // callerAudio takes the caller's audio from the media receive goroutine:
 // into the recording, then to the model.
 func (c *callState) callerAudio(pcm []int16) {
-	if c.rec != nil {
+	if c.rec.Recording() {
 		c.rec.CallerAudio(c.clock.Now(), pcm)
 	}
 	c.up.write(pcm)
@@ -561,7 +563,7 @@ func (c *callState) callerAudio(pcm []int16) {
 
 // botAudio takes each frame of bot audio the pacer sent, for the recording.
 func (c *callState) botAudio(at time.Time, pcm []int16) {
-	if c.rec != nil {
+	if c.rec.Recording() {
 		c.rec.BotAudio(at, pcm)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
+	"github.com/voicebot/voicebot/sound"
 )
 
 // Resume configures how a call outlives its model session: a connection
@@ -22,7 +23,7 @@ type Resume struct {
 	Budget time.Duration
 	// FillerIntro plays once when the connection is lost, then FillerLoop
 	// repeats until the session is back (PCM16 8 kHz; both empty: silence
-	// would be dead air, so New puts in a tone).
+	// would be dead air, so New puts in sound.ComfortTone).
 	FillerIntro, FillerLoop []int16
 	// Apology plays before the call is given up (PCM16 8 kHz).
 	Apology []int16
@@ -48,14 +49,7 @@ func (r *Resume) defaults() {
 		r.RolloverBefore = 2 * time.Minute
 	}
 	if len(r.FillerIntro) == 0 && len(r.FillerLoop) == 0 {
-		r.FillerLoop = make([]int16, media.SampleRate)
-		for i := range r.FillerLoop[:media.SampleRate/8] {
-			if i/20%2 == 0 { // a quiet 200 Hz square pulse: anything but dead air
-				r.FillerLoop[i] = 600
-			} else {
-				r.FillerLoop[i] = -600
-			}
-		}
+		r.FillerLoop = sound.ComfortTone()
 	}
 }
 

@@ -113,7 +113,9 @@ func (u *upstream) holdPending() bool {
 	u.gap = append(u.gap, u.pending...)
 	u.pending = u.pending[:0]
 	if over := len(u.gap) - u.gapMax; over > 0 {
-		over += over % 2 // whole samples
+		if u.bytesPerMS == 48 {
+			over += over % 2 // whole PCM16 samples (G.711 is a byte each)
+		}
 		u.gap = u.gap[:copy(u.gap, u.gap[over:])]
 		u.gapDropped += over
 	}

@@ -58,7 +58,6 @@ type gate struct {
 
 	mu       sync.Mutex
 	buckets  map[netip.Addr]*bucket
-	swept    time.Time
 	rejected map[string]uint64
 }
 
@@ -141,7 +140,6 @@ func (g *gate) sweep(now time.Time) {
 		}
 		delete(g.buckets, ip)
 	}
-	g.swept = now
 }
 
 func (g *gate) count(reason string) {

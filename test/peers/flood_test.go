@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -40,32 +38,13 @@ func rssKiB(t *testing.T, pid int) int {
 // sippFrom runs a SIPp scenario from a loopback address of its own, with
 // SIPp's own call count and rate.
 func sippFrom(t *testing.T, ip, scenario, target string, calls, rate, limit int, extra ...string) *sipp {
-	timeout := calls/max(rate, 1) + 60 // seconds: the run, and then some
 	t.Helper()
-	work := t.TempDir()
-	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
-	src, _ := os.ReadFile(sippPcap)
-	os.WriteFile(filepath.Join(work, "pcap", "g711a.pcap"), src, 0o644)
-	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
-	s := &sipp{work: work, port: freePort(t), out: &strings.Builder{}, done: make(chan struct{})}
-	argv := append([]string{"-sf", path, target, "-i", ip, "-p", fmt.Sprint(s.port), "-mp", fmt.Sprint(freePort(t) &^ 1),
-		"-m", fmt.Sprint(calls), "-r", fmt.Sprint(rate), "-l", fmt.Sprint(limit), "-nostdin", "-timeout", fmt.Sprintf("%ds", timeout), "-timeout_error", "-trace_err"}, extra...)
-	s.cmd = exec.Command("sipp", argv...)
-	s.cmd.Dir = work
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.err = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+	timeout := calls/max(rate, 1) + 60 // seconds: the run, and then some
+	return launchSIPp(t, scenario, func(port int) []string {
+		return append([]string{target, "-i", ip, "-p", fmt.Sprint(port), "-mp", fmt.Sprint(freePort(t) &^ 1),
+			"-m", fmt.Sprint(calls), "-r", fmt.Sprint(rate), "-l", fmt.Sprint(limit), "-nostdin",
+			"-timeout", fmt.Sprintf("%ds", timeout), "-timeout_error", "-trace_err"}, extra...)
 	})
-	return s
 }
 
 // refusedCounts reads the counts voicebot logs when it stops.

@@ -394,9 +394,20 @@ type sipp struct {
 }
 
 // startSIPp starts SIPp on a free loopback port with a scenario of
-// test/sipp, in a work directory holding the pcaps the scenarios play.
-// args are SIPp's further arguments (a remote address for a UAC).
+// test/sipp, for one call. args are SIPp's further arguments (a remote
+// address for a UAC).
 func startSIPp(t *testing.T, scenario string, args ...string) *sipp {
+	t.Helper()
+	return launchSIPp(t, scenario, func(port int) []string {
+		return append(args, "-i", "127.0.0.1", "-p", fmt.Sprint(port), "-mp", fmt.Sprint(freePort(t)&^1),
+			"-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error", "-trace_err")
+	})
+}
+
+// launchSIPp runs SIPp with a scenario of test/sipp and the arguments argv
+// gives for its SIP port, in a work directory holding the pcaps the
+// scenarios play; it is killed at the end of the test if still running.
+func launchSIPp(t *testing.T, scenario string, argv func(port int) []string) *sipp {
 	t.Helper()
 	work := t.TempDir()
 	os.MkdirAll(filepath.Join(work, "pcap"), 0o755)
@@ -409,10 +420,7 @@ func startSIPp(t *testing.T, scenario string, args ...string) *sipp {
 	}
 	path, _ := filepath.Abs(filepath.Join("..", "sipp", scenario))
 	s := &sipp{work: work, port: freePort(t), out: &strings.Builder{}, done: make(chan struct{})}
-	argv := append([]string{"-sf", path}, args...)
-	argv = append(argv, "-i", "127.0.0.1", "-p", fmt.Sprint(s.port), "-mp", fmt.Sprint(freePort(t)&^1),
-		"-m", "1", "-nostdin", "-timeout", "50s", "-timeout_error", "-trace_err")
-	s.cmd = exec.Command("sipp", argv...)
+	s.cmd = exec.Command("sipp", append([]string{"-sf", path}, argv(s.port)...)...)
 	s.cmd.Dir = work
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
