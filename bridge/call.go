@@ -28,7 +28,7 @@ type modelConn interface {
 }
 
 // callState is owned by the bridge loop goroutine (run). The caller path
-// (upstream) runs on the media receive goroutine and shares with it only the
+// (upstream) runs on the media loop and shares with it only the
 // connection's send queue and the energy detector's atomic counters. SIP
 // goroutines reach it through the Observer methods, which only touch the
 // (goroutine-safe) media session and channels.
@@ -502,7 +502,7 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
 }
 
-// rtpKey takes a key press from the media receive goroutine. A flood beyond
+// rtpKey takes a key press from the media loop. A flood beyond
 // the channel's room is dropped here rather than stalling the RTP reader.
 func (c *callState) rtpKey(digit rune, _ time.Duration) {
 	select {
@@ -552,7 +552,7 @@ func (c *callState) callerPayload(g711 []byte) {
 	c.up.writeRaw(g711)
 }
 
-// callerAudio takes the caller's audio from the media receive goroutine:
+// callerAudio takes the caller's audio from the media loop:
 // into the recording, then to the model.
 func (c *callState) callerAudio(pcm []int16) {
 	if c.rec.Recording() {

@@ -105,12 +105,18 @@ func TestPacerTalkspurtStartsAtOnceWithMarker(t *testing.T) {
 	}
 	r.run(200*time.Millisecond, time.Millisecond)
 	spurt := r.sent[silent:]
-	for i := 1; i < 3; i++ {
+	// The schedule restarts on the pacing grid at or before 107 ms, so the
+	// second frame follows a little sooner and the rest every 20 ms.
+	second := 20*time.Millisecond - (107*time.Millisecond)%pacingGrid
+	for i, want := range []time.Duration{0, second, 20 * time.Millisecond} {
+		if i == 0 {
+			continue
+		}
 		if spurt[i].pkt.Marker {
 			t.Errorf("marker on packet %d of the talkspurt", i)
 		}
-		if gap := spurt[i].at.Sub(spurt[i-1].at); gap != 20*time.Millisecond {
-			t.Errorf("talkspurt packet %d after %v, want 20ms", i, gap)
+		if gap := spurt[i].at.Sub(spurt[i-1].at); gap != want {
+			t.Errorf("talkspurt packet %d after %v, want %v", i, gap, want)
 		}
 	}
 	if spurt[3].pkt.Payload[0] != 0xFF || spurt[3].pkt.Marker {
@@ -153,11 +159,15 @@ func TestPacerLongStallSkipsAhead(t *testing.T) {
 func TestFlushStopsWithinAFrameAndAccounts(t *testing.T) {
 	r := newPacerRig()
 	r.p.tick(r.clk.Now())
-	r.q.enqueue(ItemRef{ItemID: "a"}, make([]int16, 8000)) // 1 s
-	r.q.enqueue(ItemRef{ItemID: "b"}, make([]int16, 800))
-	for i := range r.q.ring {
-		r.q.ring[i] = 500 // non-silent
+	loud := func(n int) []int16 {
+		pcm := make([]int16, n)
+		for i := range pcm {
+			pcm[i] = 500 // non-silent
+		}
+		return pcm
 	}
+	r.q.enqueue(ItemRef{ItemID: "a"}, loud(8000)) // 1 s
+	r.q.enqueue(ItemRef{ItemID: "b"}, loud(800))
 	r.p.talkspurt(r.clk.Now())
 	r.run(300*time.Millisecond, time.Millisecond)
 	played := r.q.flush(nil)
@@ -308,5 +318,48 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 	}
 	if markers != 2 {
 		t.Errorf("%d talkspurt markers, want 2 (start and resume)", markers)
+	}
+}
+
+// The queue gives back the audio in order across its chunks, whatever the
+// sizes enqueued and taken, and returns its chunks once empty.
+func TestPlayoutKeepsOrderAcrossChunks(t *testing.T) {
+	q := newPlayout()
+	var want []int16
+	next := int16(0)
+	for _, n := range []int{1, 159, 800, 801, 2000, 7, 3333} {
+		pcm := make([]int16, n)
+		for i := range pcm {
+			next++
+			pcm[i] = next
+		}
+		q.enqueue(ItemRef{ItemID: "a"}, pcm)
+		want = append(want, pcm...)
+	}
+	var got []int16
+	frame := make([]int16, FrameSamples)
+	for q.queued() > 0 {
+		n := q.pop(frame)
+		got = append(got, frame[:n]...)
+		if len(got) == 4000 {
+			// more arrives while playing
+			extra := []int16{-1, -2, -3}
+			q.enqueue(ItemRef{ItemID: "a"}, extra)
+			want = append(want, extra...)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d samples, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("sample %d is %d, want %d", i, got[i], want[i])
+		}
+	}
+	if len(q.chunks) != 0 {
+		t.Errorf("%d chunks kept by an empty queue", len(q.chunks))
+	}
+	if acc, _ := q.account("a"); acc.SentSamples != len(want) || acc.QueuedSamples != 0 {
+		t.Errorf("account %+v", acc)
 	}
 }

@@ -22,14 +22,18 @@ func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / SampleRate }
 
 // playout is the queue between the model's audio (arriving in bursts, faster
 // than real time) and the pacer (taking 160 samples every 20 ms). It is
-// shared by the bridge goroutine (enqueue, flush) and the pacer goroutine
-// (pop), hence the mutex; every operation is short and allocation-free once
-// the ring has grown to the longest answer.
+// shared by the bridge goroutine (enqueue, flush) and the session's loop
+// (pop), hence the mutex; every operation is short.
+//
+// The audio is kept in chunks from a pool all calls share: a call holds
+// memory for the audio it has queued, not for the longest answer it ever
+// had, and chunks played out serve the next call's answer without being
+// allocated again.
 type playout struct {
 	mu       sync.Mutex
-	ring     []int16
-	head     int // index of the oldest queued sample
-	size     int // queued samples
+	chunks   []*chunk // queued audio, oldest first
+	head     int      // index of the oldest queued sample in chunks[0]
+	size     int      // queued samples
 	spans    []span
 	accounts []ItemPlayed // recent items, oldest first
 	paused   bool         // a barge-in decision: pop returns nothing, the queue is kept
@@ -45,8 +49,13 @@ type span struct {
 // maxAccounts bounds the per-item history kept for truncation decisions.
 const maxAccounts = 16
 
+// chunk holds 100 ms of queued audio.
+type chunk [SampleRate / 10]int16
+
+var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
+
 func newPlayout() *playout {
-	return &playout{ring: make([]int16, 2*SampleRate)}
+	return &playout{chunks: make([]*chunk, 0, 8)}
 }
 
 // enqueue appends pcm for item; it reports whether the queue was empty before
@@ -58,13 +67,15 @@ func (p *playout) enqueue(ref ItemRef, pcm []int16) (wasEmpty bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	wasEmpty = p.size == 0
-	if p.size+len(pcm) > len(p.ring) {
-		p.grow(p.size + len(pcm))
+	for rest := pcm; len(rest) > 0; {
+		tail := (p.head + p.size) % len(chunk{})
+		if tail == 0 {
+			p.chunks = append(p.chunks, chunkPool.Get().(*chunk))
+		}
+		n := copy(p.chunks[len(p.chunks)-1][tail:], rest)
+		rest = rest[n:]
+		p.size += n
 	}
-	tail := (p.head + p.size) % len(p.ring)
-	n := copy(p.ring[tail:], pcm)
-	copy(p.ring, pcm[n:])
-	p.size += len(pcm)
 
 	acc := p.accountFor(ref)
 	p.accounts[acc].QueuedSamples += len(pcm)
@@ -76,15 +87,22 @@ func (p *playout) enqueue(ref ItemRef, pcm []int16) (wasEmpty bool) {
 	return wasEmpty
 }
 
-func (p *playout) grow(need int) {
-	size := len(p.ring) * 2
-	for size < need {
-		size *= 2
+// drop releases n samples from the front of the queue. Caller holds mu.
+func (p *playout) drop(n int) {
+	p.head += n
+	p.size -= n
+	done := p.head / len(chunk{})
+	if p.size == 0 {
+		done = len(p.chunks) // a partly filled last chunk is free too
 	}
-	ring := make([]int16, size)
-	n := copy(ring, p.ring[p.head:min(len(p.ring), p.head+p.size)])
-	copy(ring[n:], p.ring[:p.size-n])
-	p.ring, p.head = ring, 0
+	for _, c := range p.chunks[:done] {
+		chunkPool.Put(c)
+	}
+	p.chunks = p.chunks[:copy(p.chunks, p.chunks[done:])]
+	p.head %= len(chunk{})
+	if p.size == 0 {
+		p.head = 0
+	}
 }
 
 // accountFor finds or adds the account of ref. Caller holds mu.
@@ -130,11 +148,14 @@ func (p *playout) take(frame []int16, wait bool) (n int, held bool) {
 		return 0, p.held
 	}
 	n = min(len(frame), p.size)
-	first := copy(frame[:n], p.ring[p.head:min(len(p.ring), p.head+n)])
-	copy(frame[first:n], p.ring[:n-first])
+	for got, at := 0, p.head; got < n; {
+		c := p.chunks[at/len(chunk{})]
+		k := copy(frame[got:n], c[at%len(chunk{}):])
+		got += k
+		at += k
+	}
 	clear(frame[n:])
-	p.head = (p.head + n) % len(p.ring)
-	p.size -= n
+	p.drop(n)
 	for left := n; left > 0 && len(p.spans) > 0; {
 		s := &p.spans[0]
 		k := min(left, s.n)
@@ -188,7 +209,7 @@ func (p *playout) flush(dst []ItemPlayed) []ItemPlayed {
 		p.accounts[s.account].QueuedSamples -= s.n
 	}
 	p.spans = p.spans[:0]
-	p.head, p.size = 0, 0
+	p.drop(p.size)
 	p.paused = false
 	return dst
 }

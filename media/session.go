@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"net"
 	"net/netip"
-	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,14 +65,14 @@ type Config struct {
 	// InputSilenceAfter is the RTP gap after which silence is fed to OnAudio.
 	InputSilenceAfter time.Duration
 	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
-	// the receive goroutine. pcm is only valid during the call.
+	// the session's loop. pcm is only valid during the call.
 	OnAudio func(pcm []int16)
 	// OnPayload, when set, receives the caller's audio as the codec's bytes
 	// (G.711, one byte per sample) instead of OnAudio's PCM: the model
 	// takes G.711 itself, and nothing is decoded. Silence is the codec's.
 	OnPayload func(payload []byte)
 	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
-	// receive goroutine.
+	// session's loop.
 	OnDTMF func(digit rune, duration time.Duration)
 	// OnSent, if set, receives each 20 ms frame of bot audio as it is sent
 	// (PCM16 8 kHz, valid during the call only), from the pacer.
@@ -132,9 +132,9 @@ type Session struct {
 	latched  atomic.Pointer[latch]
 	held     atomic.Bool
 	lastRx   atomic.Int64 // unix ns of the last valid packet from the peer
-	jitterNS atomic.Int64 // the receive goroutine's jitter estimate, published
+	jitterNS atomic.Int64 // the session's loop's jitter estimate, published
 
-	// Receive-side state: only the receive goroutine touches it.
+	// Receive-side state: only the loop touches it.
 	reorder *reorderer
 	dtmf    dtmfDecoder
 	padder  silencePadder
@@ -157,7 +157,7 @@ type Session struct {
 
 	out          func([]byte) error // where packets go once protected
 	srtpOut      []byte             // the pacer's encryption buffer
-	srtpIn       []byte             // the receive goroutine's decryption buffer
+	srtpIn       []byte             // the session's loop's decryption buffer
 	silenceBytes [FrameSamples]byte
 }
 
@@ -357,24 +357,53 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
-// Run sends and receives until ctx ends. It returns once both of its
-// goroutines have stopped; the caller then releases the socket.
+// Run sends and receives until ctx ends, in one goroutine: each pacer
+// wake-up sends what is due, then takes the caller's packets waiting on the
+// socket. It returns once that loop has stopped; the caller then releases
+// the socket.
 func (s *Session) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		s.receiveLoop(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		s.pacerLoop(ctx)
-	}()
-	<-ctx.Done()
-	// Unblock the reader: a deadline in the past fails the pending read.
-	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
-	wg.Wait()
-	return nil
+	var rx *socketReader
+	if s.conn != nil {
+		r, err := newSocketReader(s.conn)
+		if err != nil {
+			return fmt.Errorf("rtp socket: %w", err)
+		}
+		rx = r
+	}
+	clk := s.cfg.Clock
+	var pkt rtp.Packet
+	s.pmu.Lock()
+	s.pacer.tick(clk.Now())
+	wait := s.pacer.next().Sub(clk.Now())
+	s.pmu.Unlock()
+	timer := clk.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C():
+			s.pmu.Lock()
+			s.pacer.tick(clk.Now())
+			s.pmu.Unlock()
+		case <-s.kick:
+			s.pmu.Lock()
+			s.pacer.talkspurt(clk.Now())
+			s.pmu.Unlock()
+		}
+		if rx != nil {
+			// Calls share wake-up instants (the pacing grid): let the others
+			// due now send their frames before this one's receive work.
+			runtime.Gosched()
+			s.drain(rx, &pkt)
+		}
+		s.expire(clk.Now())
+		s.pmu.Lock()
+		wait := s.pacer.next().Sub(clk.Now())
+		s.pmu.Unlock()
+		timer.Stop()
+		timer.Reset(max(wait, 0))
+	}
 }
 
 // Tick runs the pacer as its loop would at now: it sends the frames due.
@@ -385,77 +414,34 @@ func (s *Session) Tick(now time.Time) {
 	s.pmu.Unlock()
 }
 
-func (s *Session) pacerLoop(ctx context.Context) {
-	clk := s.cfg.Clock
-	s.pmu.Lock()
-	s.pacer.tick(clk.Now())
-	wait := s.pacer.next().Sub(clk.Now())
-	s.pmu.Unlock()
-	timer := clk.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+// maxDrain bounds the datagrams taken per wake-up, so a flood at the port
+// cannot hold the loop (and the bot's audio) up; the rest wait their turn
+// or overflow the socket's buffer.
+const maxDrain = 64
+
+// drain handles the datagrams waiting on the socket.
+func (s *Session) drain(rx *socketReader, pkt *rtp.Packet) {
+	for i := 0; i < maxDrain; i++ {
+		data, from, arrival, ok, err := rx.next()
+		if err != nil {
+			s.cfg.Log.Debug().Err(err).Msg("rtp read")
 			return
-		case <-timer.C():
-			s.pmu.Lock()
-			s.pacer.tick(clk.Now())
-			s.pmu.Unlock()
-		case <-s.kick:
-			s.pmu.Lock()
-			s.pacer.talkspurt(clk.Now())
-			s.pmu.Unlock()
 		}
-		s.pmu.Lock()
-		wait := s.pacer.next().Sub(clk.Now())
-		s.pmu.Unlock()
-		timer.Stop()
-		timer.Reset(max(wait, 0))
+		if !ok {
+			return
+		}
+		s.handle(data, from, pkt, arrival)
 	}
 }
 
-// deadlineSlack is how far the receive deadline may lag what it should be.
-const deadlineSlack = 100 * time.Millisecond
-
-func (s *Session) receiveLoop(ctx context.Context) {
-	var armed time.Time // the socket's read deadline as set
-	buf := make([]byte, 1500)
-	var pkt rtp.Packet
-	clk := s.cfg.Clock
-	for {
-		if ctx.Err() != nil {
-			return
-		}
-		wait := time.Second
-		if !s.padder.last.IsZero() {
-			wait = max(s.padder.deadline().Sub(clk.Now()), 0)
-		}
-		if d := s.dtmf.deadline(); !d.IsZero() {
-			wait = max(min(wait, d.Sub(clk.Now())), 0)
-		}
-		// Every packet moves the silence deadline on by 20 ms; resetting the
-		// socket's deadline for each (a runtime timer change per packet) is
-		// the receive path's dearest step. An earlier deadline that fires
-		// only wakes the loop to check and set a new one.
-		if target := time.Now().Add(wait); armed.IsZero() || target.Before(armed) || target.Sub(armed) > deadlineSlack {
-			_ = s.conn.SetReadDeadline(target)
-			armed = target
-		}
-		n, from, err := s.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				armed = time.Time{}
-				s.dtmf.expire(clk.Now(), s.cfg.OnDTMF)
-				s.padSilence(clk.Now())
-				continue
-			}
-			s.cfg.Log.Debug().Err(err).Msg("rtp read")
-			continue
-		}
-		s.HandleDatagram(buf[:n], from, &pkt)
+// expire does the receive path's timed work: a key press whose end never
+// came is reported, and a gap in the caller's RTP is padded with silence.
+func (s *Session) expire(now time.Time) {
+	if d := s.dtmf.deadline(); !d.IsZero() && !now.Before(d) {
+		s.dtmf.expire(now, s.cfg.OnDTMF)
+	}
+	if !s.padder.last.IsZero() && !now.Before(s.padder.deadline()) {
+		s.padSilence(now)
 	}
 }
 
@@ -484,11 +470,15 @@ func (s *Session) padSilence(now time.Time) {
 	s.in.silence.Add(uint64(frames))
 }
 
-// HandleDatagram checks one received datagram and passes its audio on. The
-// receive loop calls it; it is exported for fuzzing and benchmarks. pkt is
+// HandleDatagram checks one received datagram and passes its audio on. Run's
+// loop handles each the same way; it is exported for fuzzing and benchmarks. pkt is
 // scratch space the caller reuses. Not safe for concurrent use.
 func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Packet) {
-	now := s.cfg.Clock.Now()
+	s.handle(data, from, pkt, s.cfg.Clock.Now())
+}
+
+// handle is HandleDatagram for a datagram that arrived at now.
+func (s *Session) handle(data []byte, from netip.AddrPort, pkt *rtp.Packet, now time.Time) {
 	peer := s.peer.Load()
 	if peer.gen != s.gen {
 		s.newPeer(peer)

@@ -64,8 +64,8 @@ func (e *HandshakeError) Error() string {
 func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	d := websocket.Dialer{
 		HandshakeTimeout: 30 * time.Second,
-		ReadBufferSize:   16 << 10, // larger events are read past it; each call holds one
-		WriteBufferSize:  16 << 10,
+		ReadBufferSize:   8 << 10, // a 100 ms delta fits; larger events are read past it; each call holds one
+		WriteBufferSize:  8 << 10, // a 100 ms append fits in one frame
 		Proxy:            http.ProxyFromEnvironment,
 	}
 	ws, resp, err := d.DialContext(ctx, cfg.Endpoint.URL, cfg.Endpoint.Header)

@@ -9,6 +9,8 @@
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
 #   APPEND=100ms test/load.sh ...             (caller audio batched per append)
+#   PROFILE=/tmp/vb test/load.sh 200          (perf profile mid-run: /tmp/vb.200.data)
+#   TAGS=pprof test/load.sh 200               (Go heap profile mid-run: /tmp/vb.200.heap)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -17,7 +19,7 @@ ns=("$@")
 [ ${#ns[@]} -gt 0 ] || ns=(50 100 200 400)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/voicebot" ./cmd/voicebot
+go build ${TAGS:+-tags "$TAGS"} -o "$work/voicebot" ./cmd/voicebot
 mkdir -p "$work/sipp/pcap"
 cp /usr/share/sip-tester/g711a.pcap "$work/sipp/pcap/"
 ulimit -n 65536 2>/dev/null || true
@@ -36,7 +38,7 @@ lateness_q() {
 echo "| N | transcode, append | calls ok/failed | CPU ms per call-second | RSS per call | pacer p50 | pacer p99 | pacer max | RTP lost (in) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
-	"$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
+	VOICEBOT_PPROF=127.0.0.1:6061 "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
 	demo=$!
 	cat >"$work/vb.yaml" <<YAML
 log: {level: info, format: json}
@@ -59,6 +61,14 @@ YAML
 		-r 50 -l "$n" -m "$n" -nostdin -timeout 120s >/dev/null 2>&1 || true) &
 	sippjob=$!
 	peak=$idle
+	if [ -n "${PROFILE:-}" ]; then
+		# a CPU profile of voicebot in the middle of the run (perf, kernel and Go frames)
+		(sleep 12; perf record -F 499 -g -p $vb -o "$PROFILE.$n.data" -- sleep 10 >/dev/null 2>&1) &
+	fi
+	if [ -n "${TAGS:-}" ]; then
+		# a pprof build (TAGS=pprof): the heap mid-run, beside the perf profile
+		(sleep 15; curl -s "http://127.0.0.1:6060/debug/pprof/heap" -o "${PROFILE:-/tmp/vb}.$n.heap"; curl -s "http://127.0.0.1:6060/debug/pprof/goroutine?debug=1" -o "${PROFILE:-/tmp/vb}.$n.goroutines"; curl -s "http://127.0.0.1:18080/metrics" -o "${PROFILE:-/tmp/vb}.$n.metrics") &
+	fi
 	while kill -0 $sippjob 2>/dev/null; do
 		r=$(rss_kib $vb); [ "$r" -gt "$peak" ] && peak=$r
 		sleep 1

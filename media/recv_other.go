@@ -1,0 +1,35 @@
+//go:build !linux
+
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+)
+
+// socketReader takes the datagrams already waiting on a call's socket.
+// Outside Linux there is no portable non-blocking read, so a read deadline
+// just ahead stands in for one, and the arrival time is the time of the read.
+type socketReader struct {
+	conn *net.UDPConn
+	buf  []byte
+}
+
+func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
+	return &socketReader{conn: conn, buf: make([]byte, 1500)}, nil
+}
+
+func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Time, ok bool, err error) {
+	_ = r.conn.SetReadDeadline(time.Now().Add(50 * time.Microsecond))
+	n, from, err := r.conn.ReadFromUDPAddrPort(r.buf)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, netip.AddrPort{}, time.Time{}, false, nil
+		}
+		return nil, netip.AddrPort{}, time.Time{}, false, err
+	}
+	return r.buf[:n], from, time.Now(), true, nil
+}

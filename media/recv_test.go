@@ -1,0 +1,93 @@
+package media
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// The reader takes what is waiting without blocking: each datagram with
+// its source and an arrival time from when it arrived, not when it was read.
+func TestSocketReaderTakesWaitingDatagrams(t *testing.T) {
+	for _, network := range []struct{ name, ip string }{{"udp4", "127.0.0.1"}, {"udp6", "::1"}} {
+		t.Run(network.name, func(t *testing.T) {
+			ip := netip.MustParseAddr(network.ip)
+			conn, err := net.ListenUDP(network.name, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+			if err != nil {
+				t.Skipf("no %s loopback: %v", network.name, err)
+			}
+			defer conn.Close()
+			peer, err := net.ListenUDP(network.name, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			rx, err := newSocketReader(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, ok, err := rx.next(); ok || err != nil {
+				t.Fatalf("empty socket: ok %v err %v, want neither", ok, err)
+			}
+			// The kernel turns receive timestamps on asynchronously the first
+			// time a socket asks; until then it stamps datagrams when read.
+			time.Sleep(20 * time.Millisecond)
+			sentAt := time.Now()
+			for i := byte(1); i <= 3; i++ {
+				if _, err := peer.WriteToUDPAddrPort([]byte{i, i, i}, conn.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // they wait on the socket meanwhile
+			for i := byte(1); i <= 3; i++ {
+				data, from, arrival, ok, err := rx.next()
+				if !ok || err != nil {
+					t.Fatalf("datagram %d: ok %v err %v", i, ok, err)
+				}
+				if len(data) != 3 || data[0] != i {
+					t.Errorf("datagram %d: %v", i, data)
+				}
+				if from != peer.LocalAddr().(*net.UDPAddr).AddrPort() {
+					t.Errorf("datagram %d from %v, want %v", i, from, peer.LocalAddr())
+				}
+				if arrival.Before(sentAt.Add(-time.Millisecond)) || arrival.After(sentAt.Add(40*time.Millisecond)) {
+					t.Errorf("datagram %d arrived %v after sending: the read time, not the kernel's arrival time", i, arrival.Sub(sentAt))
+				}
+			}
+			if _, _, _, ok, _ := rx.next(); ok {
+				t.Error("a fourth datagram from nowhere")
+			}
+			to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			allocs := testing.AllocsPerRun(100, func() {
+				_, _ = peer.WriteToUDPAddrPort([]byte{9}, to)
+				for {
+					if _, _, _, ok, _ := rx.next(); !ok {
+						break
+					}
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%v allocations per read, want 0", allocs)
+			}
+		})
+	}
+}
+
+// Pacers started at different moments share deadlines: their schedules are
+// anchored on the pacing grid.
+func TestPacersShareTheGrid(t *testing.T) {
+	base := time.Unix(1000, 0)
+	var deadlines []time.Time
+	for _, offset := range []time.Duration{0, pacingGrid / 3, pacingGrid - 1} {
+		p := newPacer(PCMU, newPlayout(), 1, 1, 1, func([]byte) error { return nil })
+		p.tick(base.Add(offset))
+		deadlines = append(deadlines, p.next())
+	}
+	for _, d := range deadlines {
+		if !d.Equal(base.Add(frameDuration)) {
+			t.Errorf("deadlines %v, want all at %v", deadlines, base.Add(frameDuration))
+			break
+		}
+	}
+}
