@@ -3,7 +3,7 @@
 #   ./test.sh
 # It installs the real SIP peers and audio tools it needs (SIPp, baresip,
 # sox, espeak-ng, Chromium for the live view, Kamailio in front of two
-# instances; root or sudo), checks
+# instances, Redis for the shared caller memory; root or sudo), checks
 # formatting and vet, runs every test
 # with the race detector (real calls included; the committed fuzz corpora in
 # */testdata/fuzz run as cases), then fuzzes each parser of outside input
@@ -14,18 +14,18 @@ cd "$(dirname "$0")"
 
 install_peers() {
 	local missing=()
-	for tool in sipp baresip sox espeak-ng chromium kamailio; do
+	for tool in sipp baresip sox espeak-ng chromium kamailio redis-server; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	echo "==> installing SIP peers and audio tools (missing: ${missing[*]})"
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio" >&2; exit 1; }
+		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio redis-server" >&2; exit 1; }
 		sudo="sudo"
 	fi
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio redis-server >/dev/null
 }
 
 install_peers
@@ -53,5 +53,6 @@ fuzz FuzzParse ./config
 fuzz FuzzPlaceCall ./api
 fuzz FuzzToolArguments ./bridge
 fuzz FuzzParseWAV ./sound
+fuzz FuzzIdentity ./memory
 
 echo "==> all tests passed"

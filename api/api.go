@@ -33,6 +33,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/secret"
 )
@@ -68,7 +69,10 @@ type Config struct {
 	Metrics http.Handler
 	// Ready says why voicebot cannot take calls now (nil: it can).
 	Ready func() error
-	Log   zerolog.Logger
+	// Forget deletes what memory keeps of a caller (DELETE
+	// /v1/callers/{id}/memory); nil: no memory store is configured.
+	Forget func(ctx context.Context, caller string) (turns int, err error)
+	Log    zerolog.Logger
 }
 
 // Server is the API on its listener.
@@ -94,6 +98,7 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /v1/calls/{id}", s.auth(s.getCall))
 	mux.HandleFunc("DELETE /v1/calls/{id}", s.auth(s.hangUp))
 	mux.HandleFunc("GET /v1/calls/{id}/events", s.auth(s.callEvents))
+	mux.HandleFunc("DELETE /v1/callers/{id}/memory", s.auth(s.forgetCaller))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui", http.StatusFound) })
 	mux.HandleFunc("GET /ui", s.page)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -216,6 +221,29 @@ func (s *Server) hangUp(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Log.Info().Str("call_id", id).Msg("api: hanging up")
 	writeJSON(w, http.StatusAccepted, info)
+}
+
+// forgetCaller erases a caller's memory: the right to be forgotten, or a
+// test number's history. The id is the caller's number or identity as
+// memory keys it ("+15550100000"; punctuation is ignored).
+func (s *Server) forgetCaller(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Forget == nil {
+		writeError(w, http.StatusNotFound, "no memory store is configured (no profile has memory.enabled)")
+		return
+	}
+	id := memory.Identity(r.PathValue("id"))
+	if id == "" {
+		writeError(w, http.StatusBadRequest, "not a caller identity (a number or a SIP user)")
+		return
+	}
+	n, err := s.cfg.Forget(r.Context(), id)
+	if err != nil {
+		s.cfg.Log.Warn().Err(err).Str("caller", id).Msg("api: memory not deleted")
+		writeError(w, http.StatusServiceUnavailable, "the memory store is unavailable; nothing was deleted")
+		return
+	}
+	s.cfg.Log.Info().Str("caller", id).Int("turns", n).Msg("api: caller's memory deleted")
+	writeJSON(w, http.StatusOK, map[string]any{"caller": id, "deleted_turns": n})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -117,3 +117,58 @@ func TestServeStopsWithItsContext(t *testing.T) {
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
 }
+
+// DELETE /v1/callers/{id}/memory: authenticated, the id normalised as the
+// store keys it, and a clear answer when there is no store, no identity or
+// the store is down.
+func TestForgetCaller(t *testing.T) {
+	const token = "forget-token-0123456789"
+	var asked []string
+	var fail error
+	forget := func(_ context.Context, caller string) (int, error) {
+		asked = append(asked, caller)
+		return 4, fail
+	}
+	for _, c := range []struct {
+		name   string
+		forget func(context.Context, string) (int, error)
+		path   string
+		token  string
+		fail   error
+		code   int
+		asked  string
+	}{
+		{"no token", forget, "/v1/callers/+15550100/memory", "", nil, 401, ""},
+		{"normalised", forget, "/v1/callers/+1%20(555)%200100/memory", token, nil, 200, "+15550100"},
+		{"no identity", forget, "/v1/callers/anonymous/memory", token, nil, 400, ""},
+		{"store down", forget, "/v1/callers/15550100/memory", token, errors.New("connection refused"), 503, "15550100"},
+		{"no store", nil, "/v1/callers/15550100/memory", token, nil, 404, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			asked, fail = nil, c.fail
+			s, err := Listen(Config{Listen: "127.0.0.1:0", Token: token, Calls: NewRegistry(), Log: zerolog.Nop(), Forget: c.forget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ctx) }()
+			defer func() { cancel(); <-done }()
+			req, _ := http.NewRequest("DELETE", "http://"+s.Addr()+c.path, nil)
+			if c.token != "" {
+				req.Header.Set("Authorization", "Bearer "+c.token)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != c.code {
+				t.Errorf("status %d, want %d", res.StatusCode, c.code)
+			}
+			if got := strings.Join(asked, ","); got != c.asked {
+				t.Errorf("store asked to forget %q, want %q", got, c.asked)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
@@ -78,6 +79,10 @@ type Setup struct {
 	Outbound bool
 	// Caller and Called are the numbers (or SIP users), for webhooks.
 	Caller, Called string
+	// MemoryID is who the far end is to the memory store (memory.Identity
+	// of the caller's number or the profile's identity header); empty: not
+	// remembered.
+	MemoryID string
 }
 
 // Model opens a model session for a call.
@@ -133,6 +138,10 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Records keeps each call's events, transcript and recording (nil: none).
 	Records *record.Store
+	// Memory keeps callers' turns across calls, for profiles that
+	// remember (nil: none). It should be memory.Guarded: a slow or broken
+	// store must cost a call its memory only.
+	Memory memory.Store
 	// Passthrough sends the call's G.711 to the model and takes G.711 back
 	// (audio/pcmu, audio/pcma): no resampling, no decoding of the caller.
 	// Inbound calls only: an outbound call's codec is known only at answer,
@@ -218,6 +227,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			d = time.Since(answeredAt)
 		}
 		b.cfg.Metrics.CallEnded(direction, profile.Name, outcome, !answeredAt.IsZero(), d)
+		c.rememberCall()
 		st := c.media.Stats()
 		c.rec.End(record.Event{"outcome": outcome, "answered": !answeredAt.IsZero(), "duration_s": d.Seconds(),
 			"rtp_in": st.PacketsIn, "rtp_out": st.PacketsOut, "lost": st.Lost, "jitter_ms": float64(st.Jitter) / 1e6,
@@ -241,6 +251,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	c.startRecall(callCtx, &wg)
 	runMedia := func() {
 		wg.Add(1)
 		go func() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/resample"
@@ -85,7 +86,12 @@ type callState struct {
 	// conversation that outlives it.
 	conn liveConn
 	hist *history
-	rec  *record.Call // nil: not recorded
+	// recall brings the caller's earlier turns, once, from the memory
+	// store (nil: the call is not remembered, or they are already in hist).
+	recall chan []memory.Turn
+	// remembered is how many earlier turns the model was given.
+	remembered int
+	rec        *record.Call // nil: not recorded
 	// The model's audio format: PCM16 at 24 kHz (transcoded), or the
 	// call's G.711 (passthrough), and its bytes per millisecond.
 	format      realtime.AudioFormat
@@ -118,7 +124,7 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 		botText:       map[string]string{},
 		rtpKeys:       make(chan rune, 32),
 		infoKeys:      make(chan rune, 32),
-		hist:          newHistory(),
+		hist:          newHistory(b.cfg.Clock.Now),
 		format:        realtime.PCM16,
 		bytesPerMS:    48,
 	}
@@ -388,6 +394,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		if !c.ready {
 			c.ready = true
 			c.log.Debug().Msg("model: session configured")
+			c.recallMemory()
 			c.greet()
 		}
 	case realtime.KindAudioDelta:
@@ -472,7 +479,11 @@ func (c *callState) greet() {
 		return
 	}
 	c.greeted = true
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), c.profile.GreetingPrompt)
+	prompt := c.profile.GreetingPrompt
+	if c.remembered > 0 && c.profile.Memory.GreetingPrompt != "" {
+		prompt = c.profile.Memory.GreetingPrompt
+	}
+	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), prompt)
 	c.send("response.create", ev, err)
 }
 

@@ -3,8 +3,10 @@ package bridge
 import (
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 )
 
@@ -14,6 +16,7 @@ import (
 // caller interrupted), key presses and notes, tool calls and their
 // results. A new session gets it back as text items.
 type history struct {
+	now   func() time.Time
 	turns []turn
 	index map[string]int // item id in the current session → position
 	// replayed counts the items created by replays, for their ids.
@@ -25,9 +28,14 @@ type turn struct {
 	// Assistant audio: what the model sent and what the caller heard
 	// (heardMS < 0: all of it).
 	receivedMS, heardMS int
+	at                  time.Time
+	// remembered: a turn of an earlier call, from the memory store.
+	remembered bool
 }
 
-func newHistory() *history { return &history{index: map[string]int{}} }
+func newHistory(now func() time.Time) *history {
+	return &history{now: now, index: map[string]int{}}
+}
 
 // added records an item the session reports (conversation.item.added or
 // .created), in conversation order. Items the history already knows (its
@@ -39,7 +47,7 @@ func (h *history) added(it *realtime.Item) {
 	if _, ok := h.index[it.ID]; ok {
 		return
 	}
-	t := turn{heardMS: -1, item: realtime.HistoryItem{Type: it.Type, Role: it.Role, CallID: it.CallID, Name: it.Name, Arguments: it.Arguments}}
+	t := turn{heardMS: -1, at: h.now(), item: realtime.HistoryItem{Type: it.Type, Role: it.Role, CallID: it.CallID, Name: it.Name, Arguments: it.Arguments}}
 	switch it.Type {
 	case "message":
 		for _, p := range it.Content {
@@ -166,6 +174,39 @@ func (h *history) replay() []realtime.HistoryItem {
 		it.ID = "vb_replay_" + strconv.Itoa(h.replayed)
 		h.index[it.ID] = i
 		out = append(out, it)
+	}
+	return out
+}
+
+// remember puts a caller's turns of earlier calls before this call's.
+func (h *history) remember(turns []memory.Turn) {
+	if len(turns) == 0 {
+		return
+	}
+	old := make([]turn, 0, len(turns)+len(h.turns))
+	for _, t := range turns {
+		old = append(old, turn{heardMS: -1, at: t.At, remembered: true,
+			item: realtime.HistoryItem{Type: "message", Role: t.Role, Text: t.Text}})
+	}
+	for id, i := range h.index {
+		h.index[id] = i + len(turns)
+	}
+	h.turns = append(old, h.turns...)
+}
+
+// thisCall is what was said on this call, as heard, for the memory store:
+// the caller's and the bot's words, without the earlier calls' turns, the
+// tool calls or the notes.
+func (h *history) thisCall(callID string) []memory.Turn {
+	var out []memory.Turn
+	for i := range h.turns {
+		t := &h.turns[i]
+		if t.remembered || t.item.Type != "message" || (t.item.Role != "user" && t.item.Role != "assistant") {
+			continue
+		}
+		if text := t.asHeard(); text != "" {
+			out = append(out, memory.Turn{Role: t.item.Role, Text: text, At: t.at, CallID: callID})
+		}
 	}
 	return out
 }

@@ -4,7 +4,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 )
 
@@ -13,7 +15,7 @@ func msg(id, role, text string) *realtime.Item {
 }
 
 func TestHistoryReplaysAsHeard(t *testing.T) {
-	h := newHistory()
+	h := newHistory(time.Now)
 	h.added(msg("i1", "assistant", ""))
 	h.transcript("i1", "Hello, how can I help?")
 	h.added(&realtime.Item{ID: "i2", Type: "message", Role: "user", Content: []realtime.ContentPart{{Type: "input_audio"}}})
@@ -50,7 +52,7 @@ func TestHistoryReplaysAsHeard(t *testing.T) {
 }
 
 func TestHistoryReplayIsBounded(t *testing.T) {
-	h := newHistory()
+	h := newHistory(time.Now)
 	long := strings.Repeat("word ", 200)
 	for i := 0; i < 300; i++ {
 		h.added(msg("u"+string(rune('a'+i%26))+strings.Repeat("x", i/26), "user", long))
@@ -64,7 +66,7 @@ func TestHistoryReplayIsBounded(t *testing.T) {
 		t.Errorf("%d items, %d chars: over the bounds", len(items), chars)
 	}
 	// A function output whose call was dropped is not replayed alone.
-	h = newHistory()
+	h = newHistory(time.Now)
 	h.added(&realtime.Item{ID: "c1", Type: "function_call", CallID: "call_1", Name: "lookup", Arguments: strings.Repeat("x", replayMaxChars)})
 	h.added(&realtime.Item{ID: "o1", Type: "function_call_output", CallID: "call_1", Output: "{}"})
 	h.added(msg("m1", "assistant", "Done."))
@@ -77,7 +79,7 @@ func TestHistoryReplayIsBounded(t *testing.T) {
 
 // A long call keeps a bounded history, and its latest turns stay reachable.
 func TestHistoryStorageIsBounded(t *testing.T) {
-	h := newHistory()
+	h := newHistory(time.Now)
 	for i := 0; i < 10*replayMaxTurns; i++ {
 		h.added(msg("m"+strconv.Itoa(i), "user", "turn "+strconv.Itoa(i)))
 	}
@@ -89,5 +91,39 @@ func TestHistoryStorageIsBounded(t *testing.T) {
 	items := h.replay()
 	if items[len(items)-1].Text != "the latest" {
 		t.Errorf("latest turn %q", items[len(items)-1].Text)
+	}
+}
+
+// A returning caller's earlier turns come first in the replay, and only
+// this call's turns, as heard, go back to the memory store.
+func TestHistoryRemembersEarlierCalls(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	h := newHistory(func() time.Time { return now })
+	h.added(msg("i1", "assistant", "")) // the greeting, already under way
+	h.transcript("i1", "Welcome back! How can I help?")
+	yesterday := now.Add(-24 * time.Hour)
+	h.remember([]memory.Turn{
+		{Role: "user", Text: "Where is my parcel?", At: yesterday, CallID: "old"},
+		{Role: "assistant", Text: "It ships tomorrow.", At: yesterday, CallID: "old"},
+	})
+	h.transcript("i1", "Welcome back! How can I help you today?") // ids still name their turns
+	h.added(msg("i2", "user", "Did it ship?"))
+	h.added(msg("i3", "assistant", ""))
+	h.transcript("i3", "Yes it left this morning and arrives on Friday")
+	h.heard("i3", 250, 1000)
+	h.added(&realtime.Item{ID: "f1", Type: "function_call", Name: "lookup", Arguments: "{}"})
+
+	var texts []string
+	for _, it := range h.replay() {
+		texts = append(texts, it.Role+": "+it.Text)
+	}
+	want := "user: Where is my parcel?|assistant: It ships tomorrow.|assistant: Welcome back! How can I help you today?|user: Did it ship?|assistant: Yes it…|: "
+	if got := strings.Join(texts, "|"); got != want {
+		t.Errorf("replay:\n got %s\nwant %s", got, want)
+	}
+	kept := h.thisCall("call-2")
+	if len(kept) != 3 || kept[0].Text != "Welcome back! How can I help you today?" || kept[2].Text != "Yes it…" ||
+		kept[1].Role != "user" || kept[1].CallID != "call-2" || !kept[1].At.Equal(now) {
+		t.Errorf("this call's turns: %+v", kept)
 	}
 }

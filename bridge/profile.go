@@ -35,6 +35,23 @@ type Profile struct {
 	DTMF map[rune]string
 	// Webhooks are the HTTP tools available to Tools, by name.
 	Webhooks map[string]Webhook
+	// Memory gives the model what a returning caller said before.
+	Memory MemoryPolicy
+}
+
+// MemoryPolicy is how much of a caller's past a profile remembers. Nothing
+// is read or stored for a profile that is not Enabled.
+type MemoryPolicy struct {
+	Enabled  bool
+	MaxTurns int           // past turns given to the model, at most
+	MaxAge   time.Duration // turns older than this are left out
+	MaxChars int           // text budget, oldest turns dropped first
+	// GreetingPrompt replaces the greeting's instructions for a caller
+	// who has history ("welcome back").
+	GreetingPrompt string
+	// IdentityHeader names the SIP header that says who the caller is;
+	// empty: their number. The SIP side reads it (Setup.MemoryID).
+	IdentityHeader string
 }
 
 // TransferTarget is one destination of transfer_call.

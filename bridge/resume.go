@@ -188,10 +188,20 @@ func (c *callState) onStandby(res standbyResult) {
 }
 
 // quiet reports whether nobody is talking and nothing is pending: the
-// moment to change sessions without anyone noticing.
+// moment to change sessions without anyone noticing. A caller's turn the
+// model has yet to answer, or an answer still being made, is pending: the
+// new session would not know to answer (the turn's transcript may not
+// even exist yet).
 func (c *callState) quiet() bool {
-	return !c.speaking() && !c.sess.callerOn && !c.barge.paused && c.tools.inFlight == 0 && c.ending == nil && !c.tools.wantAnswer
+	answerDue := !c.turnEndedAt.IsZero() && c.clock.Now().Sub(c.turnEndedAt) < answerWait
+	return !c.speaking() && !c.sess.callerOn && !c.barge.paused && c.tools.inFlight == 0 && c.ending == nil && !c.tools.wantAnswer &&
+		c.activeResp == "" && !answerDue
 }
+
+// answerWait is how long after the caller's turn an answer is expected;
+// a model that does not answer (create_response off) is not waited for
+// longer.
+const answerWait = 5 * time.Second
 
 // maybeRollover moves the call to the ready replacement at a quiet
 // moment, or at once when the old session is about to expire.

@@ -52,6 +52,39 @@ type Config struct {
 	// Records keeps each call's events, transcript and recording.
 	Records Records `yaml:"records"`
 	Audio   Audio   `yaml:"audio"`
+	// Memory is where callers' earlier conversations are kept, for the
+	// profiles that remember (agent.memory.enabled).
+	Memory Memory `yaml:"memory"`
+}
+
+// Memory is the store of callers' past turns.
+type Memory struct {
+	Store   string      `yaml:"store"`   // sqlite (a file, the default) or redis (shared by instances)
+	Path    string      `yaml:"path"`    // the sqlite file
+	Redis   MemoryRedis `yaml:"redis"`   // the redis server
+	TTL     Duration    `yaml:"ttl"`     // turns older than this are deleted
+	Timeout Duration    `yaml:"timeout"` // a store slower than this is skipped; the call goes on without memory
+}
+
+// MemoryRedis is the Redis server of the memory store.
+type MemoryRedis struct {
+	Addr     string `yaml:"addr"` // host:port
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+}
+
+// AgentMemory is whether and how much a profile remembers of a caller.
+type AgentMemory struct {
+	Enabled  bool     `yaml:"enabled"`
+	MaxTurns int      `yaml:"max_turns"` // at most this many past turns are given to the model
+	MaxAge   Duration `yaml:"max_age"`   // turns older than this are not
+	MaxChars int      `yaml:"max_chars"` // nor more text than this, oldest dropped first
+	// Identity: empty keys callers by their number (the From user); else
+	// the name of a SIP header carrying the identity (an IVR's account id).
+	Identity string `yaml:"identity"`
+	// GreetingPrompt replaces the greeting's instructions when the caller
+	// has been here before.
+	GreetingPrompt string `yaml:"greeting_prompt"`
 }
 
 // Audio is how call audio reaches the model.
@@ -247,6 +280,8 @@ type Agent struct {
 	// DTMF maps keys to actions: hangup, ignore, transfer:<target>. Other
 	// keys reach the model as text ("The caller pressed 5").
 	DTMF map[string]string `yaml:"dtmf"`
+	// Memory: callers who ring back are given their earlier turns.
+	Memory AgentMemory `yaml:"memory"`
 }
 
 // TransferTarget is where transfer_call may send a caller.
@@ -324,9 +359,11 @@ func Default() Config {
 		Agent: Agent{
 			Instructions: "You are a friendly voice assistant on a phone line. " +
 				"Keep answers short and speak naturally.",
-			Voice:              "marin",
-			Greeting:           true,
-			GreetingPrompt:     "Greet the caller in one short sentence and ask how you can help.",
+			Voice:          "marin",
+			Greeting:       true,
+			GreetingPrompt: "Greet the caller in one short sentence and ask how you can help.",
+			Memory: AgentMemory{MaxTurns: 20, MaxAge: Duration(30 * 24 * time.Hour), MaxChars: 4000,
+				GreetingPrompt: "The caller has called before; the earlier conversation is above. Greet them in one short sentence, welcome them back, and ask how you can help."},
 			TranscriptionModel: "gpt-4o-mini-transcribe",
 			VAD: VAD{
 				Type:              "server_vad",
@@ -350,6 +387,8 @@ func Default() Config {
 		Shutdown:  Shutdown{DrainTimeout: Duration(30 * time.Second), RetryAfter: Duration(30 * time.Second)},
 		Records:   Records{Retention: Duration(30 * 24 * time.Hour)},
 		Audio:     Audio{Transcode: "pcm16"},
+		Memory: Memory{Store: "sqlite", Path: "voicebot-memory.db", TTL: Duration(30 * 24 * time.Hour),
+			Timeout: Duration(500 * time.Millisecond)},
 	}
 }
 
@@ -420,6 +459,57 @@ func (c *Config) UseDemo() bool {
 	return false
 }
 
+// validateMemory checks the store, and each profile's memory bounds.
+func (c *Config) validateMemory(bad func(key, format string, args ...any)) {
+	oneOf(bad, "memory.store", c.Memory.Store, "sqlite", "redis")
+	if c.Memory.Store == "sqlite" && c.Memory.Path == "" {
+		bad("memory.path", "the sqlite file is needed")
+	}
+	if c.Memory.Store == "redis" {
+		if _, _, err := net.SplitHostPort(c.Memory.Redis.Addr); err != nil {
+			bad("memory.redis.addr", "want host:port, got %q", c.Memory.Redis.Addr)
+		}
+	}
+	if c.Memory.TTL < 0 {
+		bad("memory.ttl", "must not be negative")
+	}
+	if d := c.Memory.Timeout.D(); d <= 0 || d > 10*time.Second {
+		bad("memory.timeout", "want more than 0 and at most 10s, got %s", c.Memory.Timeout)
+	}
+	check := func(key string, m AgentMemory) {
+		if !m.Enabled {
+			return
+		}
+		if m.MaxTurns < 1 || m.MaxTurns > 100 {
+			bad(key+".max_turns", "want 1 to 100, got %d", m.MaxTurns)
+		}
+		if m.MaxChars < 100 || m.MaxChars > 24000 {
+			bad(key+".max_chars", "want 100 to 24000, got %d", m.MaxChars)
+		}
+		if m.MaxAge <= 0 {
+			bad(key+".max_age", "must be positive")
+		}
+	}
+	check("agent.memory", c.Agent.Memory)
+	for _, name := range c.Profiles.Names() {
+		p, _ := c.Profiles.Get(name)
+		check("profiles."+name+".memory", p.Memory)
+	}
+}
+
+// RemembersCallers reports whether any profile keeps callers' memory.
+func (c *Config) RemembersCallers() bool {
+	if c.Agent.Memory.Enabled {
+		return true
+	}
+	for _, name := range c.Profiles.Names() {
+		if p, _ := c.Profiles.Get(name); p.Memory.Enabled {
+			return true
+		}
+	}
+	return false
+}
+
 // Validate checks every value and names the key of the first bad one.
 func (c *Config) Validate() error {
 	var errs []error
@@ -427,6 +517,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	c.validateMemory(bad)
 	oneOf(bad, "log.format", c.Log.Format, "console", "json")
 
 	if _, err := netip.ParseAddrPort(c.SIP.Listen); err != nil {

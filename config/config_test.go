@@ -71,6 +71,11 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{env: "VOICEBOT_SIP_LISTN=1", want: "VOICEBOT_SIP_LISTN"},
 		{env: "VOICEBOT_MEDIA_PORT_MIN=lots", want: "VOICEBOT_MEDIA_PORT_MIN"},
 		{env: "VOICEBOT_SIP_ACK_TIMEOUT=forever", want: "sip.ack_timeout"},
+		{yaml: "memory:\n  store: postgres\n", want: "memory.store"},
+		{yaml: "memory:\n  store: redis\n", want: "memory.redis.addr"},
+		{yaml: "memory:\n  timeout: 0s\n", want: "memory.timeout"},
+		{yaml: "agent:\n  memory: {enabled: true, max_turns: 0}\n", want: "agent.memory.max_turns"},
+		{yaml: "profiles:\n  sales:\n    memory: {enabled: true, max_chars: 5}\n", want: "profiles.sales.memory.max_chars"},
 	}
 	for _, c := range cases {
 		path := ""

@@ -164,6 +164,7 @@ func expandSecrets(cfg *Config, env map[string]string) error {
 		}
 	}
 	expand("api.token", &cfg.API.Token)
+	expand("memory.redis.password", &cfg.Memory.Redis.Password)
 	for u, v := range cfg.Admission.Auth.Users {
 		expand("admission.auth.users."+u, &v)
 		cfg.Admission.Auth.Users[u] = v

@@ -25,6 +25,7 @@ import (
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
@@ -177,6 +178,13 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if err != nil {
 		return err
 	}
+	memStore, err := openMemory(cfg, log)
+	if err != nil {
+		return err
+	}
+	if memStore != nil {
+		defer memStore.Close()
+	}
 	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
@@ -193,6 +201,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		Resume:             resume,
 		Metrics:            mx,
 		Records:            records,
+		Memory:             memStore,
 		Passthrough:        cfg.Audio.Transcode == "passthrough",
 		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
@@ -216,7 +225,8 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		c := sipCall{call}
 		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
 		defer calls.End(c)
-		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser()}
+		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
+			MemoryID: memoryID(p, call.FromUser(), call.Header)}
 		if setup.Media.Codec.Name == "" {
 			_ = call.Reject(488, "Not Acceptable Here")
 			return
@@ -230,7 +240,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if cfg.API.Listen != "" {
 		apiServer, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
 			Metrics: mx.Handler(), Ready: func() error { return readiness(ua) }, Records: records,
-			Place: placer(cfg, routes, ua, br, calls)})
+			Place: placer(cfg, routes, ua, br, calls), Forget: forgetter(memStore)})
 		if err != nil {
 			return err
 		}
@@ -271,6 +281,14 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		defer wg.Done()
 		sweepRecords(serveCtx, records, log)
 	}()
+	if memStore != nil && cfg.Memory.TTL > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ttl := cfg.Memory.TTL.D()
+			memory.Sweep(serveCtx, memStore, ttl, min(time.Hour, max(ttl/4, time.Second)), time.Now, log)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -307,7 +325,8 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 				c := sipCall{call}
 				calls.Add(c, info)
 				defer calls.End(c)
-				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To})
+				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To,
+					MemoryID: memory.Identity(r.To)})
 			})
 		if err != nil {
 			if errors.Is(err, sip.ErrShuttingDown) || errors.Is(err, sip.ErrAtCapacity) {

@@ -27,10 +27,12 @@ type Caller struct {
 	Target netip.AddrPort // the UA under test
 
 	CallID, FromTag, ToTag string
-	RemoteContact          string
-	RemoteRTP              netip.AddrPort
-	Codec                  media.Codec
-	cseq                   int
+	// FromUser is who calls: the user of the From URI (default "tester").
+	FromUser      string
+	RemoteContact string
+	RemoteRTP     netip.AddrPort
+	Codec         media.Codec
+	cseq          int
 
 	// Answer, when set, decides how requests from the UA are answered
 	// (default: 200 OK). It runs on the caller's reader goroutine.
@@ -240,7 +242,11 @@ func (c *Caller) Request(method, contentType, body string, extra ...string) []by
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s sip:bot@%s SIP/2.0\r\n", method, c.Target)
 	fmt.Fprintf(&b, "Via: SIP/2.0/UDP %s;branch=%s;rport\r\n", a, branch)
-	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: <sip:tester@%s>;tag=%s\r\nTo: %s\r\n", a.Addr(), c.FromTag, to)
+	from := c.FromUser
+	if from == "" {
+		from = "tester"
+	}
+	fmt.Fprintf(&b, "Max-Forwards: 70\r\nFrom: <sip:%s@%s>;tag=%s\r\nTo: %s\r\n", from, a.Addr(), c.FromTag, to)
 	fmt.Fprintf(&b, "Call-ID: %s\r\nCSeq: %d %s\r\nContact: <sip:tester@%s>\r\n", c.CallID, cseq, method, a)
 	for _, h := range extra {
 		b.WriteString(h + "\r\n")

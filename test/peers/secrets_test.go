@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/internal/testredis"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
 
@@ -29,7 +30,10 @@ func TestNoSecretInAnyLogLine(t *testing.T) {
 		sipPassword = "trunk-LEAKCHECK-pw-91d3"
 		inboundPass = "inbound-LEAKCHECK-pw-77aa"
 		token       = "api-LEAKCHECK-token-0123456789"
+		redisPass   = "redis-LEAKCHECK-pw-5b2e"
 	)
+	need(t, "redis-server")
+	redis := testredis.Start(t, "--requirepass", redisPass)
 	model := realtimetest.NewServer(realtimetest.Options{APIKey: apiKey, Logger: zerolog.Nop()})
 	url, err := model.Start("127.0.0.1:0")
 	if err != nil {
@@ -44,7 +48,7 @@ func TestNoSecretInAnyLogLine(t *testing.T) {
 	apiPort := freeTCPPort(t)
 	vb := startVoicebot(t, 34100,
 		withEnv("OPENAI_API_KEY="+apiKey, "VOICEBOT_REALTIME_URL="+url, "PBX_PASSWORD="+sipPassword, "INBOUND_PASSWORD="+inboundPass,
-			fmt.Sprintf("VOICEBOT_API_LISTEN=127.0.0.1:%d", apiPort), "VOICEBOT_API_TOKEN="+token),
+			fmt.Sprintf("VOICEBOT_API_LISTEN=127.0.0.1:%d", apiPort), "VOICEBOT_API_TOKEN="+token, "REDIS_PASSWORD="+redisPass),
 		withYAML(fmt.Sprintf(`
 sip:
   trunks:
@@ -52,7 +56,12 @@ sip:
 admission:
   auth:
     users: {caller: "${INBOUND_PASSWORD}"}
-`, pbx.Addr())))
+agent:
+  memory: {enabled: true}
+memory:
+  store: redis
+  redis: {addr: %s, password: "${REDIS_PASSWORD}"}
+`, pbx.Addr(), redis.Addr)))
 	vb.waitLog(t, `"message":"registration: registered"`, 1, 8*time.Second)
 
 	// The API, with a wrong token and the right one.
@@ -88,13 +97,14 @@ admission:
 	model.Sessions()[0].Drop()
 	vb.waitLog(t, "model: session back", 1, 10*time.Second)
 	caller.Bye(5 * time.Second)
+	vb.waitLog(t, "memory: call kept", 1, 5*time.Second) // Redis, with its password
 	vb.stop(t)
 
 	logs := vb.logs()
 	if !strings.Contains(logs, `"level":"debug"`) {
 		t.Fatal("the log is not at debug level: the scan would prove little")
 	}
-	for _, s := range []string{apiKey, sipPassword, inboundPass, token} {
+	for _, s := range []string{apiKey, sipPassword, inboundPass, token, redisPass} {
 		for _, form := range []string{s, base64.StdEncoding.EncodeToString([]byte(s)), s[len(s)-12:]} {
 			if strings.Contains(logs, form) {
 				line := logs[max(0, strings.Index(logs, form)-200):][:min(400, len(logs)-max(0, strings.Index(logs, form)-200))]
@@ -107,5 +117,5 @@ admission:
 			t.Errorf("the log lacks %q: a path the scan should cover did not run", want)
 		}
 	}
-	t.Logf("scanned %d log lines for 4 secrets", strings.Count(logs, "\n"))
+	t.Logf("scanned %d log lines for 5 secrets", strings.Count(logs, "\n"))
 }
