@@ -129,7 +129,9 @@ type Config struct {
 	// the model MaxDurationWarning ahead. Zero: no limit.
 	RTPTimeout, MaxDuration, MaxDurationWarning time.Duration
 
-	Ports             *media.Ports
+	Ports *media.Ports
+	// Media runs the calls' RTP (nil: each call runs its own).
+	Media             *media.Engine
 	ReorderWindow     int
 	InputSilenceAfter time.Duration
 	SymmetricRTP      SymmetricRTP
@@ -243,6 +245,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		Peer:          b.peer(setup.Media),
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
 		OnAudio: c.callerAudio, OnPayload: c.callerPayloadFunc(), OnDTMF: c.rtpKey, OnSent: c.botAudio, Clock: b.cfg.Clock, Log: log,
+		Engine: b.cfg.Media,
 	})
 	call.Observe(c)
 
@@ -252,12 +255,19 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	defer wg.Wait()
 	defer cancel()
 	c.startRecall(callCtx, &wg)
+	var stopMedia func()
+	defer func() {
+		if stopMedia != nil {
+			stopMedia() // before the port is released
+		}
+	}()
 	runMedia := func() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = c.media.Run(callCtx)
-		}()
+		stop, err := c.media.Start()
+		if err != nil {
+			log.Error().Err(err).Msg("call: RTP socket unusable")
+			return
+		}
+		stopMedia = stop
 	}
 	var answered chan error
 	if setup.Outbound {

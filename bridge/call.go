@@ -500,9 +500,15 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 	}
 	c.receivedBytes[ev.ItemID] += len(ev.Audio)
 	if c.bytesPerMS == 8 {
-		// Passthrough: G.711 already at 8 kHz; the playout queue takes PCM.
+		// Passthrough: G.711 at 8 kHz, queued as it came unless a re-INVITE
+		// has changed the call's codec since the session was configured.
+		ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
+		if c.media.CurrentPeer().Codec == c.passthrough {
+			c.media.EnqueuePayload(ref, ev.Audio)
+			return
+		}
 		c.pcm8 = c.passthrough.Decode(c.pcm8[:0], ev.Audio)
-		c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
+		c.media.Enqueue(ref, c.pcm8)
 		return
 	}
 	c.pcm24 = c.pcm24[:0]

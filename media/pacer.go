@@ -145,7 +145,8 @@ func (p *pacer) talkspurt(now time.Time) {
 
 func (p *pacer) sendAt(now time.Time) {
 	keys := p.dtmf.busy()
-	n, held := p.queue.take(p.frame[:], keys)
+	p.payload = p.payload[:FrameSamples]
+	n, held := p.queue.take(p.payload, keys)
 	if held {
 		// On hold nothing is sent (RFC 3264: the peer is recvonly or
 		// inactive) while the schedule and timestamps run on.
@@ -160,9 +161,9 @@ func (p *pacer) sendAt(now time.Time) {
 	payload := p.silence
 	p.header.Marker = false
 	if n > 0 {
-		p.payload = p.codec.Encode(p.payload[:0], p.frame[:])
+		copy(p.payload[n:], p.silence[n:]) // the end of a talkspurt
 		if p.onSent != nil {
-			p.onSent(now, p.frame[:])
+			p.onSent(now, p.codec.Decode(p.frame[:0], p.payload))
 		}
 		payload = p.payload
 		p.header.Marker = !p.talking

@@ -93,7 +93,7 @@ func TestPacerTalkspurtStartsAtOnceWithMarker(t *testing.T) {
 	// Audio arrives 7 ms after a tick: it must leave now, not 13 ms later.
 	r.clk.Advance(7 * time.Millisecond)
 	for i := 0; i < 3; i++ {
-		r.q.enqueue(ItemRef{ItemID: "item_1"}, tone160(1000))
+		r.q.enqueue(ItemRef{ItemID: "item_1"}, PCMU.Encode(nil, tone160(1000)))
 	}
 	r.p.talkspurt(r.clk.Now())
 	if len(r.sent) != silent+1 || !r.sent[silent].at.Equal(r.clk.Now()) {
@@ -166,8 +166,8 @@ func TestFlushStopsWithinAFrameAndAccounts(t *testing.T) {
 		}
 		return pcm
 	}
-	r.q.enqueue(ItemRef{ItemID: "a"}, loud(8000)) // 1 s
-	r.q.enqueue(ItemRef{ItemID: "b"}, loud(800))
+	r.q.enqueue(ItemRef{ItemID: "a"}, PCMU.Encode(nil, loud(8000))) // 1 s
+	r.q.enqueue(ItemRef{ItemID: "b"}, PCMU.Encode(nil, loud(800)))
 	r.p.talkspurt(r.clk.Now())
 	r.run(300*time.Millisecond, time.Millisecond)
 	played := r.q.flush(nil)
@@ -223,11 +223,11 @@ func TestSilencePadder(t *testing.T) {
 func TestPlayoutGrowsAndWraps(t *testing.T) {
 	q := newPlayout()
 	ref := ItemRef{ItemID: "x"}
-	var next int16
-	var want int16
-	frame := make([]int16, FrameSamples)
+	var next byte
+	var want byte
+	frame := make([]byte, FrameSamples)
 	for round := 0; round < 50; round++ {
-		chunk := make([]int16, 2400+round*97)
+		chunk := make([]byte, 2400+round*97)
 		for i := range chunk {
 			chunk[i] = next
 			next++
@@ -279,7 +279,7 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 	for i := range audio {
 		audio[i] = int16(1000 + 500*(i/FrameSamples))
 	}
-	r.q.enqueue(ItemRef{ItemID: "a"}, audio)
+	r.q.enqueue(ItemRef{ItemID: "a"}, PCMU.Encode(nil, audio))
 	r.p.talkspurt(r.clk.Now())
 	r.run(60*time.Millisecond, time.Millisecond) // 4 frames out
 	r.q.setPaused(true)
@@ -325,10 +325,10 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 // sizes enqueued and taken, and returns its chunks once empty.
 func TestPlayoutKeepsOrderAcrossChunks(t *testing.T) {
 	q := newPlayout()
-	var want []int16
-	next := int16(0)
+	var want []byte
+	next := byte(0)
 	for _, n := range []int{1, 159, 800, 801, 2000, 7, 3333} {
-		pcm := make([]int16, n)
+		pcm := make([]byte, n)
 		for i := range pcm {
 			next++
 			pcm[i] = next
@@ -336,14 +336,14 @@ func TestPlayoutKeepsOrderAcrossChunks(t *testing.T) {
 		q.enqueue(ItemRef{ItemID: "a"}, pcm)
 		want = append(want, pcm...)
 	}
-	var got []int16
-	frame := make([]int16, FrameSamples)
+	var got []byte
+	frame := make([]byte, FrameSamples)
 	for q.queued() > 0 {
 		n := q.pop(frame)
 		got = append(got, frame[:n]...)
 		if len(got) == 4000 {
 			// more arrives while playing
-			extra := []int16{-1, -2, -3}
+			extra := []byte{0xF1, 0xF2, 0xF3}
 			q.enqueue(ItemRef{ItemID: "a"}, extra)
 			want = append(want, extra...)
 		}

@@ -157,7 +157,7 @@ func TestSendDTMF(t *testing.T) {
 	if err := r.p.dtmf.add("1#"); err != nil {
 		t.Fatal(err)
 	}
-	r.q.enqueue(ItemRef{ItemID: "a"}, tone160(3000))
+	r.q.enqueue(ItemRef{ItemID: "a"}, PCMU.Encode(nil, tone160(3000)))
 	r.p.tick(r.clk.Now())
 	r.run(time.Second, time.Millisecond)
 	var events []rtp.Packet
@@ -212,5 +212,32 @@ func TestSendDTMF(t *testing.T) {
 	}
 	if err := r.p.dtmf.add(string(long)); err == nil {
 		t.Error("an unbounded key string was queued")
+	}
+}
+
+// Audio queued in one codec leaves in the new one after a re-INVITE
+// changed it mid-answer: the queue is recoded, not replayed wrongly.
+func TestQueuedAudioFollowsACodecChange(t *testing.T) {
+	var sent []rtp.Packet
+	s := NewSession(nil, Config{Peer: Peer{Codec: PCMU}, Log: zerolog.Nop(), Output: func(b []byte) error {
+		var p rtp.Packet
+		if err := p.Unmarshal(append([]byte(nil), b...)); err != nil {
+			return err
+		}
+		sent = append(sent, p)
+		return nil
+	}})
+	tone := tone160(3000)
+	s.Enqueue(ItemRef{ItemID: "a"}, tone)
+	s.SetPeer(Peer{Codec: PCMA})
+	s.Tick(time.Unix(1000, 0))
+	if len(sent) != 1 || sent[0].PayloadType != PCMA.PayloadType {
+		t.Fatalf("sent %d packets, first type %v; want one PCMA packet", len(sent), sent)
+	}
+	got := PCMA.Decode(nil, sent[0].Payload)
+	for i := range tone {
+		if d := int(got[i]) - int(tone[i]); d > 300 || d < -300 {
+			t.Fatalf("sample %d: %d, want about %d (the tone, through two codecs)", i, got[i], tone[i])
+		}
 	}
 }

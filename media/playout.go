@@ -21,7 +21,9 @@ type ItemPlayed struct {
 func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / SampleRate }
 
 // playout is the queue between the model's audio (arriving in bursts, faster
-// than real time) and the pacer (taking 160 samples every 20 ms). It is
+// than real time) and the pacer (taking 160 samples every 20 ms). It holds
+// the audio encoded, in the call's codec (G.711: a byte a sample, half
+// the memory of PCM, and nothing left to encode when the frame goes). It is
 // shared by the bridge goroutine (enqueue, flush) and the session's loop
 // (pop), hence the mutex; every operation is short.
 //
@@ -50,7 +52,7 @@ type span struct {
 const maxAccounts = 16
 
 // chunk holds 100 ms of queued audio.
-type chunk [SampleRate / 10]int16
+type chunk [SampleRate / 10]byte
 
 var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
@@ -58,9 +60,10 @@ func newPlayout() *playout {
 	return &playout{chunks: make([]*chunk, 0, 8)}
 }
 
-// enqueue appends pcm for item; it reports whether the queue was empty before
-// (the start of a talkspurt, which the pacer sends at once).
-func (p *playout) enqueue(ref ItemRef, pcm []int16) (wasEmpty bool) {
+// enqueue appends the encoded samples pcm for item; it reports whether the
+// queue was empty before (the start of a talkspurt, which the pacer sends
+// at once).
+func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
 	if len(pcm) == 0 {
 		return false
 	}
@@ -131,8 +134,9 @@ func (p *playout) accountFor(ref ItemRef) int {
 }
 
 // pop moves up to len(frame) samples into frame and returns how many; the
-// rest of frame is zeroed (the tail of a talkspurt is padded with silence).
-func (p *playout) pop(frame []int16) int {
+// rest of frame is left as it was (the caller pads the tail of a talkspurt
+// with its codec's silence).
+func (p *playout) pop(frame []byte) int {
 	n, _ := p.take(frame, false)
 	return n
 }
@@ -140,11 +144,10 @@ func (p *playout) pop(frame []int16) int {
 // take is pop for the pacer, in one lock: it also reports a call on hold
 // (nothing at all is to be sent), and with wait it leaves the queue alone
 // (keys are being sent; bot audio waits for them).
-func (p *playout) take(frame []int16, wait bool) (n int, held bool) {
+func (p *playout) take(frame []byte, wait bool) (n int, held bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held || p.paused || wait {
-		clear(frame)
 		return 0, p.held
 	}
 	n = min(len(frame), p.size)
@@ -154,7 +157,6 @@ func (p *playout) take(frame []int16, wait bool) (n int, held bool) {
 		got += k
 		at += k
 	}
-	clear(frame[n:])
 	p.drop(n)
 	for left := n; left > 0 && len(p.spans) > 0; {
 		s := &p.spans[0]
@@ -212,6 +214,20 @@ func (p *playout) flush(dst []ItemPlayed) []ItemPlayed {
 	p.drop(p.size)
 	p.paused = false
 	return dst
+}
+
+// recode turns the queued audio from one codec into another (a re-INVITE
+// changed the call's codec while the bot was talking).
+func (p *playout) recode(from, to Codec) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var pcm []int16
+	var out []byte
+	for _, c := range p.chunks {
+		pcm = from.Decode(pcm[:0], c[:])
+		out = to.Encode(out[:0], pcm)
+		copy(c[:], out)
+	}
 }
 
 // account returns the record of an item, if it is still known.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +80,8 @@ type Config struct {
 	// socket (benchmarks and tests). packet is only valid during the call.
 	Output func(packet []byte) error
 	Clock  clock.Clock
+	// Engine runs the session (nil: Run starts an engine of its own).
+	Engine *Engine
 	Log    zerolog.Logger
 }
 
@@ -125,8 +126,10 @@ type Session struct {
 	cfg  Config
 	conn *net.UDPConn
 
-	queue *playout
-	kick  chan struct{}
+	queue   *playout
+	rx      *socketReader // the socket's non-blocking reader, once running
+	tx      *socketWriter
+	running atomic.Bool // Start has handed the session to a worker
 
 	peer     atomic.Pointer[peerState]
 	latched  atomic.Pointer[latch]
@@ -152,6 +155,8 @@ type Session struct {
 	}
 	rmu      sync.Mutex // guards the reorderer's counters for Stats
 	pmu      sync.Mutex // guards the pacer (Stats reads its counters)
+	emu      sync.Mutex // guards encoded, Enqueue's scratch
+	encoded  []byte
 	pacer    *pacer
 	flushBuf []ItemPlayed
 
@@ -179,7 +184,6 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 		cfg:     cfg,
 		conn:    conn,
 		queue:   newPlayout(),
-		kick:    make(chan struct{}, 1),
 		reorder: newReorderer(cfg.ReorderWindow),
 		pcm:     make([]int16, 0, MaxPayload),
 		silence: make([]int16, FrameSamples),
@@ -194,6 +198,9 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s.out = cfg.Output
 	if s.out == nil {
 		s.out = s.sendToPeer
+		if conn != nil {
+			s.tx = newSocketWriter(conn)
+		}
 	}
 	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
 		binary.BigEndian.Uint32(seed[6:]), s.protect)
@@ -214,8 +221,10 @@ func (s *Session) sendToPeer(pkt []byte) error {
 	if !to.IsValid() || to.Addr().IsUnspecified() || to.Port() == 0 {
 		return nil
 	}
-	_, err := s.conn.WriteToUDPAddrPort(pkt, to)
-	return err
+	if s.tx == nil {
+		return nil // no socket: a session driven by tests
+	}
+	return s.tx.write(pkt, to)
 }
 
 // SetPeer changes the far end (a re-INVITE with a new address or codec, the
@@ -228,10 +237,13 @@ func (s *Session) SetPeer(p Peer) {
 	if next.crypto != nil && next.crypto.err != nil {
 		s.cfg.Log.Warn().Err(next.crypto.err).Msg("rtp: SRTP keys unusable; media stops")
 	}
+	s.emu.Lock() // no audio is encoded in the old codec from here on
 	s.peer.Store(next)
 	if p.Codec != s.pacer.codec {
+		s.queue.recode(s.pacer.codec, p.Codec)
 		s.pacer.setCodec(p.Codec)
 	}
+	s.emu.Unlock()
 	s.pacer.dtmfPT = p.DTMFPayloadType
 }
 
@@ -246,10 +258,7 @@ func (s *Session) Hold(held bool) {
 	s.held.Store(held) // the receive path's copy, read per packet without a lock
 	s.queue.setHeld(held)
 	if !held {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+		s.startTalkspurt()
 	}
 }
 
@@ -289,13 +298,23 @@ func (s *Session) LocalAddr() netip.AddrPort {
 	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Enqueue queues bot audio (PCM16 8 kHz) of one item for playout. pcm is copied.
+// Enqueue queues bot audio (PCM16 8 kHz) of one item for playout, encoded
+// in the call's codec. pcm is copied.
 func (s *Session) Enqueue(ref ItemRef, pcm []int16) {
-	if s.queue.enqueue(ref, pcm) {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
+	s.emu.Lock()
+	s.encoded = s.peer.Load().Codec.Encode(s.encoded[:0], pcm)
+	first := s.queue.enqueue(ref, s.encoded)
+	s.emu.Unlock()
+	if first {
+		s.startTalkspurt()
+	}
+}
+
+// EnqueuePayload is Enqueue for audio already in the call's codec (a
+// passthrough model's G.711): nothing is decoded or encoded.
+func (s *Session) EnqueuePayload(ref ItemRef, payload []byte) {
+	if s.queue.enqueue(ref, payload) {
+		s.startTalkspurt()
 	}
 }
 
@@ -318,10 +337,7 @@ func (s *Session) Pause() { s.queue.setPaused(true) }
 // Resume continues a paused playout where it stopped, as a new talkspurt.
 func (s *Session) Resume() {
 	s.queue.setPaused(false)
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
+	s.startTalkspurt()
 }
 
 // Paused reports whether playout is held.
@@ -357,53 +373,56 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
-// Run sends and receives until ctx ends, in one goroutine: each pacer
-// wake-up sends what is due, then takes the caller's packets waiting on the
-// socket. It returns once that loop has stopped; the caller then releases
-// the socket.
-func (s *Session) Run(ctx context.Context) error {
-	var rx *socketReader
+// Start hands the session to cfg.Engine's workers (or an engine of its
+// own when there is none), which send and receive from now on. The stop
+// func it returns ends that and returns once no worker touches the
+// session any more; the caller then releases the socket. A session starts
+// once.
+func (s *Session) Start() (stop func(), err error) {
 	if s.conn != nil {
 		r, err := newSocketReader(s.conn)
 		if err != nil {
-			return fmt.Errorf("rtp socket: %w", err)
+			return nil, fmt.Errorf("rtp socket: %w", err)
 		}
-		rx = r
+		s.rx = r
 	}
-	clk := s.cfg.Clock
-	var pkt rtp.Packet
+	e, own := s.cfg.Engine, false
+	if e == nil {
+		e, own = NewEngine(s.cfg.Clock, 1), true
+	}
+	w := e.add(s)
+	s.running.Store(true)
+	return func() {
+		s.running.Store(false)
+		w.remove(s)
+		if own {
+			e.Close()
+		}
+	}, nil
+}
+
+// Run is Start until ctx ends, then stop.
+func (s *Session) Run(ctx context.Context) error {
+	stop, err := s.Start()
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	return nil
+}
+
+// startTalkspurt sends queued audio at once, from the caller's goroutine,
+// when the bot was quiet: the first frame need not wait for the worker.
+// Before Run, nothing is sent (the call is not answered yet); the first
+// pass sends it.
+func (s *Session) startTalkspurt() {
+	if !s.running.Load() {
+		return
+	}
 	s.pmu.Lock()
-	s.pacer.tick(clk.Now())
-	wait := s.pacer.next().Sub(clk.Now())
+	s.pacer.talkspurt(s.cfg.Clock.Now())
 	s.pmu.Unlock()
-	timer := clk.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C():
-			s.pmu.Lock()
-			s.pacer.tick(clk.Now())
-			s.pmu.Unlock()
-		case <-s.kick:
-			s.pmu.Lock()
-			s.pacer.talkspurt(clk.Now())
-			s.pmu.Unlock()
-		}
-		if rx != nil {
-			// Calls share wake-up instants (the pacing grid): let the others
-			// due now send their frames before this one's receive work.
-			runtime.Gosched()
-			s.drain(rx, &pkt)
-		}
-		s.expire(clk.Now())
-		s.pmu.Lock()
-		wait := s.pacer.next().Sub(clk.Now())
-		s.pmu.Unlock()
-		timer.Stop()
-		timer.Reset(max(wait, 0))
-	}
 }
 
 // Tick runs the pacer as its loop would at now: it sends the frames due.

@@ -67,6 +67,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 		ReadBufferSize:   8 << 10, // a 100 ms delta fits; larger events are read past it; each call holds one
 		WriteBufferSize:  8 << 10, // a 100 ms append fits in one frame
 		Proxy:            http.ProxyFromEnvironment,
+		NetDialContext:   dialTCP,
 	}
 	ws, resp, err := d.DialContext(ctx, cfg.Endpoint.URL, cfg.Endpoint.Header)
 	if err != nil {
@@ -79,7 +80,7 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	}
 	ws.SetReadLimit(MaxEventBytes)
 	if cfg.EventBuffer <= 0 {
-		cfg.EventBuffer = 64
+		cfg.EventBuffer = 16 // a burst beyond waits in the socket: the reader blocks, nothing is lost
 	}
 	c := &Conn{
 		ws:      ws,

@@ -27,18 +27,27 @@ ulimit -n 65536 2>/dev/null || true
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 metric() { curl -s "http://127.0.0.1:18080/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $NF; exit}'; }
-# quantile q of the pacer lateness histogram, as the upper bound of its bucket (ms)
+# quantile q of the pacer lateness histogram, as the upper bound of its
+# bucket (ms): over the run so far, or (with a second, earlier scrape)
+# between the two scrapes
 lateness_q() {
-	curl -s "http://127.0.0.1:18080/metrics" | awk -v q="$1" '
-		/^voicebot_pacer_lateness_seconds_bucket/ { match($0, /le="[^"]+"/); le = substr($0, RSTART+4, RLENGTH-5); b[++n] = le; c[n] = $NF }
-		/^voicebot_pacer_lateness_seconds_count/ { total = $NF }
-		END { for (i = 1; i <= n; i++) if (c[i] >= q * total) { if (b[i] == "+Inf") print ">50"; else printf "%g\n", b[i] * 1000; exit } }'
+	awk -v q="$1" '
+		FNR == 1 { f++ }
+		/^voicebot_pacer_lateness_seconds_bucket/ { match($0, /le="[^"]+"/); le = substr($0, RSTART+4, RLENGTH-5); i = ++n[f]; b[i] = le; c[f, i] = $NF }
+		END { last = f; total = c[last, n[last]] - (f > 1 ? c[1, n[1]] : 0)
+			for (i = 1; i <= n[last]; i++) if (c[last, i] - (f > 1 ? c[1, i] : 0) >= q * total) { if (b[i] == "+Inf") print ">50"; else printf "%g\n", b[i] * 1000; exit } }' "${@:2}"
 }
+# the share of pacer sends at most 2 ms late (the target's bound) between two scrapes
+within_2ms() {
+	awk 'FNR == 1 { f++ } /^voicebot_pacer_lateness_seconds_bucket\{le="0.002"\}/ { w[f] = $NF } /^voicebot_pacer_lateness_seconds_count/ { c[f] = $NF }
+		END { if (c[2] > c[1]) printf "%.2f%%", 100 * (w[2] - w[1]) / (c[2] - c[1]); else print "?" }' "$1" "$2"
+}
+scrape() { curl -s "http://127.0.0.1:18080/metrics" >"$1"; echo "$(cpu_ticks $vb) $(date +%s.%N)" >"$1.cpu"; }
 
-echo "| N | transcode, append | calls ok/failed | CPU ms per call-second | RSS per call | pacer p50 | pacer p99 | pacer max | RTP lost (in) |"
+echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
-	VOICEBOT_PPROF=127.0.0.1:6061 "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
+	VOICEBOT_PPROF=127.0.0.1:6061 ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
 	demo=$!
 	cat >"$work/vb.yaml" <<YAML
 log: {level: info, format: json}
@@ -50,14 +59,14 @@ admission: {allow: [127.0.0.1]}
 agent: {tools: [end_call]}
 YAML
 	if [ -n "${TRANSCODE:-}" ]; then echo "audio: {transcode: $TRANSCODE}" >>"$work/vb.yaml"; fi
-	"$work/voicebot" -config "$work/vb.yaml" 2>"$work/vb.log" &
+	${PIN:+taskset -c 1} "$work/voicebot" -config "$work/vb.yaml" 2>"$work/vb.log" &
 	vb=$!
 	for _ in $(seq 50); do grep -q "voicebot ready" "$work/vb.log" && break; sleep 0.1; done
 	sleep 1
 	idle=$(rss_kib $vb)
 	cpu0=$(cpu_ticks $vb)
 	t0=$(date +%s.%N)
-	(cd "$work/sipp" && sipp -sf "$root/test/sipp/uac_load.xml" 127.0.0.1:15060 -i 127.0.0.1 -p 15090 -mp 16000 \
+	(cd "$work/sipp" && ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} sipp -sf "$root/test/sipp/uac_load.xml" 127.0.0.1:15060 -i 127.0.0.1 -p 15090 -mp 16000 \
 		-r 50 -l "$n" -m "$n" -nostdin -timeout 120s >/dev/null 2>&1 || true) &
 	sippjob=$!
 	peak=$idle
@@ -69,6 +78,10 @@ YAML
 		# a pprof build (TAGS=pprof): the heap mid-run, beside the perf profile
 		(sleep 15; curl -s "http://127.0.0.1:6060/debug/pprof/heap" -o "${PROFILE:-/tmp/vb}.$n.heap"; curl -s "http://127.0.0.1:6060/debug/pprof/goroutine?debug=1" -o "${PROFILE:-/tmp/vb}.$n.goroutines"; curl -s "http://127.0.0.1:18080/metrics" -o "${PROFILE:-/tmp/vb}.$n.metrics") &
 	fi
+	# The steady state: from 3 s after the last call started (50 a second)
+	# to 27 s, before the first calls end; no call setup in the window.
+	rm -f "$work/steady1" "$work/steady2"
+	(sleep $(awk -v n="$n" 'BEGIN {print n / 50 + 3}'); scrape "$work/steady1"; sleep $(awk -v n="$n" 'BEGIN {print 24 - n / 50}'); scrape "$work/steady2") &
 	while kill -0 $sippjob 2>/dev/null; do
 		r=$(rss_kib $vb); [ "$r" -gt "$peak" ] && peak=$r
 		sleep 1
@@ -82,10 +95,16 @@ YAML
 	callsec=$(awk -v n="$ok" 'BEGIN {print n * 30.8}')
 	cpu_ms=$(awk -v a="$cpu0" -v b="$cpu1" -v hz="$hz" -v cs="$callsec" 'BEGIN { if (cs > 0) printf "%.3f", (b - a) * 1000 / hz / cs; else print "n/a" }')
 	per_call=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN { printf "%.0f KiB", (p - i) / n }')
-	p50=$(lateness_q 0.5); p99=$(lateness_q 0.99)
+	scrape "$work/end"
+	p50=$(lateness_q 0.5 "$work/end"); p99=$(lateness_q 0.99 "$work/end")
+	steady_p99="?"; steady_cpu="?"
+	if [ -s "$work/steady2" ] && [ "$(awk -v n="$n" 'BEGIN {print (24 - n / 50 > 2)}')" = 1 ]; then
+		steady_p99="$(lateness_q 0.99 "$work/steady1" "$work/steady2") ms ($(within_2ms "$work/steady1" "$work/steady2") ≤ 2 ms)"
+		steady_cpu=$(awk -v n="$n" -v hz="$(getconf CLK_TCK)" 'NR == 1 {c0 = $1; t0 = $2} NR == 2 {printf "%.3f", ($1 - c0) * 1000 / hz / (n * ($2 - t0))}' "$work/steady1.cpu" "$work/steady2.cpu")
+	fi
 	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
-	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms | $per_call | ≤ $p50 ms | ≤ $p99 ms | ${maxlate:-?} ms | ${lost:-?} |"
+	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} |"
 	kill -TERM $vb; wait $vb 2>/dev/null || true
 	kill -TERM $demo; wait $demo 2>/dev/null || true
 	sleep 1

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/voicebot/voicebot/api"
 	"github.com/voicebot/voicebot/bridge"
+	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/memory"
@@ -185,6 +187,9 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 	if memStore != nil {
 		defer memStore.Close()
 	}
+	// One media worker per core serves every call's RTP.
+	mediaEngine := media.NewEngine(clock.Real{}, runtime.GOMAXPROCS(0))
+	defer mediaEngine.Close()
 	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
 	br := bridge.New(bridge.Config{
 		Model:          model,
@@ -207,6 +212,7 @@ func serve(ctx context.Context, cfg config.Config, log zerolog.Logger, opts serv
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
 		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
 		Ports:              ports,
+		Media:              mediaEngine,
 		ReorderWindow:      cfg.Media.ReorderWindow,
 		InputSilenceAfter:  cfg.Media.InputSilenceAfter.D(),
 		SymmetricRTP:       symmetric[cfg.Media.SymmetricRTP],

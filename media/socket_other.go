@@ -33,3 +33,13 @@ func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Ti
 	}
 	return r.buf[:n], from, time.Now(), true, nil
 }
+
+// socketWriter sends the call's packets (the ordinary way outside Linux).
+type socketWriter struct{ conn *net.UDPConn }
+
+func newSocketWriter(conn *net.UDPConn) *socketWriter { return &socketWriter{conn: conn} }
+
+func (w *socketWriter) write(pkt []byte, to netip.AddrPort) error {
+	_, err := w.conn.WriteToUDPAddrPort(pkt, to)
+	return err
+}

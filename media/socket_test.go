@@ -91,3 +91,44 @@ func TestPacersShareTheGrid(t *testing.T) {
 		}
 	}
 }
+
+// The writer reaches IPv4 and IPv6 peers, from sockets of either family
+// (a dual-stack socket sends to IPv4 as mapped addresses), allocation-free.
+func TestSocketWriterReachesEitherFamily(t *testing.T) {
+	for _, c := range []struct{ name, local, peer string }{
+		{"v4", "127.0.0.1", "127.0.0.1"},
+		{"v6", "::1", "::1"},
+		{"dual-stack to v4", "::", "127.0.0.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(c.local), 0)))
+			if err != nil {
+				t.Skipf("no socket on %s: %v", c.local, err)
+			}
+			defer conn.Close()
+			peer, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(c.peer), 0)))
+			if err != nil {
+				t.Skipf("no socket on %s: %v", c.peer, err)
+			}
+			defer peer.Close()
+			w := newSocketWriter(conn)
+			if !w.usable {
+				t.Fatal("the raw path is not used")
+			}
+			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+			if err := w.write([]byte{1, 2, 3}, to); err != nil {
+				t.Fatal(err)
+			}
+			_ = peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 16)
+			n, _, err := peer.ReadFromUDPAddrPort(buf)
+			if err != nil || n != 3 || buf[2] != 3 {
+				t.Fatalf("peer read %v %v", buf[:n], err)
+			}
+			pkt := []byte{4}
+			if allocs := testing.AllocsPerRun(50, func() { _ = w.write(pkt, to) }); allocs != 0 {
+				t.Errorf("%v allocations per packet", allocs)
+			}
+		})
+	}
+}
