@@ -5,12 +5,17 @@
 # process whose model, the demo, runs in a process of its own. Reported per
 # N: voicebot's CPU time per call-second, RSS per call, pacer lateness
 # (p50/p99 as histogram bucket bounds, max from the calls' logs), RTP loss,
-# failed calls. It stops by itself.
+# failed calls; CPU and p99 also for the steady state alone (every call up,
+# none ending: no call setup in the window), with the share of frames sent
+# within 2 ms. It stops by itself.
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
 #   APPEND=100ms test/load.sh ...             (caller audio batched per append)
 #   PROFILE=/tmp/vb test/load.sh 200          (perf profile mid-run: /tmp/vb.200.data)
 #   TAGS=pprof test/load.sh 200               (Go heap profile mid-run: /tmp/vb.200.heap)
+#   PIN=1 test/load.sh 200                    (voicebot on core 1, SIPp and the demo on core 0:
+#                                              the load generator does not take voicebot's CPU)
+#   LOADNICE=10 test/load.sh 200              (SIPp and the demo at a lower priority)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
