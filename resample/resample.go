@@ -7,6 +7,7 @@ package resample
 import (
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // Quality figures the design is built for: the telephone band passes flat and
@@ -56,6 +57,22 @@ func New(inRate, outRate int) (*Resampler, error) {
 	if up == 1 && down == 1 {
 		return r, nil
 	}
+	r.phases = filterFor(inRate, outRate, up, down)
+	r.taps = len(r.phases[0])
+	r.hist = make([]float32, r.taps-1, r.taps-1+480)
+	return r, nil
+}
+
+// filters holds each rate pair's polyphase branches, designed once and
+// shared: they are read-only, and every call needs the same two.
+var filters sync.Map // [2]int{in, out} → [][]float32
+
+// filterFor designs, or finds, the polyphase branches for in → out.
+func filterFor(inRate, outRate, up, down int) [][]float32 {
+	key := [2]int{inRate, outRate}
+	if f, ok := filters.Load(key); ok {
+		return f.([][]float32)
+	}
 	// The prototype runs at the intermediate rate inRate*up. Its cut-off sits
 	// between the voice band and the narrower rate's Nyquist frequency, so the
 	// transition band is PassbandHz … narrowRate/2.
@@ -73,18 +90,18 @@ func New(inRate, outRate int) (*Resampler, error) {
 	// Round the length up to a multiple of up so every phase has the same number of taps.
 	n = (n + up - 1) / up * up
 	h := design(n, high, cutoff, kaiserBeta(StopbandAttenuationDB), float64(up))
-	r.taps = n / up
-	r.phases = make([][]float32, up)
+	taps := n / up
+	phases := make([][]float32, up)
 	for p := 0; p < up; p++ {
-		ph := make([]float32, r.taps)
-		for k := 0; k < r.taps; k++ {
+		ph := make([]float32, taps)
+		for k := 0; k < taps; k++ {
 			// Branch p uses h[p + k·up] on x[n-k]; store reversed for a forward dot product.
-			ph[r.taps-1-k] = float32(h[p+k*up])
+			ph[taps-1-k] = float32(h[p+k*up])
 		}
-		r.phases[p] = ph
+		phases[p] = ph
 	}
-	r.hist = make([]float32, r.taps-1, r.taps-1+480)
-	return r, nil
+	f, _ := filters.LoadOrStore(key, phases)
+	return f.([][]float32)
 }
 
 // MustNew is New for rate pairs fixed in code; it panics on a bad pair.
