@@ -1,8 +1,8 @@
 package record
 
 import (
-	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -12,15 +12,24 @@ import (
 // side's frames land at the sample their time says, so the two line up
 // whatever the network did; gaps are silence. A window of a few seconds is
 // kept in memory and written out as time moves on.
+//
+// The frames come from the media workers, which serve many calls: a slow
+// disk must not hold them up. The file is written by a goroutine of the
+// recording's own, in 64 KiB chunks (2 s of audio); if the disk falls 16 s
+// behind, the recording stops (logged at its end) and the calls go on.
 type wavWriter struct {
 	mu      sync.Mutex
 	f       *os.File
-	w       *bufio.Writer
-	base    int64    // the first sample in window
-	window  []int16  // interleaved, 2 per sample
-	highest int64    // one past the last sample either side wrote
-	written int64    // samples on disk
-	next    [2]int64 // where each side's stream goes on
+	write   func([]byte) (int, error) // the file's Write (tests slow it down)
+	handed  int64                     // bytes handed to the writer, header included
+	chunk   []byte                    // encoded samples not yet handed to the writer
+	chunks  chan []byte               // to the writer
+	free    chan []byte               // back from it
+	done    chan error                // the writer's end, with its first error
+	base    int64                     // the first sample in window
+	window  []int16                   // interleaved, 2 per sample
+	highest int64                     // one past the last sample either side wrote
+	next    [2]int64                  // where each side's stream goes on
 	err     error
 }
 
@@ -36,14 +45,61 @@ const (
 	wavFlush  = 2 * wavRate // written out once the window is this far ahead
 )
 
+const (
+	wavChunk  = 64 << 10
+	wavQueued = 8 // chunks waiting for the disk before the recording gives up
+)
+
+// errSlowDisk stops a recording whose disk cannot keep up.
+var errSlowDisk = errors.New("the disk fell behind; recording stopped")
+
 func newWAVWriter(path string) (*wavWriter, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return nil, err
 	}
-	w := &wavWriter{f: f, w: bufio.NewWriterSize(f, 64<<10), window: make([]int16, 2*wavWindow)}
-	w.w.Write(wavHeader(0))
+	w := &wavWriter{f: f, write: f.Write, window: make([]int16, 2*wavWindow), chunk: make([]byte, 0, wavChunk),
+		chunks: make(chan []byte, wavQueued), free: make(chan []byte, wavQueued+1), done: make(chan error, 1)}
+	w.chunk = append(w.chunk, wavHeader(0)...)
+	go w.writeFile()
 	return w, nil
+}
+
+// writeFile writes the chunks handed to it, in order, until close.
+func (w *wavWriter) writeFile() {
+	var first error
+	for b := range w.chunks {
+		if first == nil {
+			if _, err := w.write(b); err != nil {
+				first = err
+			}
+		}
+		select {
+		case w.free <- b[:0]:
+		default:
+		}
+	}
+	w.done <- first
+}
+
+// handOff passes the filled chunk to the writer. Caller holds mu.
+func (w *wavWriter) handOffLocked() {
+	if len(w.chunk) == 0 {
+		return
+	}
+	select {
+	case w.chunks <- w.chunk:
+		w.handed += int64(len(w.chunk))
+	default:
+		w.err = errSlowDisk
+		w.chunk = w.chunk[:0]
+		return
+	}
+	select {
+	case w.chunk = <-w.free:
+	default:
+		w.chunk = make([]byte, 0, wavChunk)
+	}
 }
 
 // add writes pcm at sample index at of channel ch (0 left, 1 right).
@@ -77,31 +133,32 @@ func (w *wavWriter) add(ch int, at int64, pcm []int16) {
 
 // flushLocked writes the window's first n samples and shifts it.
 func (w *wavWriter) flushLocked(n int64) {
-	var b [4]byte
-	for i := int64(0); i < n; i++ {
-		binary.LittleEndian.PutUint16(b[0:], uint16(w.window[2*i]))
-		binary.LittleEndian.PutUint16(b[2:], uint16(w.window[2*i+1]))
-		if _, err := w.w.Write(b[:]); err != nil {
-			w.err = err
-			return
+	for i := int64(0); i < n && w.err == nil; i++ {
+		w.chunk = binary.LittleEndian.AppendUint16(w.chunk, uint16(w.window[2*i]))
+		w.chunk = binary.LittleEndian.AppendUint16(w.chunk, uint16(w.window[2*i+1]))
+		if len(w.chunk) >= wavChunk {
+			w.handOffLocked()
 		}
 	}
 	copy(w.window, w.window[2*n:])
 	clear(w.window[len(w.window)-int(2*n):])
 	w.base += n
-	w.written += n
 }
 
 func (w *wavWriter) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.highest > w.base {
+	if w.highest > w.base && w.err == nil {
 		w.flushLocked(w.highest - w.base)
 	}
-	if err := w.w.Flush(); err != nil && w.err == nil {
+	if w.err == nil {
+		w.handOffLocked()
+	}
+	close(w.chunks)
+	if err := <-w.done; err != nil && w.err == nil {
 		w.err = err
 	}
-	if _, err := w.f.WriteAt(wavHeader(w.written), 0); err != nil && w.err == nil {
+	if _, err := w.f.WriteAt(wavHeader(max(w.handed-44, 0)/4), 0); err != nil && w.err == nil {
 		w.err = err
 	}
 	if err := w.f.Close(); err != nil && w.err == nil {
