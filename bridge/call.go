@@ -14,7 +14,6 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
-	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/resample"
@@ -88,7 +87,7 @@ type callState struct {
 	hist *history
 	// recall brings the caller's earlier turns, once, from the memory
 	// store (nil: the call is not remembered, or they are already in hist).
-	recall chan []memory.Turn
+	recall chan recalled
 	// remembered is how many earlier turns the model was given.
 	remembered int
 	rec        *record.Call // nil: not recorded

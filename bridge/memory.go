@@ -8,6 +8,12 @@ import (
 	"github.com/voicebot/voicebot/record"
 )
 
+// recalled is what the store answered for the caller.
+type recalled struct {
+	turns []memory.Turn
+	err   error
+}
+
 // remembers reports whether this call reads and keeps caller memory.
 func (c *callState) remembers() bool {
 	return c.cfg.Memory != nil && c.profile.Memory.Enabled && c.setup.MemoryID != ""
@@ -20,7 +26,7 @@ func (c *callState) startRecall(ctx context.Context, wg *sync.WaitGroup) {
 	if !c.remembers() {
 		return
 	}
-	c.recall = make(chan []memory.Turn, 1)
+	c.recall = make(chan recalled, 1)
 	policy := c.profile.Memory
 	since := c.clock.Now().Add(-policy.MaxAge)
 	wg.Add(1)
@@ -29,9 +35,8 @@ func (c *callState) startRecall(ctx context.Context, wg *sync.WaitGroup) {
 		turns, err := c.cfg.Memory.Recent(ctx, c.setup.MemoryID, since, policy.MaxTurns)
 		if err != nil {
 			c.log.Debug().Err(err).Msg("memory: not recalled; the call goes on without it")
-			turns = nil
 		}
-		c.recall <- turns
+		c.recall <- recalled{turns, err}
 	}()
 }
 
@@ -41,11 +46,18 @@ func (c *callState) recallMemory() {
 	if c.recall == nil {
 		return
 	}
-	turns := memory.Budget(<-c.recall, c.profile.Memory.MaxChars)
+	r := <-c.recall
 	c.recall = nil
-	if len(turns) == 0 {
+	if r.err != nil {
+		c.cfg.Metrics.Memory("failed")
 		return
 	}
+	turns := memory.Budget(r.turns, c.profile.Memory.MaxChars)
+	if len(turns) == 0 {
+		c.cfg.Metrics.Memory("new")
+		return
+	}
+	c.cfg.Metrics.Memory("recalled")
 	c.hist.remember(turns)
 	items := c.hist.replay()
 	for _, it := range items {
@@ -69,7 +81,9 @@ func (c *callState) rememberCall() {
 	}
 	if err := c.cfg.Memory.Append(context.Background(), c.setup.MemoryID, turns); err != nil {
 		c.log.Debug().Err(err).Msg("memory: this call not kept")
+		c.cfg.Metrics.Memory("failed")
 		return
 	}
+	c.cfg.Metrics.Memory("kept")
 	c.log.Debug().Int("turns", len(turns)).Msg("memory: call kept")
 }

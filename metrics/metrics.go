@@ -37,6 +37,7 @@ type Metrics struct {
 	truncates       prometheus.Counter
 	reconnects      *prometheus.CounterVec
 	rollovers       prometheus.Counter
+	memory          *prometheus.CounterVec
 	modelErrors     *prometheus.CounterVec
 	tools           *prometheus.CounterVec
 
@@ -78,6 +79,8 @@ func New() *Metrics {
 		Help: "Lost model connections, by result: resumed, or failed (the budget ran out)."}, []string{"result"})
 	m.rollovers = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voicebot", Name: "model_rollovers_total",
 		Help: "Model sessions replaced before they expired."})
+	m.memory = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "memory_total",
+		Help: "Caller memory, by event: recalled (earlier turns given to the model), new (a caller with none), kept (a call stored), failed (the store did not answer; the call went on without)."}, []string{"event"})
 	m.modelErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "model_errors_total",
 		Help: "Error events from the model, by code."}, []string{"code"})
 	m.tools = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "tool_calls_total",
@@ -86,7 +89,7 @@ func New() *Metrics {
 		"How late each 20 ms frame was sent against its exact schedule.", nil, nil)
 	m.reg.MustRegister(m.callsActive, m.callsTotal, m.callDuration, m.sipResponses, m.rtpPackets, m.rtpLost, m.jitter,
 		m.responseLatency, m.bargeIns, m.bargeInStop, m.truncates, m.reconnects, m.rollovers, m.modelErrors, m.tools,
-		&m.lateness, (*funcCollector)(m),
+		m.memory, &m.lateness, (*funcCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, d := range []string{"inbound", "outbound"} {
 		m.callsActive.WithLabelValues(d)
@@ -184,6 +187,13 @@ func (m *Metrics) Reconnect(resumed bool) {
 func (m *Metrics) Rollover() {
 	if m != nil {
 		m.rollovers.Inc()
+	}
+}
+
+// Memory counts a caller memory event: recalled, new, kept or failed.
+func (m *Metrics) Memory(event string) {
+	if m != nil {
+		m.memory.WithLabelValues(event).Inc()
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -146,6 +148,26 @@ func TestCallerIsRememberedAcrossCalls(t *testing.T) {
 	late := talkAndHangUp(t, r, "+15550100", 9)
 	if got := beforeGreeting(t, late); len(got) != 0 {
 		t.Errorf("after the TTL the session got %q", got)
+	}
+	turns, _ := db.Recent(context.Background(), "+15550100", time.Time{}, 100)
+	for _, turn := range turns {
+		if age := time.Since(turn.At); age > 11*time.Second { // TTL, a sweep interval, slack
+			t.Errorf("a turn %v old is still stored: %+v", age.Round(time.Second), turn)
+		}
+	}
+	// Four calls: one recalled, three with nothing to recall; the fourth's
+	// turns may still be on their way to the store.
+	waitFor(t, "the last call kept", 3*time.Second, func() bool { return kept("+15550100") > 0 })
+	res, err := http.Get("http://" + r.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`voicebot_memory_total{event="recalled"} 1`, `voicebot_memory_total{event="new"} 3`, `voicebot_memory_total{event="kept"} 4`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
 
