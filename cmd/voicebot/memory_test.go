@@ -62,12 +62,12 @@ func greetingPrompt(t *testing.T, s *realtimetest.Session) string {
 
 // talkAndHangUp places a call from number, says something once the
 // greeting is heard, waits for the echo, and hangs up.
-func talkAndHangUp(t *testing.T, r *rig, number string, seed int) *realtimetest.Session {
+func talkAndHangUp(t *testing.T, r *rig, number string, seed int, headers ...string) *realtimetest.Session {
 	t.Helper()
 	sessions := len(r.server.Sessions())
 	c := r.caller()
 	c.FromUser = number
-	if res, err := c.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
+	if res, err := c.Invite("", 5*time.Second, headers...); err != nil || res.StatusCode != 200 {
 		t.Fatalf("INVITE from %s: %v %v", number, res, err)
 	}
 	waitFor(t, "greeting", 5*time.Second, func() bool { return rmsOf(audible(c.Received())) > 100 })
@@ -168,6 +168,27 @@ func TestCallerIsRememberedAcrossCalls(t *testing.T) {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// A profile may key memory on a header the IVR sets (an account id), not
+// on the number: the same account from another phone is remembered, and a
+// call without the header is not.
+func TestMemoryByIdentityHeader(t *testing.T) {
+	r := startRig(t, func(c *config.Config) {
+		c.Agent.Memory.Enabled = true
+		c.Agent.Memory.Identity = "X-Account-ID"
+		c.Memory.Path = filepath.Join(t.TempDir(), "memory.db")
+	}, nil)
+	talkAndHangUp(t, r, "+15550100", 3, "X-Account-ID: ACCT-42")
+	waitFor(t, "the call kept", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), "memory: call kept") })
+	other := talkAndHangUp(t, r, "+15550177", 5, "X-Account-ID: acct-42")
+	if got := beforeGreeting(t, other); len(got) < 3 {
+		t.Errorf("the same account from another number got %q", got)
+	}
+	bare := talkAndHangUp(t, r, "+15550100", 7)
+	if got := beforeGreeting(t, bare); len(got) != 0 {
+		t.Errorf("a call without the header got %q", got)
 	}
 }
 
