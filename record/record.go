@@ -70,14 +70,15 @@ type Call struct {
 	id    string
 	start time.Time
 
-	mu     sync.Mutex
-	file   *os.File
-	w      *bufio.Writer
-	events []Event
-	subs   map[chan Event]struct{}
-	closed bool
-	wav    *wavWriter
-	base   string // the files' path without extension; "" without files
+	mu       sync.Mutex
+	file     *os.File
+	w        *bufio.Writer
+	events   []Event
+	subs     map[chan Event]struct{}
+	closed   bool // ended: no more events
+	finished bool // and its files are complete: live feeds end
+	wav      *wavWriter
+	base     string // the files' path without extension; "" without files
 }
 
 // Start opens a call's record with its first event ("call", with meta).
@@ -191,7 +192,7 @@ func (c *Call) Subscribe() (past []Event, live <-chan Event, cancel func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	past = append([]Event(nil), c.events...)
-	if c.closed {
+	if c.finished {
 		close(ch)
 		return past, ch, func() {}
 	}
@@ -240,10 +241,6 @@ func (c *Call) End(final Event) {
 	c.Emit("ended", final)
 	c.mu.Lock()
 	c.closed = true
-	for ch := range c.subs {
-		close(ch)
-	}
-	c.subs = nil
 	if c.w != nil {
 		c.w.Flush()
 		c.file.Close()
@@ -260,6 +257,15 @@ func (c *Call) End(final Event) {
 			c.store.cfg.Log.Warn().Err(err).Str("call_id", c.id).Msg("records: recording not finished")
 		}
 	}
+	// The live feeds end only now: whoever follows one may fetch the files
+	// the moment it ends, and finds them complete.
+	c.mu.Lock()
+	c.finished = true
+	for ch := range c.subs {
+		close(ch)
+	}
+	c.subs = nil
+	c.mu.Unlock()
 	s := c.store
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
 
@@ -78,5 +79,42 @@ func TestWAVWritesEverySample(t *testing.T) {
 		if l != int16(i) || r != int16(-i) {
 			t.Errorf("frame %d: left %d right %d", i, l, r)
 		}
+	}
+}
+
+// A live feed ends only once the call's files are complete: whoever
+// follows it may fetch the recording the moment it ends.
+func TestLiveFeedEndsAfterTheFilesAreComplete(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStore(Config{Dir: dir, WAV: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Start("slow-disk", Event{"direction": "inbound"})
+	_, live, cancel := c.Subscribe()
+	defer cancel()
+	write := c.wav.write
+	c.wav.write = func(b []byte) (int, error) { time.Sleep(100 * time.Millisecond); return write(b) }
+	start := time.Now()
+	frame := make([]int16, 160)
+	for i := range frame {
+		frame[i] = 1000
+	}
+	for i := 0; i < 5*50; i++ { // 5 s of the bot
+		c.BotAudio(start.Add(time.Duration(i)*20*time.Millisecond), frame)
+	}
+	go c.End(Event{"outcome": "caller hung up"})
+	for range live {
+	}
+	wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*.wav"))
+	if len(wavs) != 1 {
+		t.Fatalf("recordings %v", wavs)
+	}
+	data, _ := os.ReadFile(wavs[0])
+	if want := 44 + 5*8000*4; len(data) < want {
+		t.Fatalf("the feed ended with %d bytes of the recording on disk, want %d", len(data), want)
+	}
+	if got := int(binary.LittleEndian.Uint32(data[40:44])); got != len(data)-44 {
+		t.Errorf("header says %d data bytes, the file has %d", got, len(data)-44)
 	}
 }
