@@ -241,12 +241,18 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	}
 	// The media session exists from here so the greeting's audio can queue;
 	// it starts sending only once the call is answered.
-	c.media = media.NewSession(conn, media.Config{
+	mcfg := media.Config{
 		Peer:          b.peer(setup.Media),
 		ReorderWindow: b.cfg.ReorderWindow, InputSilenceAfter: b.cfg.InputSilenceAfter,
-		OnAudio: c.callerAudio, OnPayload: c.callerPayloadFunc(), OnDTMF: c.rtpKey, OnSent: c.botAudio, Clock: b.cfg.Clock, Log: log,
+		OnAudio: c.callerAudio, OnPayload: c.callerPayloadFunc(), OnDTMF: c.rtpKey, Clock: b.cfg.Clock, Log: log,
 		Engine: b.cfg.Media,
-	})
+	}
+	if c.rec.Recording() {
+		// The playout holds G.711: a frame is decoded back to PCM only
+		// for a recording.
+		mcfg.OnSent = c.rec.BotAudio
+	}
+	c.media = media.NewSession(conn, mcfg)
 	call.Observe(c)
 
 	callCtx, cancel := context.WithCancel(ctx)
@@ -261,20 +267,23 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			stopMedia() // before the port is released
 		}
 	}()
-	runMedia := func() {
+	runMedia := func() error {
 		stop, err := c.media.Start()
 		if err != nil {
 			log.Error().Err(err).Msg("call: RTP socket unusable")
-			return
+			return err
 		}
 		stopMedia = stop
+		return nil
 	}
 	var answered chan error
 	if setup.Outbound {
 		// Ring while the model session opens. Nothing is sent or heard until
 		// the callee answers: early media is ringback, not a caller.
 		c.media.Hold(true)
-		runMedia()
+		if runMedia() != nil {
+			return // not placed yet: nobody is left waiting
+		}
 		answered = make(chan error, 1)
 		wg.Add(1)
 		go func() {
@@ -326,7 +335,10 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			err = ctx.Err()
 		}
 	} else {
-		runMedia()
+		if runMedia() != nil {
+			_ = call.Reject(500, "Server Internal Error (no media)")
+			return
+		}
 		err = call.Answer(callCtx, int(c.media.LocalAddr().Port()))
 	}
 	if err != nil {

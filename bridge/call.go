@@ -28,7 +28,7 @@ type modelConn interface {
 }
 
 // callState is owned by the bridge loop goroutine (run). The caller path
-// (upstream) runs on the media loop and shares with it only the
+// (upstream) runs on a media worker and shares with it only the
 // connection's send queue and the energy detector's atomic counters. SIP
 // goroutines reach it through the Observer methods, which only touch the
 // (goroutine-safe) media session and channels.
@@ -518,7 +518,7 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
 }
 
-// rtpKey takes a key press from the media loop. A flood beyond
+// rtpKey takes a key press from a media worker. A flood beyond
 // the channel's room is dropped here rather than stalling the RTP reader.
 func (c *callState) rtpKey(digit rune, _ time.Duration) {
 	select {
@@ -568,18 +568,11 @@ func (c *callState) callerPayload(g711 []byte) {
 	c.up.writeRaw(g711)
 }
 
-// callerAudio takes the caller's audio from the media loop:
+// callerAudio takes the caller's audio from a media worker:
 // into the recording, then to the model.
 func (c *callState) callerAudio(pcm []int16) {
 	if c.rec.Recording() {
 		c.rec.CallerAudio(c.clock.Now(), pcm)
 	}
 	c.up.write(pcm)
-}
-
-// botAudio takes each frame of bot audio the pacer sent, for the recording.
-func (c *callState) botAudio(at time.Time, pcm []int16) {
-	if c.rec.Recording() {
-		c.rec.BotAudio(at, pcm)
-	}
 }

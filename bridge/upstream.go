@@ -17,7 +17,7 @@ type sender interface {
 
 // upstream is the caller → model path: PCM16 8 kHz frames in, resampled to
 // 24 kHz, batched to the append interval, out as input_audio_buffer.append
-// events. It runs on the media loop and allocates nothing per
+// events. It runs on a media worker and allocates nothing per
 // frame once warm.
 type upstream struct {
 	rs      *resample.Resampler

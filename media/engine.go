@@ -135,7 +135,7 @@ func (w *worker) serve(now time.Time) {
 	}
 	for _, s := range w.due {
 		if s.rx != nil {
-			s.drain(s.rx, &w.pkt)
+			s.drain(&w.pkt)
 		}
 		s.expire(w.e.clk.Now())
 	}

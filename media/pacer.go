@@ -17,8 +17,9 @@ import (
 // instant with one thread wake instead of one each. The frame after a
 // talkspurt's first follows it by 18 to 20 ms.
 //
-// pacer holds no goroutine or clock of its own: Session's loop calls tick and
-// talkspurt with the time, which keeps it testable on a fake clock.
+// pacer holds no goroutine or clock of its own: a media worker calls tick,
+// and Session talkspurt, with the time, which keeps it testable on a fake
+// clock.
 type pacer struct {
 	onSent  func(at time.Time, pcm []int16) // each frame of bot audio sent, for recordings
 	codec   Codec

@@ -24,7 +24,7 @@ func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / SampleRate }
 // than real time) and the pacer (taking 160 samples every 20 ms). It holds
 // the audio encoded, in the call's codec (G.711: a byte a sample, half
 // the memory of PCM, and nothing left to encode when the frame goes). It is
-// shared by the bridge goroutine (enqueue, flush) and the session's loop
+// shared by the bridge goroutine (enqueue, flush) and the media worker
 // (pop), hence the mutex; every operation is short.
 //
 // The audio is kept in chunks from a pool all calls share: a call holds

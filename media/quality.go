@@ -27,7 +27,7 @@ func (h *LatenessHistogram) observe(late time.Duration) {
 }
 
 // jitter is the RFC 3550 §6.4.1 interarrival jitter estimate of the
-// caller's stream, in timestamp units, kept by the session's loop.
+// caller's stream, in timestamp units, kept by the media worker.
 type jitter struct {
 	j         float64
 	prev      float64 // the last packet's transit time

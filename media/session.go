@@ -64,14 +64,14 @@ type Config struct {
 	// InputSilenceAfter is the RTP gap after which silence is fed to OnAudio.
 	InputSilenceAfter time.Duration
 	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
-	// the session's loop. pcm is only valid during the call.
+	// the media worker. pcm is only valid during the call.
 	OnAudio func(pcm []int16)
 	// OnPayload, when set, receives the caller's audio as the codec's bytes
 	// (G.711, one byte per sample) instead of OnAudio's PCM: the model
 	// takes G.711 itself, and nothing is decoded. Silence is the codec's.
 	OnPayload func(payload []byte)
 	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
-	// session's loop.
+	// media worker.
 	OnDTMF func(digit rune, duration time.Duration)
 	// OnSent, if set, receives each 20 ms frame of bot audio as it is sent
 	// (PCM16 8 kHz, valid during the call only), from the pacer.
@@ -80,7 +80,7 @@ type Config struct {
 	// socket (benchmarks and tests). packet is only valid during the call.
 	Output func(packet []byte) error
 	Clock  clock.Clock
-	// Engine runs the session (nil: Run starts an engine of its own).
+	// Engine runs the session (nil: Start starts an engine of its own).
 	Engine *Engine
 	Log    zerolog.Logger
 }
@@ -135,7 +135,7 @@ type Session struct {
 	latched  atomic.Pointer[latch]
 	held     atomic.Bool
 	lastRx   atomic.Int64 // unix ns of the last valid packet from the peer
-	jitterNS atomic.Int64 // the session's loop's jitter estimate, published
+	jitterNS atomic.Int64 // the receive path's jitter estimate, published
 
 	// Receive-side state: only the loop touches it.
 	reorder *reorderer
@@ -162,7 +162,7 @@ type Session struct {
 
 	out          func([]byte) error // where packets go once protected
 	srtpOut      []byte             // the pacer's encryption buffer
-	srtpIn       []byte             // the session's loop's decryption buffer
+	srtpIn       []byte             // the receive path's decryption buffer
 	silenceBytes [FrameSamples]byte
 }
 
@@ -414,7 +414,7 @@ func (s *Session) Run(ctx context.Context) error {
 
 // startTalkspurt sends queued audio at once, from the caller's goroutine,
 // when the bot was quiet: the first frame need not wait for the worker.
-// Before Run, nothing is sent (the call is not answered yet); the first
+// Before Start, nothing is sent (the call is not answered yet); the first
 // pass sends it.
 func (s *Session) startTalkspurt() {
 	if !s.running.Load() {
@@ -425,8 +425,8 @@ func (s *Session) startTalkspurt() {
 	s.pmu.Unlock()
 }
 
-// Tick runs the pacer as its loop would at now: it sends the frames due.
-// Tests and benchmarks drive it; Run's loop must not be running.
+// Tick runs the pacer as a media worker would at now: it sends the frames
+// due. Tests and benchmarks drive it on a session that is not started.
 func (s *Session) Tick(now time.Time) {
 	s.pmu.Lock()
 	s.pacer.tick(now)
@@ -439,9 +439,9 @@ func (s *Session) Tick(now time.Time) {
 const maxDrain = 64
 
 // drain handles the datagrams waiting on the socket.
-func (s *Session) drain(rx *socketReader, pkt *rtp.Packet) {
+func (s *Session) drain(pkt *rtp.Packet) {
 	for i := 0; i < maxDrain; i++ {
-		data, from, arrival, ok, err := rx.next()
+		data, from, arrival, ok, err := s.rx.next()
 		if err != nil {
 			s.cfg.Log.Debug().Err(err).Msg("rtp read")
 			return
@@ -489,9 +489,10 @@ func (s *Session) padSilence(now time.Time) {
 	s.in.silence.Add(uint64(frames))
 }
 
-// HandleDatagram checks one received datagram and passes its audio on. Run's
-// loop handles each the same way; it is exported for fuzzing and benchmarks. pkt is
-// scratch space the caller reuses. Not safe for concurrent use.
+// HandleDatagram checks one received datagram and passes its audio on, as
+// the media worker does with each; it is exported for fuzzing and
+// benchmarks. pkt is scratch space the caller reuses. Not safe for
+// concurrent use.
 func (s *Session) HandleDatagram(data []byte, from netip.AddrPort, pkt *rtp.Packet) {
 	s.handle(data, from, pkt, s.cfg.Clock.Now())
 }

@@ -26,7 +26,7 @@ func (k *SRTP) Equal(o *SRTP) bool {
 }
 
 // srtpState holds a peer generation's contexts. enc is used only by the
-// pacer (under pmu), dec only by the session's loop; each keeps its own
+// pacer (under pmu), dec only by the media worker; each keeps its own
 // header scratch so neither allocates per packet.
 type srtpState struct {
 	keys   *SRTP

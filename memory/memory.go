@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 )
@@ -79,12 +80,12 @@ func Identity(user string) string {
 func phoneNumber(s string) (string, bool) {
 	var b strings.Builder
 	digits := 0
-	for i, r := range s {
+	for _, r := range s {
 		switch {
 		case r >= '0' && r <= '9':
 			b.WriteRune(r)
 			digits++
-		case r == '+' && b.Len() == 0 && i == strings.IndexRune(s, '+'):
+		case r == '+' && b.Len() == 0:
 			b.WriteRune(r)
 		case strings.ContainsRune(" -.()/", r):
 		default:
@@ -178,7 +179,7 @@ func Sweep(ctx context.Context, s Store, ttl, interval time.Duration, now func()
 func Budget(turns []Turn, maxChars int) []Turn {
 	chars := 0
 	for i := len(turns) - 1; i >= 0; i-- {
-		chars += len([]rune(turns[i].Text))
+		chars += utf8.RuneCountInString(turns[i].Text)
 		if chars > maxChars {
 			return turns[i+1:]
 		}
