@@ -1,0 +1,238 @@
+// Command floor measures the least CPU any user-space design can spend per
+// call-second on the traffic one voicebot call makes, on this machine, over
+// loopback: per call, one 172-byte RTP datagram sent and one received every
+// 20 ms, one WebSocket-sized TCP write to the model per append interval and
+// the model's audio read back. It does nothing else: no decoding,
+// resampling, JSON or base64. One thread serves every call on a 2 ms grid,
+// the best batching there is, with raw non-blocking system calls.
+//
+// The peer side (the callers and the model) runs in a child process, so its
+// CPU is not counted, except what the kernel bills to the sender on
+// loopback (the receiver's protocol processing runs in the sender's
+// softirq): exactly what test/load.sh also bills to voicebot.
+//
+//	go run ./test/floor -calls 200 -append 20ms -seconds 20
+//
+// With PIN=1 the measured side runs on core 1 and the peer on core 0, as
+// test/load.sh does. It uses 127.0.0.1 only, and stops by itself.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+const (
+	rtpSize  = 172 // 12-byte header + 160 bytes of G.711: 20 ms
+	frame    = 20 * time.Millisecond
+	grid     = 2 * time.Millisecond
+	basePort = 31000
+)
+
+func main() {
+	calls := flag.Int("calls", 200, "concurrent calls")
+	appendEvery := flag.Duration("append", 20*time.Millisecond, "interval between writes to the model")
+	seconds := flag.Int("seconds", 20, "measured seconds")
+	peer := flag.Bool("peer", false, "run as the peer (callers and model); internal")
+	flag.Parse()
+	// 24 kHz PCM16 base64 in a JSON append: 1280 bytes per 20 ms, plus ~60.
+	wsBytes := int(*appendEvery/frame)*1280 + 60 + 8
+	if *peer {
+		runPeer(*calls, wsBytes, *appendEvery, *seconds+4)
+		return
+	}
+	if err := run(*calls, wsBytes, *appendEvery, *seconds); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+type call struct {
+	udp, tcp int // raw fds
+	peer     syscall.SockaddrInet4
+	file     *os.File // owns tcp: a file dropped is closed by its finalizer
+}
+
+func run(calls, wsBytes int, appendEvery time.Duration, seconds int) error {
+	runtime.GOMAXPROCS(1)
+	runtime.LockOSThread()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	args := []string{"-peer", "-calls", fmt.Sprint(calls), "-append", appendEvery.String(), "-seconds", fmt.Sprint(seconds)}
+	self, _ := os.Executable()
+	cmd := exec.Command(self, args...)
+	if os.Getenv("PIN") != "" {
+		cmd = exec.Command("taskset", append([]string{"-c", "0", self}, args...)...)
+	}
+	cmd.Env = append(os.Environ(), "FLOOR_MODEL="+ln.Addr().String())
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer cmd.Wait()
+	if os.Getenv("PIN") != "" {
+		var set [16]uint64 // a cpu_set_t with core 1 only
+		set[0] = 1 << 1
+		_, _, _ = syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set)))
+	}
+	cs := make([]call, calls)
+	for i := range cs {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		f, _ := c.(*net.TCPConn).File()
+		c.Close()
+		cs[i].tcp, cs[i].file = int(f.Fd()), f
+		_ = syscall.SetNonblock(cs[i].tcp, true)
+		u, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		if err := syscall.Bind(u, &syscall.SockaddrInet4{Port: basePort + 2*i, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return fmt.Errorf("bind: %w", err)
+		}
+		cs[i].udp = u
+		cs[i].peer = syscall.SockaddrInet4{Port: basePort + 20000 + 2*i, Addr: [4]byte{127, 0, 0, 1}}
+	}
+	pkt := make([]byte, rtpSize)
+	ws := make([]byte, wsBytes)
+	buf := make([]byte, 65536)
+	slots := int(frame / grid)
+	perAppend := int(appendEvery / frame)
+	var before syscall.Rusage
+	start := time.Now()
+	warm := 2 * time.Second
+	measured := false
+	var rx, tx, wsw int
+	for tick := 0; ; tick++ {
+		now := time.Now()
+		if !measured && now.Sub(start) >= warm {
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &before)
+			rx, tx, wsw = 0, 0, 0
+			measured = true
+		}
+		if now.Sub(start) >= warm+time.Duration(seconds)*time.Second {
+			break
+		}
+		slot := tick % slots
+		frameNo := tick / slots
+		for i := slot; i < len(cs); i += slots {
+			c := &cs[i]
+			if syscall.Sendto(c.udp, pkt, 0, &c.peer) == nil {
+				tx++
+			}
+			for {
+				n, _, err := syscall.Recvfrom(c.udp, buf, syscall.MSG_DONTWAIT)
+				if err != nil || n <= 0 {
+					break
+				}
+				rx++
+			}
+			if frameNo%perAppend == 0 {
+				if n, err := syscall.Write(c.tcp, ws); n > 0 {
+					wsw++
+				} else if measured {
+					fmt.Fprintln(os.Stderr, "write", n, err)
+					os.Exit(1)
+				}
+			}
+			for { // the model's audio coming back
+				n, err := syscall.Read(c.tcp, buf)
+				if err != nil || n <= 0 {
+					break
+				}
+			}
+		}
+		next := start.Add(time.Duration(tick+1) * grid)
+		time.Sleep(time.Until(next))
+	}
+	var after syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano()-before.Utime.Nano()) + time.Duration(after.Stime.Nano()-before.Stime.Nano())
+	user := time.Duration(after.Utime.Nano() - before.Utime.Nano())
+	callSeconds := float64(calls * seconds)
+	fmt.Printf("| %d | %v | %.3f | %.3f | %.3f | %d / %d / %d |\n", calls, appendEvery,
+		float64(cpu.Microseconds())/1000/callSeconds,
+		float64(user.Microseconds())/1000/callSeconds,
+		float64((cpu-user).Microseconds())/1000/callSeconds, tx, rx, wsw)
+	for _, c := range cs {
+		syscall.Close(c.udp)
+		c.file.Close()
+	}
+	return nil
+}
+
+// runPeer plays every caller and the model: RTP to each call every 20 ms,
+// RTP and WebSocket bytes drained, and the model's audio sent back at the
+// rate it arrives (an echo, as the demo model gives).
+func runPeer(calls, wsBytes int, appendEvery time.Duration, seconds int) {
+	runtime.LockOSThread()
+	model := os.Getenv("FLOOR_MODEL")
+	type end struct {
+		udp  int
+		tcp  int
+		to   syscall.SockaddrInet4
+		file *os.File
+	}
+	es := make([]end, calls)
+	for i := range es {
+		c, err := net.Dial("tcp4", model)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor peer:", err)
+			os.Exit(1)
+		}
+		f, _ := c.(*net.TCPConn).File()
+		c.Close()
+		es[i].tcp, es[i].file = int(f.Fd()), f
+		_ = syscall.SetNonblock(es[i].tcp, true)
+		u, _ := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK, 0)
+		if err := syscall.Bind(u, &syscall.SockaddrInet4{Port: basePort + 20000 + 2*i, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			fmt.Fprintln(os.Stderr, "floor peer bind:", err)
+			os.Exit(1)
+		}
+		es[i].udp = u
+		es[i].to = syscall.SockaddrInet4{Port: basePort + 2*i, Addr: [4]byte{127, 0, 0, 1}}
+	}
+	pkt := make([]byte, rtpSize)
+	back := make([]byte, wsBytes)
+	buf := make([]byte, 65536)
+	start := time.Now()
+	for tick := 0; time.Since(start) < time.Duration(seconds)*time.Second; tick++ {
+		for i := range es {
+			e := &es[i]
+			_ = syscall.Sendto(e.udp, pkt, 0, &e.to)
+			for {
+				if n, _, err := syscall.Recvfrom(e.udp, buf, syscall.MSG_DONTWAIT); err != nil || n <= 0 {
+					break
+				}
+			}
+			got := 0
+			for {
+				n, err := syscall.Read(e.tcp, buf)
+				if err != nil || n <= 0 {
+					break
+				}
+				got += n
+			}
+			if got > 0 {
+				_, _ = syscall.Write(e.tcp, back[:min(got, len(back))])
+			}
+		}
+		time.Sleep(time.Until(start.Add(time.Duration(tick+1) * frame)))
+	}
+	for _, e := range es {
+		syscall.Close(e.udp)
+		e.file.Close()
+	}
+}
