@@ -114,9 +114,10 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 	c := &callState{
 		b: b, cfg: &b.cfg, profile: p, clock: b.cfg.Clock, log: log,
 		down: resample.MustNew(24000, 8000),
-		// A delta is typically 100 ms; larger ones grow these once.
-		pcm24:         make([]int16, 0, 4800),
-		pcm8:          make([]int16, 0, 1600),
+		// A delta is cut into pieces of these (see onAudio), so whatever
+		// its size, the call holds no more than one piece's worth.
+		pcm24:         make([]int16, 0, deltaPiece),
+		pcm8:          make([]int16, 0, deltaPiece/3+1),
 		receivedBytes: map[string]int{},
 		discarded:     map[string]bool{},
 		cancelSent:    map[string]bool{},
@@ -506,17 +507,32 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 			c.media.EnqueuePayload(ref, ev.Audio)
 			return
 		}
-		c.pcm8 = c.passthrough.Decode(c.pcm8[:0], ev.Audio)
-		c.media.Enqueue(ref, c.pcm8)
+		for audio := ev.Audio; len(audio) > 0; {
+			piece := audio[:min(len(audio), deltaPiece/3)] // 20 ms at 8 kHz
+			audio = audio[len(piece):]
+			c.pcm8 = c.passthrough.Decode(c.pcm8[:0], piece)
+			c.media.Enqueue(ref, c.pcm8)
+		}
 		return
 	}
-	c.pcm24 = c.pcm24[:0]
-	for i := 0; i+1 < len(ev.Audio); i += 2 {
-		c.pcm24 = append(c.pcm24, int16(binary.LittleEndian.Uint16(ev.Audio[i:])))
+	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
+	for audio := ev.Audio; len(audio) >= 2; {
+		piece := audio[:min(len(audio), 2*deltaPiece)&^1]
+		audio = audio[len(piece):]
+		c.pcm24 = c.pcm24[:0]
+		for i := 0; i < len(piece); i += 2 {
+			c.pcm24 = append(c.pcm24, int16(binary.LittleEndian.Uint16(piece[i:])))
+		}
+		c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
+		c.media.Enqueue(ref, c.pcm8)
 	}
-	c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
-	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
 }
+
+// deltaPiece is how many samples of a model's audio delta are converted at
+// a time: 20 ms at 24 kHz. Deltas come in any size (100 ms is typical, whole
+// seconds happen); converting them whole would make every call keep buffers,
+// and a resampler history, the size of the largest delta it ever got.
+const deltaPiece = 480
 
 // rtpKey takes a key press from a media worker. A flood beyond
 // the channel's room is dropped here rather than stalling the RTP reader.

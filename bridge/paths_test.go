@@ -184,3 +184,54 @@ func BenchmarkBotPath(b *testing.B) {
 		now = now.Add(20 * time.Millisecond)
 	}
 }
+
+// A delta of any size is converted a piece at a time: what the caller hears
+// is the same audio as from the same samples in 20 ms deltas, and the call's
+// buffers (and resampler) stay the size of a piece.
+func TestLargeDeltaSameAudioSmallBuffers(t *testing.T) {
+	pcm := make([]byte, 2*24000+2*77+1) // 1 s and 77 samples, and an odd byte the model should not send
+	for i := 0; i+1 < len(pcm); i += 2 {
+		binary.LittleEndian.PutUint16(pcm[i:], uint16(int16(9000*math.Sin(float64(i)/7)+3000*math.Sin(float64(i)/31))))
+	}
+	play := func(deltas [][]byte) (payloads []byte, c *callState) {
+		var pkt rtp.Packet
+		s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, Log: zerolog.Nop(),
+			Output: func(b []byte) error {
+				if err := pkt.Unmarshal(b); err != nil {
+					t.Fatal(err)
+				}
+				payloads = append(payloads, pkt.Payload...)
+				return nil
+			}})
+		c = newCallState(New(Config{Log: zerolog.Nop()}), nil, &fakeModel{recycler: newRecycler()}, zerolog.Nop())
+		c.media = s
+		dec := realtime.NewDecoder(8)
+		for _, d := range deltas {
+			ev, err := dec.Decode([]byte(`{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"` +
+				base64.StdEncoding.EncodeToString(d) + `"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.onAudio(ev)
+			ev.Release()
+		}
+		now := time.Unix(100, 0)
+		for i := 0; i < 60; i++ {
+			s.Tick(now)
+			now = now.Add(20 * time.Millisecond)
+		}
+		return payloads, c
+	}
+	whole, c := play([][]byte{pcm})
+	var small [][]byte
+	for rest := pcm[:len(pcm)-1]; len(rest) > 0; rest = rest[min(len(rest), 960):] {
+		small = append(small, rest[:min(len(rest), 960)])
+	}
+	pieces, _ := play(small)
+	if len(whole) < 8000 || string(whole) != string(pieces) {
+		t.Errorf("one 1 s delta played %d bytes, the same audio in 20 ms deltas %d, or different audio", len(whole), len(pieces))
+	}
+	if cap(c.pcm24) > deltaPiece || cap(c.pcm8) > deltaPiece/3+1 {
+		t.Errorf("a 1 s delta grew the call's buffers to %d and %d samples", cap(c.pcm24), cap(c.pcm8))
+	}
+}

@@ -44,9 +44,10 @@ type upstream struct {
 func newUpstream(conn sender, appendMS int) *upstream {
 	batch := appendMS * 48 // 24 kHz × 2 bytes per ms
 	u := &upstream{
-		rs:         resample.MustNew(8000, 24000),
-		pcm24:      make([]int16, 0, 4096),
-		pending:    make([]byte, 0, batch+4096),
+		rs: resample.MustNew(8000, 24000),
+		// Sized for 20 ms frames; a longer ptime grows them once.
+		pcm24:      make([]int16, 0, 481),
+		pending:    make([]byte, 0, batch+960),
 		batch:      batch,
 		bytesPerMS: 48,
 	}

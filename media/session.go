@@ -161,8 +161,8 @@ type Session struct {
 	flushBuf []ItemPlayed
 
 	out          func([]byte) error // where packets go once protected
-	srtpOut      []byte             // the pacer's encryption buffer
-	srtpIn       []byte             // the receive path's decryption buffer
+	srtpOut      []byte             // the pacer's encryption buffer (made by the first SRTP packet)
+	srtpIn       []byte             // the receive path's decryption buffer (likewise)
 	silenceBytes [FrameSamples]byte
 }
 
@@ -191,7 +191,6 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s.padder.after = cfg.InputSilenceAfter
 	s.jitter.clockRate = SampleRate
 	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1, crypto: cryptoFor(cfg.Peer, nil)})
-	s.srtpOut, s.srtpIn = make([]byte, 0, 1500), make([]byte, 0, 1500)
 	s.codec = cfg.Codec
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])

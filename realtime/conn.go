@@ -59,6 +59,10 @@ func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("realtime: handshake refused: HTTP %d: %s", e.Status, e.Body)
 }
 
+// writeBuffers is the WebSocket write buffers' pool, shared by every
+// connection (gorilla wants one pool per WriteBufferSize).
+var writeBuffers = &sync.Pool{}
+
 // Dial opens the WebSocket and starts the reader and writer. ctx bounds the
 // handshake only.
 func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
@@ -66,8 +70,11 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 		HandshakeTimeout: 30 * time.Second,
 		ReadBufferSize:   8 << 10, // a 100 ms delta fits; larger events are read past it; each call holds one
 		WriteBufferSize:  8 << 10, // a 100 ms append fits in one frame
-		Proxy:            http.ProxyFromEnvironment,
-		NetDialContext:   dialTCP,
+		// A call writes for microseconds every append interval: one pool of
+		// write buffers serves every call, instead of one buffer held by each.
+		WriteBufferPool: writeBuffers,
+		Proxy:           http.ProxyFromEnvironment,
+		NetDialContext:  dialTCP,
 	}
 	ws, resp, err := d.DialContext(ctx, cfg.Endpoint.URL, cfg.Endpoint.Header)
 	if err != nil {
@@ -135,7 +142,9 @@ func (c *Conn) Buffer() *[]byte {
 		*b = (*b)[:0]
 		return b
 	default:
-		b := make([]byte, 0, 8<<10)
+		// Most events are small; a caller that needs more (an audio
+		// append) grows it once, and the buffer is reused after.
+		b := make([]byte, 0, 2<<10)
 		return &b
 	}
 }

@@ -459,7 +459,9 @@ func (p *bufPool) get(n int) *[]byte {
 		}
 	default:
 	}
-	b := make([]byte, n, max(n, 16<<10))
+	// Whole 4 KiB so that deltas of slightly different sizes reuse the
+	// same buffers.
+	b := make([]byte, n, (n+4<<10-1)&^(4<<10-1))
 	return &b
 }
 
