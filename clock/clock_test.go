@@ -47,6 +47,33 @@ func TestFakeStopAndReset(t *testing.T) {
 	<-tm.C()
 }
 
+// A timer set for now or the past fires at once, as a real one does: code
+// that catches up after running late must not need an Advance to go on.
+func TestFakeDueTimerFiresAtOnce(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	for _, tm := range []Timer{f.NewTimer(0), f.NewTimer(-time.Second)} {
+		select {
+		case got := <-tm.C():
+			if got.After(f.Now()) {
+				t.Errorf("fired with %v, after now", got)
+			}
+		default:
+			t.Error("a timer already due did not fire")
+		}
+	}
+	tm := f.NewTimer(time.Second)
+	tm.Stop()
+	tm.Reset(0)
+	select {
+	case <-tm.C():
+	default:
+		t.Error("Reset(0) did not fire")
+	}
+	if f.Armed() != 0 {
+		t.Errorf("%d timers armed", f.Armed())
+	}
+}
+
 func TestRealClock(t *testing.T) {
 	var c Clock = Real{}
 	tm := c.NewTimer(time.Millisecond)

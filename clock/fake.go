@@ -28,8 +28,9 @@ func (f *Fake) Now() time.Time {
 func (f *Fake) NewTimer(d time.Duration) Timer {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t := &fakeTimer{clock: f, ch: make(chan time.Time, 1), deadline: f.now.Add(d), armed: true}
+	t := &fakeTimer{clock: f, ch: make(chan time.Time, 1)}
 	f.timers = append(f.timers, t)
+	t.arm(d)
 	return t
 }
 
@@ -96,8 +97,20 @@ func (t *fakeTimer) C() <-chan time.Time { return t.ch }
 func (t *fakeTimer) Reset(d time.Duration) {
 	t.clock.mu.Lock()
 	defer t.clock.mu.Unlock()
+	t.arm(d)
+}
+
+// arm sets the deadline d from now; a timer already due fires at once, as
+// a real one does, without waiting for an Advance. Caller holds the lock.
+func (t *fakeTimer) arm(d time.Duration) {
 	t.deadline = t.clock.now.Add(d)
-	t.armed = true
+	t.armed = d > 0
+	if !t.armed {
+		select {
+		case t.ch <- t.deadline:
+		default:
+		}
+	}
 }
 
 func (t *fakeTimer) Stop() bool {

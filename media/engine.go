@@ -101,14 +101,19 @@ func (w *worker) run() {
 				continue
 			}
 		}
+		start := clk.Now()
 		w.pass.Lock()
-		w.serve(clk.Now())
+		w.serve(start)
 		w.pass.Unlock()
 		clear(w.all) // no session kept alive by the scratch lists
 		clear(w.due)
+		// The next instant after the one served. A pass that ran past it
+		// (a burst of calls due at once, the thread descheduled) is followed
+		// at once, not at the instant after: that would make those frames a
+		// whole grid step late.
 		now := clk.Now()
 		timer.Stop()
-		timer.Reset(max(onGrid(now).Add(pacingGrid).Sub(now), 0))
+		timer.Reset(max(onGrid(start).Add(pacingGrid).Sub(now), 0))
 		select {
 		case <-w.e.stop:
 			return

@@ -2,6 +2,7 @@ package media
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -102,5 +103,66 @@ func waitUntil(t *testing.T, ok func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A pass that runs past the next grid instant is followed by the next pass
+// at once: the calls due at that instant are served late by the overrun
+// only, not held for the instant after it.
+func TestEngineOverrunServesNextInstantAtOnce(t *testing.T) {
+	g0 := time.Unix(1000, 0) // on the pacing grid
+	clk := clock.NewFake(g0)
+	e := NewEngine(clk, 1)
+	defer e.Close()
+	peer := netip.MustParseAddrPort("127.0.0.1:9")
+	var mu sync.Mutex
+	var sentAt = map[string][]time.Duration{}
+	slow := false
+	session := func(name string) *Session {
+		conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return NewSession(conn, Config{Peer: Peer{Remote: peer, Codec: PCMU}, Clock: clk, Engine: e, Log: zerolog.Nop(),
+			Output: func([]byte) error {
+				mu.Lock()
+				sentAt[name] = append(sentAt[name], clk.Now().Sub(g0))
+				stall := slow && name == "a"
+				mu.Unlock()
+				if stall {
+					clk.Advance(2500 * time.Microsecond) // this send is slow: the pass overruns
+				}
+				return nil
+			}})
+	}
+	sent := func(name string) []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), sentAt[name]...)
+	}
+	a, b := session("a"), session("b")
+	stopA, err := a.Start() // a's frames are due at g0 + n·20 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopA()
+	waitUntil(t, func() bool { return len(sent("a")) == 1 && clk.Armed() > 0 })
+	clk.Advance(pacingGrid)
+	waitUntil(t, func() bool { return clk.Armed() > 0 })
+	stopB, err := b.Start() // b's at g0 + 2 ms + n·20 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopB()
+	waitUntil(t, func() bool { return len(sent("b")) == 1 && clk.Armed() > 0 })
+	mu.Lock()
+	slow = true
+	mu.Unlock()
+	clk.Advance(frameDuration - pacingGrid) // g0 + 20 ms: a is due, and its send takes 2.5 ms
+	waitUntil(t, func() bool { return len(sent("b")) == 2 })
+	want := frameDuration + pacingGrid + 500*time.Microsecond
+	if got := sent("b")[1]; got != want {
+		t.Errorf("b's second frame left at %v, want %v (at once after the overrun)", got, want)
 	}
 }
