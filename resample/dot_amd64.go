@@ -12,19 +12,23 @@ var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 func dotAVX2(a, b *float32, n int) float32
 
 //go:noescape
-func dot3AVX2(a, b, c, w *float32, n int) (float32, float32, float32)
+func convAVX2(h *float32, taps int, x *float32, out *float32, n int, acc bool)
+
+// convFast is conv with AVX2: n must be a multiple of 8.
+func convFast(h, x, out []float32, n int, acc bool) {
+	if n == 0 {
+		return
+	}
+	if useAVX2 && len(h) > 0 && n%8 == 0 && len(x) >= n+len(h)-1 && len(out) >= n {
+		convAVX2(&h[0], len(h), &x[0], &out[0], n, acc)
+		return
+	}
+	conv(h, x, out, n, acc)
+}
 
 func dotFast(a, b []float32) float32 {
 	if useAVX2 && len(a) >= 8 && len(a)%8 == 0 && len(b) >= len(a) {
 		return dotAVX2(&a[0], &b[0], len(a))
 	}
 	return dot(a, b)
-}
-
-func dot3Fast(a, b, c, w []float32) (float32, float32, float32) {
-	n := len(a)
-	if useAVX2 && n >= 8 && n%8 == 0 && len(b) == n && len(c) == n && len(w) >= n {
-		return dot3AVX2(&a[0], &b[0], &c[0], &w[0], n)
-	}
-	return dot3(a, b, c, w)
 }

@@ -38,49 +38,133 @@ sum:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dot3AVX2(a, b, c, w *float32, n int) (float32, float32, float32)
-// Three dot products over one shared window w; n a positive multiple of 8.
-TEXT ·dot3AVX2(SB), NOSPLIT, $0-52
-	MOVQ a+0(FP), AX
-	MOVQ b+8(FP), BX
-	MOVQ c+16(FP), DX
-	MOVQ w+24(FP), DI
+// func convAVX2(h *float32, taps int, x *float32, out *float32, n int, acc bool)
+// out[j] (+)= sum over k < taps of h[k]*x[j+k], for j < n; n a positive
+// multiple of 8, x readable to n+taps-1. Each output is one vector lane
+// summed in k order with FMA, so it does not depend on the block it falls
+// in. Blocks of 64 outputs (eight accumulators) hide the FMA latency.
+TEXT ·convAVX2(SB), NOSPLIT, $0-41
+	MOVQ h+0(FP), SI
+	MOVQ taps+8(FP), R8
+	MOVQ x+16(FP), DI
+	MOVQ out+24(FP), DX
 	MOVQ n+32(FP), CX
+	MOVBLZX acc+40(FP), R9
+block64:
+	CMPQ CX, $64
+	JL block32
+	TESTQ R9, R9
+	JZ zero64
+	VMOVUPS (DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	VMOVUPS 128(DX), Y4
+	VMOVUPS 160(DX), Y5
+	VMOVUPS 192(DX), Y6
+	VMOVUPS 224(DX), Y7
+	JMP taps64
+zero64:
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
-loop3:
-	VMOVUPS (DI), Y3
-	VFMADD231PS (AX), Y3, Y0
-	VFMADD231PS (BX), Y3, Y1
-	VFMADD231PS (DX), Y3, Y2
-	ADDQ $32, AX
-	ADDQ $32, BX
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+taps64:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ R8, R12
+loop64:
+	VBROADCASTSS (R10), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 96(R11), Y8, Y3
+	VFMADD231PS 128(R11), Y8, Y4
+	VFMADD231PS 160(R11), Y8, Y5
+	VFMADD231PS 192(R11), Y8, Y6
+	VFMADD231PS 224(R11), Y8, Y7
+	ADDQ $4, R10
+	ADDQ $4, R11
+	DECQ R12
+	JNZ loop64
+	VMOVUPS Y0, (DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	VMOVUPS Y4, 128(DX)
+	VMOVUPS Y5, 160(DX)
+	VMOVUPS Y6, 192(DX)
+	VMOVUPS Y7, 224(DX)
+	ADDQ $256, DX
+	ADDQ $256, DI
+	SUBQ $64, CX
+	JMP block64
+block32:
+	CMPQ CX, $32
+	JL block8
+	TESTQ R9, R9
+	JZ zero32
+	VMOVUPS (DX), Y0
+	VMOVUPS 32(DX), Y1
+	VMOVUPS 64(DX), Y2
+	VMOVUPS 96(DX), Y3
+	JMP taps32
+zero32:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+taps32:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ R8, R12
+loop32:
+	VBROADCASTSS (R10), Y8
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS 32(R11), Y8, Y1
+	VFMADD231PS 64(R11), Y8, Y2
+	VFMADD231PS 96(R11), Y8, Y3
+	ADDQ $4, R10
+	ADDQ $4, R11
+	DECQ R12
+	JNZ loop32
+	VMOVUPS Y0, (DX)
+	VMOVUPS Y1, 32(DX)
+	VMOVUPS Y2, 64(DX)
+	VMOVUPS Y3, 96(DX)
+	ADDQ $128, DX
+	ADDQ $128, DI
+	SUBQ $32, CX
+	JMP block32
+block8:
+	CMPQ CX, $8
+	JL done
+	TESTQ R9, R9
+	JZ zero8
+	VMOVUPS (DX), Y0
+	JMP taps8
+zero8:
+	VXORPS Y0, Y0, Y0
+taps8:
+	MOVQ SI, R10
+	MOVQ DI, R11
+	MOVQ R8, R12
+loop8:
+	VBROADCASTSS (R10), Y8
+	VFMADD231PS (R11), Y8, Y0
+	ADDQ $4, R10
+	ADDQ $4, R11
+	DECQ R12
+	JNZ loop8
+	VMOVUPS Y0, (DX)
 	ADDQ $32, DX
 	ADDQ $32, DI
 	SUBQ $8, CX
-	JNZ loop3
-	// horizontal sums
-	VEXTRACTF128 $1, Y0, X4
-	VADDPS X4, X0, X0
-	VMOVHLPS X0, X0, X4
-	VADDPS X4, X0, X0
-	VMOVSHDUP X0, X4
-	VADDSS X4, X0, X0
-	VEXTRACTF128 $1, Y1, X4
-	VADDPS X4, X1, X1
-	VMOVHLPS X1, X1, X4
-	VADDPS X4, X1, X1
-	VMOVSHDUP X1, X4
-	VADDSS X4, X1, X1
-	VEXTRACTF128 $1, Y2, X4
-	VADDPS X4, X2, X2
-	VMOVHLPS X2, X2, X4
-	VADDPS X4, X2, X2
-	VMOVSHDUP X2, X4
-	VADDSS X4, X2, X2
+	JMP block8
+done:
 	VZEROUPPER
-	MOVSS X0, ret+40(FP)
-	MOVSS X1, ret1+44(FP)
-	MOVSS X2, ret2+48(FP)
 	RET

@@ -6,4 +6,4 @@ const useAVX2 = false
 
 func dotFast(a, b []float32) float32 { return dot(a, b) }
 
-func dot3Fast(a, b, c, w []float32) (float32, float32, float32) { return dot3(a, b, c, w) }
+func convFast(h, x, out []float32, n int, acc bool) { conv(h, x, out, n, acc) }

@@ -7,6 +7,8 @@ package resample
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"sync"
 )
 
@@ -34,7 +36,10 @@ type Resampler struct {
 	// phases[p] holds the taps of polyphase branch p in reverse order, so each
 	// output is a forward dot product over the history window.
 	phases [][]float32
-	taps   int // taps per phase
+	// streams[q] is, for a pure decimator, the taps phases[0][down·m+q]: the
+	// filter split over the input's down interleaved streams (see decimate).
+	streams [][]float32
+	taps    int // taps per phase
 	// hist holds the last taps-1 input samples followed by the current block.
 	hist []float32
 	// phase is the position of the next output between input samples, in
@@ -59,6 +64,9 @@ func New(inRate, outRate int) (*Resampler, error) {
 	}
 	r.phases = filterFor(inRate, outRate, up, down)
 	r.taps = len(r.phases[0])
+	if up == 1 && r.taps%down == 0 {
+		r.streams = streamsFor(inRate, outRate, r.phases[0], down)
+	}
 	r.hist = make([]float32, r.taps-1, r.taps-1+480)
 	return r, nil
 }
@@ -104,6 +112,53 @@ func filterFor(inRate, outRate, up, down int) [][]float32 {
 	return f.([][]float32)
 }
 
+// streamsFor splits a decimator's filter over the input's interleaved
+// streams, once per rate pair.
+func streamsFor(inRate, outRate int, h []float32, down int) [][]float32 {
+	key := [2]int{inRate, outRate}
+	if s, ok := decimators.Load(key); ok {
+		return s.([][]float32)
+	}
+	streams := make([][]float32, down)
+	for q := range streams {
+		for k := q; k < len(h); k += down {
+			streams[q] = append(streams[q], h[k])
+		}
+	}
+	s, _ := decimators.LoadOrStore(key, streams)
+	return s.([][]float32)
+}
+
+var decimators sync.Map // [2]int{in, out} → [][]float32
+
+// scratch holds Process calls' intermediate floats: a call keeps none
+// between frames. A channel rather than a sync.Pool: a pool is emptied by
+// every collection (and at random under the race detector), and each refill
+// would be an allocation on the frame path. It holds as many buffers as
+// Process calls ever ran at once, a handful.
+var scratch = make(chan *[]float32, 64)
+
+func getScratch(n int) *[]float32 {
+	var b *[]float32
+	select {
+	case b = <-scratch:
+	default:
+		b = new([]float32)
+	}
+	if cap(*b) < n {
+		*b = make([]float32, n, max(n, 2048))
+	}
+	*b = (*b)[:n]
+	return b
+}
+
+func putScratch(b *[]float32) {
+	select {
+	case scratch <- b:
+	default:
+	}
+}
+
 // MustNew is New for rate pairs fixed in code; it panics on a bad pair.
 func MustNew(inRate, outRate int) *Resampler {
 	r, err := New(inRate, outRate)
@@ -146,19 +201,27 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 		return append(dst, src...)
 	}
 	keep := r.taps - 1
-	for _, s := range src {
-		r.hist = append(r.hist, float32(s))
+	r.hist = slices.Grow(r.hist, len(src))
+	block := r.hist[len(r.hist) : len(r.hist)+len(src)]
+	for i, s := range src {
+		block[i] = float32(s)
 	}
+	r.hist = r.hist[:len(r.hist)+len(src)]
 	avail := len(r.hist) - keep // new input samples in this block
 	// Output j of this block reads input index base = phase/up (relative to the
 	// block start) with polyphase branch phase%up.
 	pos := r.phase
 	switch {
+	case useAVX2 && r.down == 1:
+		dst = r.interpolate(dst, avail)
+		pos = avail * r.up
+	case useAVX2 && r.streams != nil:
+		dst, pos = r.decimate(dst, avail, pos)
 	case r.down == 1 && r.up == 3:
 		// Pure ×3 interpolation: the three branches share one window, so one
 		// pass over it yields three outputs (a third of the loads).
 		for base := 0; base < avail; base++ {
-			s0, s1, s2 := dot3Fast(r.phases[0], r.phases[1], r.phases[2], r.hist[base:base+r.taps])
+			s0, s1, s2 := dot3(r.phases[0], r.phases[1], r.phases[2], r.hist[base:base+r.taps])
 			dst = append(dst, toInt16(s0), toInt16(s1), toInt16(s2))
 		}
 		pos = avail * 3
@@ -166,12 +229,6 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 		// Pure decimation uses the linear-phase prototype's symmetry to halve
 		// the multiplications.
 		h := r.phases[0]
-		if useAVX2 && len(h)%8 == 0 {
-			for ; pos < avail; pos += r.down {
-				dst = append(dst, toInt16(dotFast(h, r.hist[pos:pos+r.taps])))
-			}
-			break
-		}
 		if len(h) == hotTaps {
 			hh := (*[hotTaps / 2]float32)(h)
 			for ; pos < avail; pos += r.down {
@@ -198,6 +255,104 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 	copy(r.hist, r.hist[len(r.hist)-keep:])
 	r.hist = r.hist[:keep]
 	return dst
+}
+
+// The vector paths compute outputs eight at a time, across outputs rather
+// than across taps: each tap is one broadcast and one fused multiply-add
+// per eight outputs, with no horizontal sums. A block whose length is not a
+// multiple of eight is padded, and the padding outputs thrown away, so
+// every output is computed the same way wherever the block boundaries fall
+// (a stream fed in pieces gives the same samples as fed whole).
+
+// interpolate is Process for ×up: each branch is one convolution over the
+// window, and the branches' outputs interleave.
+func (r *Resampler) interpolate(dst []int16, avail int) []int16 {
+	n8 := (avail + 7) &^ 7
+	if need := len(r.hist) + n8 - avail; cap(r.hist) < need {
+		// The padding outputs' windows run up to 7 samples past the block.
+		grown := make([]float32, len(r.hist), need+480)
+		copy(grown, r.hist)
+		r.hist = grown
+	}
+	x := r.hist[:cap(r.hist)]
+	sp := getScratch(r.up * n8)
+	out := *sp
+	for p, ph := range r.phases {
+		convFast(ph, x, out[p*n8:], n8, false)
+	}
+	if r.up == 3 {
+		a, b, c := out[:avail], out[n8:n8+avail], out[2*n8:2*n8+avail]
+		for i := range a {
+			dst = append(dst, toInt16(a[i]), toInt16(b[i]), toInt16(c[i]))
+		}
+	} else {
+		for i := 0; i < avail; i++ {
+			for p := 0; p < r.up; p++ {
+				dst = append(dst, toInt16(out[p*n8+i]))
+			}
+		}
+	}
+	putScratch(sp)
+	return dst
+}
+
+// decimate is Process for ÷down from input position pos. Output j is
+// Σ_k h[k]·x[pos+down·j+k]; with k = down·m+q that is Σ_q Σ_m
+// streams[q][m]·s_q[j+m] over the input's interleaved streams
+// s_q[i] = x[pos+q+down·i]: down contiguous convolutions.
+func (r *Resampler) decimate(dst []int16, avail, pos int) ([]int16, int) {
+	if pos >= avail {
+		return dst, pos
+	}
+	nout := (avail - pos + r.down - 1) / r.down
+	n8 := (nout + 7) &^ 7
+	span := n8 + len(r.streams[0]) - 1
+	sp := getScratch(n8 + r.down*span)
+	out := (*sp)[:n8]
+	// The streams' samples in the history, and zeros for the padding
+	// outputs' windows after them.
+	have := min(span, (len(r.hist)-pos)/r.down)
+	if r.down == 3 {
+		s0, s1, s2 := (*sp)[n8:n8+span], (*sp)[n8+span:n8+2*span], (*sp)[n8+2*span:n8+3*span]
+		x := r.hist[pos : pos+3*have]
+		for i := range have {
+			s0[i], s1[i], s2[i] = x[3*i], x[3*i+1], x[3*i+2]
+		}
+	} else {
+		for q := range r.down {
+			s := (*sp)[n8+q*span : n8+(q+1)*span]
+			for i := range have {
+				s[i] = r.hist[pos+q+r.down*i]
+			}
+		}
+	}
+	for q, h := range r.streams {
+		s := (*sp)[n8+q*span : n8+(q+1)*span]
+		// A stream may have one sample more in the history than whole
+		// groups of down hold: it is read by no output kept, so zero too.
+		clear(s[have:])
+		convFast(h, s, out, n8, q > 0)
+	}
+	for _, v := range out[:nout] {
+		dst = append(dst, toInt16(v))
+	}
+	putScratch(sp)
+	return dst, pos + nout*r.down
+}
+
+// conv is out[j] (+)= Σ_k h[k]·x[j+k] for j < n, the vector kernel's
+// reference.
+func conv(h, x, out []float32, n int, acc bool) {
+	for j := 0; j < n; j++ {
+		var s float32
+		if acc {
+			s = out[j]
+		}
+		for k, c := range h {
+			s += c * x[j+k]
+		}
+		out[j] = s
+	}
 }
 
 func dot(a, b []float32) float32 {
@@ -278,17 +433,12 @@ func dotSymmetric(h, w []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// toInt16 rounds half away from zero and saturates, without branches: the
+// sign of audio samples is a coin toss for a branch predictor.
 func toInt16(v float32) int16 {
-	if v >= 32767 {
-		return 32767
-	}
-	if v <= -32768 {
-		return -32768
-	}
-	if v < 0 {
-		return int16(v - 0.5)
-	}
-	return int16(v + 0.5)
+	v = min(max(v, -32768), 32767)
+	half := math.Float32frombits(math.Float32bits(v)&(1<<31) | math.Float32bits(0.5))
+	return int16(int32(v + half))
 }
 
 func gcd(a, b int) int {

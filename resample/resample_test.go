@@ -266,11 +266,36 @@ func TestKernelsAgree(t *testing.T) {
 		if got, want := dotFast(a, w), dot(a, w); math.Abs(float64(got-want)) > 1e-3*math.Max(1, math.Abs(float64(want))) {
 			t.Errorf("n=%d dot: %v vs %v", n, got, want)
 		}
-		g0, g1, g2 := dot3Fast(a, b, c, w)
-		w0, w1, w2 := dot3(a, b, c, w)
-		for i, p := range [][2]float32{{g0, w0}, {g1, w1}, {g2, w2}} {
+		g0, g1, g2 := dot3(a, b, c, w)
+		for i, p := range [][2]float32{{g0, dot(a, w)}, {g1, dot(b, w)}, {g2, dot(c, w)}} {
 			if math.Abs(float64(p[0]-p[1])) > 1e-3*math.Max(1, math.Abs(float64(p[1]))) {
 				t.Errorf("n=%d dot3[%d]: %v vs %v", n, i, p[0], p[1])
+			}
+		}
+	}
+	// The vector convolution, every block size it has (64, 32, 8) and both
+	// modes, against the scalar reference.
+	for _, taps := range []int{1, 7, 72} {
+		for _, n := range []int{8, 40, 64, 104, 160, 488} {
+			h, x := make([]float32, taps), make([]float32, n+taps-1)
+			for i := range h {
+				h[i] = float32(math.Sin(float64(i)*0.3)) / float32(taps)
+			}
+			for i := range x {
+				x[i] = float32((i*7919)%2001 - 1000)
+			}
+			for _, acc := range []bool{false, true} {
+				got, want := make([]float32, n), make([]float32, n)
+				for i := range got {
+					got[i], want[i] = float32(i), float32(i)
+				}
+				convFast(h, x, got, n, acc)
+				conv(h, x, want, n, acc)
+				for j := range want {
+					if math.Abs(float64(got[j]-want[j])) > 1e-3*math.Max(1, math.Abs(float64(want[j]))) {
+						t.Fatalf("taps=%d n=%d acc=%v: out[%d] %v, want %v", taps, n, acc, j, got[j], want[j])
+					}
+				}
 			}
 		}
 	}
