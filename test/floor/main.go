@@ -20,6 +20,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -30,11 +31,42 @@ import (
 )
 
 const (
-	rtpSize  = 172 // 12-byte header + 160 bytes of G.711: 20 ms
-	frame    = 20 * time.Millisecond
-	grid     = 2 * time.Millisecond
-	basePort = 31000
+	rtpSize = 172 // 12-byte header + 160 bytes of G.711: 20 ms
+	frame   = 20 * time.Millisecond
+	grid    = 2 * time.Millisecond
 )
+
+// udpSocket is a non-blocking UDP socket on 127.0.0.1 at a port the kernel
+// picks, and that port.
+func udpSocket() (int, int, error) {
+	u, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := syscall.Bind(u, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(u)
+		return 0, 0, fmt.Errorf("bind: %w", err)
+	}
+	sa, err := syscall.Getsockname(u)
+	if err != nil {
+		syscall.Close(u)
+		return 0, 0, err
+	}
+	return u, sa.(*syscall.SockaddrInet4).Port, nil
+}
+
+// swapPorts tells the other side of a call's TCP connection our RTP port
+// and learns its.
+func swapPorts(c net.Conn, ours int) (int, error) {
+	if _, err := c.Write([]byte{byte(ours >> 8), byte(ours)}); err != nil {
+		return 0, err
+	}
+	var b [2]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return 0, err
+	}
+	return int(b[0])<<8 | int(b[1]), nil
+}
 
 func main() {
 	calls := flag.Int("calls", 200, "concurrent calls")
@@ -48,6 +80,7 @@ func main() {
 		runPeer(*calls, wsBytes, *appendEvery, *seconds+4)
 		return
 	}
+	fmt.Println("| calls | append | CPU ms per call-second | of which user | of which sys | RTP sent / received, model writes |")
 	if err := run(*calls, wsBytes, *appendEvery, *seconds); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
@@ -91,19 +124,20 @@ func run(calls, wsBytes int, appendEvery time.Duration, seconds int) error {
 		if err != nil {
 			return err
 		}
+		u, port, err := udpSocket()
+		if err != nil {
+			return err
+		}
+		theirs, err := swapPorts(c, port)
+		if err != nil {
+			return fmt.Errorf("call %d: %w", i, err)
+		}
 		f, _ := c.(*net.TCPConn).File()
 		c.Close()
 		cs[i].tcp, cs[i].file = int(f.Fd()), f
 		_ = syscall.SetNonblock(cs[i].tcp, true)
-		u, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK, 0)
-		if err != nil {
-			return err
-		}
-		if err := syscall.Bind(u, &syscall.SockaddrInet4{Port: basePort + 2*i, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return fmt.Errorf("bind: %w", err)
-		}
 		cs[i].udp = u
-		cs[i].peer = syscall.SockaddrInet4{Port: basePort + 20000 + 2*i, Addr: [4]byte{127, 0, 0, 1}}
+		cs[i].peer = syscall.SockaddrInet4{Port: theirs, Addr: [4]byte{127, 0, 0, 1}}
 	}
 	pkt := make([]byte, rtpSize)
 	ws := make([]byte, wsBytes)
@@ -192,17 +226,22 @@ func runPeer(calls, wsBytes int, appendEvery time.Duration, seconds int) {
 			fmt.Fprintln(os.Stderr, "floor peer:", err)
 			os.Exit(1)
 		}
+		u, port, err := udpSocket()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor peer:", err)
+			os.Exit(1)
+		}
+		theirs, err := swapPorts(c, port)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "floor peer:", err)
+			os.Exit(1)
+		}
 		f, _ := c.(*net.TCPConn).File()
 		c.Close()
 		es[i].tcp, es[i].file = int(f.Fd()), f
 		_ = syscall.SetNonblock(es[i].tcp, true)
-		u, _ := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK, 0)
-		if err := syscall.Bind(u, &syscall.SockaddrInet4{Port: basePort + 20000 + 2*i, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			fmt.Fprintln(os.Stderr, "floor peer bind:", err)
-			os.Exit(1)
-		}
 		es[i].udp = u
-		es[i].to = syscall.SockaddrInet4{Port: basePort + 2*i, Addr: [4]byte{127, 0, 0, 1}}
+		es[i].to = syscall.SockaddrInet4{Port: theirs, Addr: [4]byte{127, 0, 0, 1}}
 	}
 	pkt := make([]byte, rtpSize)
 	back := make([]byte, wsBytes)
