@@ -7,7 +7,9 @@
 # (p50/p99 as histogram bucket bounds, max from the calls' logs), RTP loss,
 # failed calls; CPU and p99 also for the steady state alone (every call up,
 # none ending: no call setup in the window), with the share of frames sent
-# within 2 ms. It stops by itself.
+# within 2 ms. Then test/floor runs the same traffic with nothing else
+# (raw system calls on one thread) for the floor any design has on this
+# machine, in the same sitting. It stops by itself.
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
 #   APPEND=100ms test/load.sh ...             (caller audio batched per append)
@@ -25,6 +27,7 @@ ns=("$@")
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 go build ${TAGS:+-tags "$TAGS"} -o "$work/voicebot" ./cmd/voicebot
+go build -o "$work/floor" ./test/floor
 mkdir -p "$work/sipp/pcap"
 cp /usr/share/sip-tester/g711a.pcap "$work/sipp/pcap/"
 ulimit -n 65536 2>/dev/null || true
@@ -49,8 +52,8 @@ within_2ms() {
 }
 scrape() { curl -s "http://127.0.0.1:18080/metrics" >"$1"; echo "$(cpu_ticks $vb) $(date +%s.%N)" >"$1.cpu"; }
 
-echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | floor: the traffic alone | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
 	VOICEBOT_PPROF=127.0.0.1:6061 ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
 	demo=$!
@@ -109,8 +112,11 @@ YAML
 	fi
 	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
-	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} |"
 	kill -TERM $vb; wait $vb 2>/dev/null || true
 	kill -TERM $demo; wait $demo 2>/dev/null || true
 	sleep 1
+	# PIN (if set) reaches the floor through the environment: same placement.
+	floor=$("$work/floor" -calls "$n" -append "${APPEND:-20ms}" -transcode "${TRANSCODE:-pcm16}" -seconds 10 2>/dev/null |
+		awk -F'|' 'NR == 2 { gsub(/ /, "", $4); print $4 }')
+	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | ${floor:-?} | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} |"
 done

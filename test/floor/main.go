@@ -73,15 +73,26 @@ func main() {
 	appendEvery := flag.Duration("append", 20*time.Millisecond, "interval between writes to the model")
 	seconds := flag.Int("seconds", 20, "measured seconds")
 	peer := flag.Bool("peer", false, "run as the peer (callers and model); internal")
+	transcode := flag.String("transcode", "pcm16", "the model's audio: pcm16 (24 kHz) or passthrough (G.711)")
 	flag.Parse()
-	// 24 kHz PCM16 base64 in a JSON append: 1280 bytes per 20 ms, plus ~60.
-	wsBytes := int(*appendEvery/frame)*1280 + 60 + 8
+	// An append's bytes on the wire: base64 audio in JSON, plus the frame
+	// header. 20 ms is 1280 bytes of base64 as 24 kHz PCM16, 216 as G.711.
+	per20ms := 1280
+	switch *transcode {
+	case "pcm16":
+	case "passthrough":
+		per20ms = 216
+	default:
+		fmt.Fprintln(os.Stderr, "floor: -transcode is pcm16 or passthrough")
+		os.Exit(2)
+	}
+	wsBytes := int(*appendEvery/frame)*per20ms + 60 + 8
 	if *peer {
 		runPeer(*calls, wsBytes, *appendEvery, *seconds+4)
 		return
 	}
 	fmt.Println("| calls | append | CPU ms per call-second | of which user | of which sys | RTP sent / received, model writes |")
-	if err := run(*calls, wsBytes, *appendEvery, *seconds); err != nil {
+	if err := run(*calls, wsBytes, *appendEvery, *seconds, *transcode); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
@@ -93,7 +104,7 @@ type call struct {
 	file     *os.File // owns tcp: a file dropped is closed by its finalizer
 }
 
-func run(calls, wsBytes int, appendEvery time.Duration, seconds int) error {
+func run(calls, wsBytes int, appendEvery time.Duration, seconds int, transcode string) error {
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -101,7 +112,7 @@ func run(calls, wsBytes int, appendEvery time.Duration, seconds int) error {
 		return err
 	}
 	defer ln.Close()
-	args := []string{"-peer", "-calls", fmt.Sprint(calls), "-append", appendEvery.String(), "-seconds", fmt.Sprint(seconds)}
+	args := []string{"-peer", "-calls", fmt.Sprint(calls), "-append", appendEvery.String(), "-seconds", fmt.Sprint(seconds), "-transcode", transcode}
 	self, _ := os.Executable()
 	cmd := exec.Command(self, args...)
 	if os.Getenv("PIN") != "" {
