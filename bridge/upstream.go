@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/binary"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -64,8 +65,11 @@ func (u *upstream) write(pcm8 []int16) {
 		u.vad.frame(pcm8)
 	}
 	u.pcm24 = u.rs.Process(u.pcm24[:0], pcm8)
-	for _, v := range u.pcm24 {
-		u.pending = binary.LittleEndian.AppendUint16(u.pending, uint16(v))
+	n := len(u.pending)
+	u.pending = slices.Grow(u.pending, 2*len(u.pcm24))[:n+2*len(u.pcm24)]
+	out := u.pending[n:]
+	for i, v := range u.pcm24 {
+		binary.LittleEndian.PutUint16(out[2*i:], uint16(v))
 	}
 	u.flush()
 }
