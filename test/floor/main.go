@@ -98,10 +98,41 @@ func main() {
 	}
 }
 
+// call is one side of a call: its RTP socket, the far side's RTP address,
+// and its TCP connection to the model (or, for the peer, from voicebot).
 type call struct {
 	udp, tcp int // raw fds
 	peer     syscall.SockaddrInet4
 	file     *os.File // owns tcp: a file dropped is closed by its finalizer
+}
+
+// openCall makes c, a call's TCP connection, and an RTP socket into a
+// call, the two sides telling each other their RTP ports over c.
+func openCall(c net.Conn) (call, error) {
+	defer c.Close() // the file below holds a duplicate of its descriptor
+	u, port, err := udpSocket()
+	if err != nil {
+		return call{}, err
+	}
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // a peer that died does not hang us
+	theirs, err := swapPorts(c, port)
+	if err != nil {
+		syscall.Close(u)
+		return call{}, err
+	}
+	f, err := c.(*net.TCPConn).File()
+	if err != nil {
+		syscall.Close(u)
+		return call{}, err
+	}
+	fd := int(f.Fd()) // once: each Fd call makes the descriptor blocking again
+	_ = syscall.SetNonblock(fd, true)
+	return call{udp: u, tcp: fd, file: f, peer: syscall.SockaddrInet4{Port: theirs, Addr: [4]byte{127, 0, 0, 1}}}, nil
+}
+
+func (c call) close() {
+	syscall.Close(c.udp)
+	c.file.Close()
 }
 
 func run(calls, wsBytes int, appendEvery time.Duration, seconds int, transcode string) error {
@@ -129,26 +160,16 @@ func run(calls, wsBytes int, appendEvery time.Duration, seconds int, transcode s
 		set[0] = 1 << 1
 		_, _, _ = syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set)))
 	}
+	_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
 	cs := make([]call, calls)
 	for i := range cs {
 		c, err := ln.Accept()
 		if err != nil {
 			return err
 		}
-		u, port, err := udpSocket()
-		if err != nil {
-			return err
-		}
-		theirs, err := swapPorts(c, port)
-		if err != nil {
+		if cs[i], err = openCall(c); err != nil {
 			return fmt.Errorf("call %d: %w", i, err)
 		}
-		f, _ := c.(*net.TCPConn).File()
-		c.Close()
-		cs[i].tcp, cs[i].file = int(f.Fd()), f
-		_ = syscall.SetNonblock(cs[i].tcp, true)
-		cs[i].udp = u
-		cs[i].peer = syscall.SockaddrInet4{Port: theirs, Addr: [4]byte{127, 0, 0, 1}}
 	}
 	pkt := make([]byte, rtpSize)
 	ws := make([]byte, wsBytes)
@@ -212,8 +233,7 @@ func run(calls, wsBytes int, appendEvery time.Duration, seconds int, transcode s
 		float64(user.Microseconds())/1000/callSeconds,
 		float64((cpu-user).Microseconds())/1000/callSeconds, tx, rx, wsw)
 	for _, c := range cs {
-		syscall.Close(c.udp)
-		c.file.Close()
+		c.close()
 	}
 	return nil
 }
@@ -224,35 +244,16 @@ func run(calls, wsBytes int, appendEvery time.Duration, seconds int, transcode s
 func runPeer(calls, wsBytes int, appendEvery time.Duration, seconds int) {
 	runtime.LockOSThread()
 	model := os.Getenv("FLOOR_MODEL")
-	type end struct {
-		udp  int
-		tcp  int
-		to   syscall.SockaddrInet4
-		file *os.File
-	}
-	es := make([]end, calls)
+	es := make([]call, calls)
 	for i := range es {
 		c, err := net.Dial("tcp4", model)
+		if err == nil {
+			es[i], err = openCall(c)
+		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "floor peer:", err)
 			os.Exit(1)
 		}
-		u, port, err := udpSocket()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "floor peer:", err)
-			os.Exit(1)
-		}
-		theirs, err := swapPorts(c, port)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "floor peer:", err)
-			os.Exit(1)
-		}
-		f, _ := c.(*net.TCPConn).File()
-		c.Close()
-		es[i].tcp, es[i].file = int(f.Fd()), f
-		_ = syscall.SetNonblock(es[i].tcp, true)
-		es[i].udp = u
-		es[i].to = syscall.SockaddrInet4{Port: theirs, Addr: [4]byte{127, 0, 0, 1}}
 	}
 	pkt := make([]byte, rtpSize)
 	back := make([]byte, wsBytes)
@@ -261,7 +262,7 @@ func runPeer(calls, wsBytes int, appendEvery time.Duration, seconds int) {
 	for tick := 0; time.Since(start) < time.Duration(seconds)*time.Second; tick++ {
 		for i := range es {
 			e := &es[i]
-			_ = syscall.Sendto(e.udp, pkt, 0, &e.to)
+			_ = syscall.Sendto(e.udp, pkt, 0, &e.peer)
 			for {
 				if n, _, err := syscall.Recvfrom(e.udp, buf, syscall.MSG_DONTWAIT); err != nil || n <= 0 {
 					break
@@ -282,7 +283,6 @@ func runPeer(calls, wsBytes int, appendEvery time.Duration, seconds int) {
 		time.Sleep(time.Until(start.Add(time.Duration(tick+1) * frame)))
 	}
 	for _, e := range es {
-		syscall.Close(e.udp)
-		e.file.Close()
+		e.close()
 	}
 }
