@@ -67,7 +67,7 @@ func New(inRate, outRate int) (*Resampler, error) {
 	if up == 1 && r.taps%down == 0 {
 		r.streams = streamsFor(inRate, outRate, r.phases[0], down)
 	}
-	r.hist = make([]float32, r.taps-1, r.taps-1+480)
+	r.hist = make([]float32, r.taps-1, r.taps-1+480+7) // a 20 ms block at 24 kHz, and the padding (Process)
 	return r, nil
 }
 
@@ -201,7 +201,9 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 		return append(dst, src...)
 	}
 	keep := r.taps - 1
-	r.hist = slices.Grow(r.hist, len(src))
+	// 7 more than the block: the vector interpolator's padding outputs read
+	// up to 7 samples past it (see interpolate).
+	r.hist = slices.Grow(r.hist, len(src)+7)
 	block := r.hist[len(r.hist) : len(r.hist)+len(src)]
 	for i, s := range src {
 		block[i] = float32(s)
@@ -268,13 +270,7 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 // window, and the branches' outputs interleave.
 func (r *Resampler) interpolate(dst []int16, avail int) []int16 {
 	n8 := (avail + 7) &^ 7
-	if need := len(r.hist) + n8 - avail; cap(r.hist) < need {
-		// The padding outputs' windows run up to 7 samples past the block.
-		grown := make([]float32, len(r.hist), need+480)
-		copy(grown, r.hist)
-		r.hist = grown
-	}
-	x := r.hist[:cap(r.hist)]
+	x := r.hist[:len(r.hist)+n8-avail] // Process left room for the padding
 	sp := getScratch(r.up * n8)
 	out := *sp
 	for p, ph := range r.phases {
