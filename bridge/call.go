@@ -499,10 +499,10 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		c.turnEndedAt = time.Time{}
 	}
 	c.receivedBytes[ev.ItemID] += len(ev.Audio)
+	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
 	if c.bytesPerMS == 8 {
 		// Passthrough: G.711 at 8 kHz, queued as it came unless a re-INVITE
 		// has changed the call's codec since the session was configured.
-		ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
 		if c.media.CurrentPeer().Codec == c.passthrough {
 			c.media.EnqueuePayload(ref, ev.Audio)
 			return
@@ -515,7 +515,6 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		}
 		return
 	}
-	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
 	for audio := ev.Audio; len(audio) >= 2; {
 		piece := audio[:min(len(audio), 2*deltaPiece)&^1]
 		audio = audio[len(piece):]
