@@ -82,7 +82,7 @@ func (w *wavWriter) writeFile() {
 	w.done <- first
 }
 
-// handOff passes the filled chunk to the writer. Caller holds mu.
+// handOffLocked passes the filled chunk to the writer. Caller holds mu.
 func (w *wavWriter) handOffLocked() {
 	if len(w.chunk) == 0 {
 		return
