@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // socketReader takes the datagrams already waiting on a call's socket
@@ -13,20 +15,36 @@ import (
 // drains it once per frame of the call: no goroutine is woken per packet.
 // The arrival time keeps the jitter estimate true to the network, not to
 // when the socket was drained.
+//
+// It reads with recvmmsg(2), up to readBatch datagrams a call. A call that
+// returns fewer than it asked for has emptied the socket, so the drain
+// ends there: the usual frame (one datagram) costs one system call, not a
+// read and then a read that finds nothing.
 type socketReader struct {
 	raw  syscall.RawConn
 	read func(fd uintptr) bool // prebuilt: no closure allocated per read
 
-	msg  syscall.Msghdr
-	iov  syscall.Iovec
-	name syscall.RawSockaddrInet6 // large enough for either family
-	oob  [64]byte
-	buf  []byte
+	msgs  [readBatch]mmsghdr
+	iovs  [readBatch]syscall.Iovec
+	names [readBatch]syscall.RawSockaddrInet6 // large enough for either family
+	oobs  [readBatch][64]byte
+	bufs  [readBatch][]byte
 
-	n       int
-	from    netip.AddrPort
-	arrival time.Time
-	errno   syscall.Errno
+	got, taken int  // datagrams the last call returned, and handed out of them
+	emptied    bool // the last call returned fewer than it asked: the socket was empty
+	errno      syscall.Errno
+}
+
+// readBatch is the most datagrams one recvmmsg takes: a frame's packet and
+// one that bunched up behind it (more take another call). Each slot holds
+// a 1500-byte buffer for as long as the call lasts.
+const readBatch = 2
+
+// mmsghdr is struct mmsghdr of recvmmsg(2).
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	n   uint32 // the datagram's length
+	_   uint32
 }
 
 func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
@@ -34,69 +52,90 @@ func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &socketReader{raw: raw, buf: make([]byte, 1500)}
+	r := &socketReader{raw: raw}
 	// Without kernel timestamps (refused, or a closed socket) each datagram
 	// is stamped when read (stamp): the jitter estimate coarsens, nothing
 	// else changes.
 	_ = raw.Control(func(fd uintptr) {
 		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
 	})
-	r.iov.Base = &r.buf[0]
-	r.iov.SetLen(len(r.buf))
-	r.msg.Name = (*byte)(unsafe.Pointer(&r.name))
-	r.msg.Iov = &r.iov
-	r.msg.Iovlen = 1
-	r.msg.Control = &r.oob[0]
+	for i := range r.msgs {
+		r.bufs[i] = make([]byte, 1500)
+		r.iovs[i].Base = &r.bufs[i][0]
+		r.iovs[i].SetLen(len(r.bufs[i]))
+		h := &r.msgs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Iov = &r.iovs[i]
+		h.Iovlen = 1
+		h.Control = &r.oobs[i][0]
+	}
 	r.read = r.recv
 	return r, nil
 }
 
 func (r *socketReader) recv(fd uintptr) bool {
-	r.msg.Namelen = uint32(unsafe.Sizeof(r.name))
-	r.msg.SetControllen(len(r.oob))
+	for i := range r.msgs {
+		r.msgs[i].hdr.Namelen = uint32(unsafe.Sizeof(r.names[i]))
+		r.msgs[i].hdr.SetControllen(len(r.oobs[i]))
+	}
 	// RawSyscall: a non-blocking call returns at once, and the runtime's
 	// syscall bookkeeping (and the sysmon hand-offs it invites when a
 	// loopback peer makes a call slow) would cost more than the call.
-	n, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&r.msg)), syscall.MSG_DONTWAIT)
-	r.n, r.errno = int(n), errno
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), readBatch, syscall.MSG_DONTWAIT, 0, 0)
+	r.got, r.errno = int(n), errno
+	if errno != 0 {
+		r.got = 0
+	}
 	return true // never wait: an empty socket is an answer
 }
 
 // next returns the next waiting datagram, or ok false when none is left
-// (or the socket failed; err says which).
+// (or the socket failed; err says which). The data is valid until the
+// next call.
 func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Time, ok bool, err error) {
-	if err := r.raw.Read(r.read); err != nil {
-		return nil, netip.AddrPort{}, time.Time{}, false, err
-	}
-	if r.errno != 0 {
-		if r.errno == syscall.EAGAIN || r.errno == syscall.EINTR {
+	if r.taken == r.got {
+		if r.emptied {
+			r.emptied = false // the next drain asks the kernel again
 			return nil, netip.AddrPort{}, time.Time{}, false, nil
 		}
-		return nil, netip.AddrPort{}, time.Time{}, false, r.errno
+		r.taken, r.got = 0, 0
+		if err := r.raw.Read(r.read); err != nil {
+			return nil, netip.AddrPort{}, time.Time{}, false, err
+		}
+		if r.errno != 0 {
+			if r.errno == syscall.EAGAIN || r.errno == syscall.EINTR {
+				return nil, netip.AddrPort{}, time.Time{}, false, nil
+			}
+			return nil, netip.AddrPort{}, time.Time{}, false, r.errno
+		}
+		r.emptied = r.got < readBatch
 	}
-	return r.buf[:r.n], r.source(), r.stamp(), true, nil
+	i := r.taken
+	r.taken++
+	return r.bufs[i][:r.msgs[i].n], r.source(i), r.stamp(i), true, nil
 }
 
-func (r *socketReader) source() netip.AddrPort {
-	switch r.name.Family {
+func (r *socketReader) source(i int) netip.AddrPort {
+	name := &r.names[i]
+	switch name.Family {
 	case syscall.AF_INET:
-		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&r.name))
+		sa := (*syscall.RawSockaddrInet4)(unsafe.Pointer(name))
 		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
 		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(p[0])<<8|uint16(p[1]))
 	case syscall.AF_INET6:
-		p := (*[2]byte)(unsafe.Pointer(&r.name.Port))
-		return netip.AddrPortFrom(netip.AddrFrom16(r.name.Addr), uint16(p[0])<<8|uint16(p[1]))
+		p := (*[2]byte)(unsafe.Pointer(&name.Port))
+		return netip.AddrPortFrom(netip.AddrFrom16(name.Addr), uint16(p[0])<<8|uint16(p[1]))
 	}
 	return netip.AddrPort{}
 }
 
 // stamp is the SO_TIMESTAMPNS arrival time, or now when the kernel gave none.
-func (r *socketReader) stamp() time.Time {
+func (r *socketReader) stamp(i int) time.Time {
 	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	if int(r.msg.Controllen) >= hdr+16 {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&r.oob[0]))
+	if int(r.msgs[i].hdr.Controllen) >= hdr+16 {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&r.oobs[i][0]))
 		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS {
-			ts := (*syscall.Timespec)(unsafe.Pointer(&r.oob[hdr]))
+			ts := (*syscall.Timespec)(unsafe.Pointer(&r.oobs[i][hdr]))
 			return time.Unix(ts.Sec, ts.Nsec)
 		}
 	}

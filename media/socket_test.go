@@ -132,3 +132,33 @@ func TestSocketWriterReachesEitherFamily(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkSocketDrain is one frame's receive: a datagram arrives (the
+// sender's cost is in the figure too) and the socket is drained.
+func BenchmarkSocketDrain(b *testing.B) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	rx, err := newSocketReader(conn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	pkt := make([]byte, 172)
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = peer.WriteToUDPAddrPort(pkt, to)
+		for {
+			if _, _, _, ok, _ := rx.next(); !ok {
+				break
+			}
+		}
+	}
+}
