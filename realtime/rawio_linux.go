@@ -5,7 +5,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -58,6 +60,38 @@ type rawConn struct {
 	rbuf   []byte
 	rn     int
 	rerrno syscall.Errno
+
+	deadlineMu    sync.Mutex
+	writeDeadline time.Time // the socket's write deadline, once known
+	deadlineKnown bool
+}
+
+// SetWriteDeadline sets the deadline unless the socket has it already. The
+// WebSocket sets one before every frame it writes (the zero time, unless a
+// writer asked for one), and each costs the runtime a timer update.
+func (c *rawConn) SetWriteDeadline(t time.Time) error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	if c.deadlineKnown && t.Equal(c.writeDeadline) {
+		return nil
+	}
+	c.deadlineKnown = false
+	if err := c.TCPConn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	c.writeDeadline, c.deadlineKnown = t, true
+	return nil
+}
+
+func (c *rawConn) SetDeadline(t time.Time) error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	c.deadlineKnown = false
+	if err := c.TCPConn.SetDeadline(t); err != nil {
+		return err
+	}
+	c.writeDeadline, c.deadlineKnown = t, true
+	return nil
 }
 
 func (c *rawConn) writeRaw(fd uintptr) bool {

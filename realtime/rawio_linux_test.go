@@ -146,3 +146,36 @@ func TestRawConnReportsReset(t *testing.T) {
 		t.Fatalf("reset reported as %#v, want a net.OpError from read", err)
 	}
 }
+
+// The write deadline the connection skips re-setting is always the one the
+// socket has, however it was set.
+func TestRawConnWriteDeadline(t *testing.T) {
+	ours, _ := rawPair(t)
+	timedOut := func(err error) bool {
+		var ne net.Error
+		return errors.As(err, &ne) && ne.Timeout()
+	}
+	past := time.Now().Add(-time.Second)
+	steps := []struct {
+		name    string
+		set     func() error
+		timeout bool
+	}{
+		{"no deadline", func() error { return ours.SetWriteDeadline(time.Time{}) }, false},
+		{"a past deadline", func() error { return ours.SetWriteDeadline(past) }, true},
+		{"the same past deadline again", func() error { return ours.SetWriteDeadline(past) }, true},
+		{"lifted", func() error { return ours.SetWriteDeadline(time.Time{}) }, false},
+		{"a past deadline for both ways", func() error { return ours.SetDeadline(past) }, true},
+		{"the write deadline lifted after SetDeadline", func() error { return ours.SetWriteDeadline(time.Time{}) }, false},
+		{"no deadline again", func() error { return ours.SetWriteDeadline(time.Time{}) }, false},
+	}
+	for _, step := range steps {
+		if err := step.set(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		_, err := ours.Write([]byte("x"))
+		if step.timeout != timedOut(err) {
+			t.Fatalf("%s: write gave %v, want timeout %v", step.name, err, step.timeout)
+		}
+	}
+}

@@ -80,7 +80,7 @@ YAML
 	peak=$idle
 	if [ -n "${PROFILE:-}" ]; then
 		# a CPU profile of voicebot in the middle of the run (perf, kernel and Go frames)
-		(sleep 12; perf record -F 499 -g -p $vb -o "$PROFILE.$n.data" -- sleep 10 >/dev/null 2>&1) &
+		(sleep 12; perf record -F ${PROFILE_HZ:-499} -g -p $vb -o "$PROFILE.$n.data" -- sleep 10 >/dev/null 2>&1) &
 	fi
 	if [ -n "${TAGS:-}" ]; then
 		# a pprof build (TAGS=pprof): the heap mid-run, beside the perf profile
