@@ -40,11 +40,10 @@ type socketReader struct {
 // a 1500-byte buffer for as long as the call lasts.
 const readBatch = 2
 
-// mmsghdr is struct mmsghdr of recvmmsg(2).
+// mmsghdr is struct mmsghdr of recvmmsg(2); Go pads it as C does.
 type mmsghdr struct {
 	hdr syscall.Msghdr
 	n   uint32 // the datagram's length
-	_   uint32
 }
 
 func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
@@ -136,7 +135,7 @@ func (r *socketReader) stamp(i int) time.Time {
 		h := (*syscall.Cmsghdr)(unsafe.Pointer(&r.oobs[i][0]))
 		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SO_TIMESTAMPNS {
 			ts := (*syscall.Timespec)(unsafe.Pointer(&r.oobs[i][hdr]))
-			return time.Unix(ts.Sec, ts.Nsec)
+			return time.Unix(int64(ts.Sec), int64(ts.Nsec)) // int32 fields on 32-bit Linux
 		}
 	}
 	return time.Now()
@@ -197,7 +196,7 @@ func (w *socketWriter) sendto(fd uintptr) bool {
 		p[0], p[1] = byte(port>>8), byte(port)
 		name, size = unsafe.Pointer(&w.name4), unsafe.Sizeof(w.name4)
 	}
-	_, _, w.errno = syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&w.pkt[0])), uintptr(len(w.pkt)), 0, uintptr(name), size)
+	_, _, w.errno = syscall.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&w.pkt[0])), uintptr(len(w.pkt)), 0, uintptr(name), size)
 	return true
 }
 

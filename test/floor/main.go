@@ -120,11 +120,11 @@ type options struct {
 	batched    bool // one RTP socket for every call, sendmmsg/recvmmsg
 }
 
-// mmsghdr is struct mmsghdr of sendmmsg(2) and recvmmsg(2).
+// mmsghdr is struct mmsghdr of sendmmsg(2) and recvmmsg(2); Go pads it
+// as C does.
 type mmsghdr struct {
 	hdr syscall.Msghdr
 	n   uint32
-	_   uint32
 }
 
 // batch is the measured side's shared RTP socket and its message vectors,
@@ -150,9 +150,11 @@ func newBatch(size int, pkt []byte) (*batch, error) {
 		out: make([]mmsghdr, size), outNames: make([]syscall.RawSockaddrInet4, size), outIov: make([]syscall.Iovec, size),
 		in: make([]mmsghdr, size), inIov: make([]syscall.Iovec, size), inBufs: make([][2048]byte, size)}
 	for i := range b.out {
-		b.outIov[i] = syscall.Iovec{Base: &pkt[0], Len: uint64(len(pkt))}
+		b.outIov[i].Base = &pkt[0]
+		b.outIov[i].SetLen(len(pkt))
 		b.out[i].hdr = syscall.Msghdr{Name: (*byte)(unsafe.Pointer(&b.outNames[i])), Namelen: syscall.SizeofSockaddrInet4, Iov: &b.outIov[i], Iovlen: 1}
-		b.inIov[i] = syscall.Iovec{Base: &b.inBufs[i][0], Len: uint64(len(b.inBufs[i]))}
+		b.inIov[i].Base = &b.inBufs[i][0]
+		b.inIov[i].SetLen(len(b.inBufs[i]))
 		b.in[i].hdr = syscall.Msghdr{Iov: &b.inIov[i], Iovlen: 1}
 	}
 	return b, nil
