@@ -7,9 +7,11 @@
 # (p50/p99 as histogram bucket bounds, max from the calls' logs), RTP loss,
 # failed calls; CPU and p99 also for the steady state alone (every call up,
 # none ending: no call setup in the window), with the share of frames sent
-# within 2 ms. Then test/floor runs the same traffic with nothing else
-# (raw system calls on one thread) for the floor any design has on this
-# machine, in the same sitting. It stops by itself.
+# within 2 ms and voicebot's thread switches per second (each a wake-up or
+# a preemption: on a VM the largest cost after the traffic itself). Then
+# test/floor runs the same traffic with nothing else (raw system calls on
+# one thread) for the floor any design has on this machine, in the same
+# sitting. It stops by itself.
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
 #   APPEND=100ms test/load.sh ...             (caller audio batched per append)
@@ -50,10 +52,12 @@ within_2ms() {
 	awk 'FNR == 1 { f++ } /^voicebot_pacer_lateness_seconds_bucket\{le="0.002"\}/ { w[f] = $NF } /^voicebot_pacer_lateness_seconds_count/ { c[f] = $NF }
 		END { if (c[2] > c[1]) printf "%.2f%%", 100 * (w[2] - w[1]) / (c[2] - c[1]); else print "?" }' "$1" "$2"
 }
-scrape() { curl -s "http://127.0.0.1:18080/metrics" >"$1"; echo "$(cpu_ticks $vb) $(date +%s.%N)" >"$1.cpu"; }
+# voicebot's thread switches so far, voluntary and involuntary, over all its threads
+switches() { cat /proc/$1/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'; }
+scrape() { curl -s "http://127.0.0.1:18080/metrics" >"$1"; echo "$(cpu_ticks $vb) $(date +%s.%N) $(switches $vb)" >"$1.cpu"; }
 
-echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | floor: the traffic alone | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | floor: the traffic alone | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) | thread switches per second, all calls up (voluntary / involuntary) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
 	VOICEBOT_PPROF=127.0.0.1:6061 ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
 	demo=$!
@@ -105,10 +109,11 @@ YAML
 	per_call=$(awk -v p="$peak" -v i="$idle" -v n="$n" 'BEGIN { printf "%.0f KiB", (p - i) / n }')
 	scrape "$work/end"
 	p50=$(lateness_q 0.5 "$work/end"); p99=$(lateness_q 0.99 "$work/end")
-	steady_p99="?"; steady_cpu="?"
+	steady_p99="?"; steady_cpu="?"; steady_switches="?"
 	if [ -s "$work/steady2" ] && [ "$(awk -v n="$n" 'BEGIN {print (24 - n / 50 > 2)}')" = 1 ]; then
 		steady_p99="$(lateness_q 0.99 "$work/steady1" "$work/steady2") ms ($(within_2ms "$work/steady1" "$work/steady2") ≤ 2 ms)"
 		steady_cpu=$(awk -v n="$n" -v hz="$(getconf CLK_TCK)" 'NR == 1 {c0 = $1; t0 = $2} NR == 2 {printf "%.3f", ($1 - c0) * 1000 / hz / (n * ($2 - t0))}' "$work/steady1.cpu" "$work/steady2.cpu")
+		steady_switches=$(awk 'NR == 1 {t0 = $2; v0 = $3; n0 = $4} NR == 2 {printf "%d / %d", ($3 - v0) / ($2 - t0), ($4 - n0) / ($2 - t0)}' "$work/steady1.cpu" "$work/steady2.cpu")
 	fi
 	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
@@ -118,5 +123,5 @@ YAML
 	# PIN (if set) reaches the floor through the environment: same placement.
 	floor=$("$work/floor" -calls "$n" -append "${APPEND:-20ms}" -transcode "${TRANSCODE:-pcm16}" -seconds 10 2>/dev/null |
 		awk -F'|' 'NR == 2 { gsub(/ /, "", $4); print $4 }')
-	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | ${floor:-?} | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} |"
+	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | ${floor:-?} | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} | $steady_switches |"
 done
