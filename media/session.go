@@ -439,6 +439,7 @@ const maxDrain = 64
 
 // drain handles the datagrams waiting on the socket.
 func (s *Session) drain(pkt *rtp.Packet) {
+	s.rx.newDrain()
 	for i := 0; i < maxDrain; i++ {
 		data, from, arrival, ok, err := s.rx.next()
 		if err != nil {

@@ -88,6 +88,11 @@ func (r *socketReader) recv(fd uintptr) bool {
 	return true // never wait: an empty socket is an answer
 }
 
+// newDrain begins a drain. A drain the caller stopped early (at maxDrain)
+// right after the last datagram of a short batch left that batch's end
+// mark behind; the new drain must ask the kernel, not end at once.
+func (r *socketReader) newDrain() { r.emptied = false }
+
 // next returns the next waiting datagram, or ok false when none is left
 // (or the socket failed; err says which). The data is valid until the
 // next call.

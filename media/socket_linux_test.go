@@ -97,3 +97,23 @@ func TestSocketReaderClosedSocket(t *testing.T) {
 		t.Fatalf("closed socket: ok %v err %v, want an error", ok, err)
 	}
 }
+
+// A drain stopped right after a short batch's last datagram (as maxDrain
+// stops one) does not make the next drain end before it has read.
+func TestSocketReaderNewDrainAfterAStoppedOne(t *testing.T) {
+	conn, peer := loopbackPair(t)
+	rx, err := newSocketReader(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := byte(1); b <= 2; b++ {
+		if _, err := peer.WriteTo([]byte{b}, conn.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+		rx.newDrain()
+		if data, _, _, ok, err := rx.next(); !ok || err != nil || data[0] != b {
+			t.Fatalf("drain %d: %v %v %v, want datagram %d", b, data, ok, err, b)
+		}
+		// the caller stops here, as at maxDrain, without asking past it
+	}
+}

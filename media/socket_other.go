@@ -22,6 +22,8 @@ func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
 	return &socketReader{conn: conn, buf: make([]byte, 1500)}, nil
 }
 
+func (r *socketReader) newDrain() {}
+
 func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Time, ok bool, err error) {
 	_ = r.conn.SetReadDeadline(time.Now().Add(50 * time.Microsecond))
 	n, from, err := r.conn.ReadFromUDPAddrPort(r.buf)
