@@ -1,24 +1,6 @@
 package media
 
-import (
-	"net"
-	"testing"
-)
-
-func loopbackPair(t *testing.T) (conn, peer *net.UDPConn) {
-	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	peer, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { peer.Close() })
-	return conn, peer
-}
+import "testing"
 
 // More datagrams than one recvmmsg takes come out whole and in order, in
 // one drain.

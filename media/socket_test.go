@@ -136,16 +136,7 @@ func TestSocketWriterReachesEitherFamily(t *testing.T) {
 // BenchmarkSocketDrain is one frame's receive: a datagram arrives (the
 // sender's cost is in the figure too) and the socket is drained.
 func BenchmarkSocketDrain(b *testing.B) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer peer.Close()
+	conn, peer := loopbackPair(b)
 	rx, err := newSocketReader(conn)
 	if err != nil {
 		b.Fatal(err)
@@ -161,4 +152,20 @@ func BenchmarkSocketDrain(b *testing.B) {
 			}
 		}
 	}
+}
+
+// loopbackPair is two UDP sockets on 127.0.0.1, closed when the test ends.
+func loopbackPair(t testing.TB) (conn, peer *net.UDPConn) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	peer, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return conn, peer
 }
