@@ -89,6 +89,15 @@ func (w *worker) run() {
 	clk := w.e.clk
 	timer := clk.NewTimer(pacingGrid)
 	defer timer.Stop()
+	// On the real clock the worker sleeps on a timerfd (see gridTimer); a
+	// fake clock's timers are what tests step.
+	var grid *gridTimer
+	if _, real := clk.(clock.Real); real {
+		if g, err := newGridTimer(); err == nil {
+			grid = g
+			defer grid.close()
+		}
+	}
 	for {
 		w.mu.Lock()
 		w.all = append(w.all[:0], w.sessions...)
@@ -111,9 +120,20 @@ func (w *worker) run() {
 		// (a burst of calls due at once, the thread descheduled) is followed
 		// at once, not at the instant after: that would make those frames a
 		// whole grid step late.
-		now := clk.Now()
+		wait := max(onGrid(start).Add(pacingGrid).Sub(clk.Now()), 0)
+		if grid != nil && grid.sleep(wait) == nil {
+			// A session added, or Close, meanwhile is seen here: at most
+			// one grid step after it, where a Go timer is cut short.
+			select {
+			case <-w.e.stop:
+				return
+			case <-w.wake:
+			default:
+			}
+			continue
+		}
 		timer.Stop()
-		timer.Reset(max(onGrid(start).Add(pacingGrid).Sub(now), 0))
+		timer.Reset(wait)
 		select {
 		case <-w.e.stop:
 			return

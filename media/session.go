@@ -125,6 +125,7 @@ type Stats struct {
 type Session struct {
 	cfg  Config
 	conn *net.UDPConn
+	sock *callSocket // conn as the worker uses it (nil without conn)
 
 	queue   *playout
 	rx      *socketReader // the socket's non-blocking reader, once running
@@ -166,7 +167,10 @@ type Session struct {
 	silenceBytes [FrameSamples]byte
 }
 
-// NewSession prepares media on conn, which the session does not close.
+// NewSession prepares media on conn. Its owner closes conn after the
+// session stopped; on Linux, Start has already closed conn's descriptor
+// then, and used a duplicate of it (see callSocket), so that Close only
+// frees what the owner keeps with it (a port in Ports).
 func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -194,11 +198,14 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s.codec = cfg.Codec
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
+	if conn != nil {
+		s.sock = newCallSocket(conn)
+	}
 	s.out = cfg.Output
 	if s.out == nil {
 		s.out = s.sendToPeer
 		if conn != nil {
-			s.tx = newSocketWriter(conn)
+			s.tx = newSocketWriter(s.sock)
 		}
 	}
 	s.pacer = newPacer(cfg.Codec, s.queue, binary.BigEndian.Uint32(seed[0:]), binary.BigEndian.Uint16(seed[4:]),
@@ -378,8 +385,8 @@ func (s *Session) Stats() Stats {
 // session any more; the caller then releases the socket. A session starts
 // once.
 func (s *Session) Start() (stop func(), err error) {
-	if s.conn != nil {
-		r, err := newSocketReader(s.conn)
+	if s.sock != nil {
+		r, err := newSocketReader(s.sock)
 		if err != nil {
 			return nil, fmt.Errorf("rtp socket: %w", err)
 		}
@@ -394,6 +401,11 @@ func (s *Session) Start() (stop func(), err error) {
 	return func() {
 		s.running.Store(false)
 		w.remove(s)
+		if s.sock != nil {
+			s.pmu.Lock() // a frame being sent (startTalkspurt) is done first
+			s.sock.close()
+			s.pmu.Unlock()
+		}
 		if own {
 			e.Close()
 		}

@@ -122,6 +122,13 @@ func TestSessionOnLoopback(t *testing.T) {
 	if ports.InUse() != 0 {
 		t.Error("port not released")
 	}
+	// Nothing still holds the port: the socket's duplicate (see
+	// callSocket) ended with the session.
+	again, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(s.LocalAddr()))
+	if err != nil {
+		t.Fatalf("the call's port is still bound after release: %v", err)
+	}
+	again.Close()
 }
 
 func TestPortsRotateAndRunOut(t *testing.T) {

@@ -3,12 +3,92 @@ package media
 import (
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// callSocket is a call's UDP socket as its session uses it.
+//
+// Until the session starts it is conn's own descriptor, used through the
+// runtime. detach (at Start) swaps in a duplicate of the descriptor and
+// closes conn's, so that no descriptor of the socket stays registered with
+// the runtime's poller. The poller watches every socket edge-triggered:
+// each datagram that arrives while the process sleeps wakes a thread,
+// although no goroutine waits on the socket, since the media worker drains
+// it on its own grid. At 200 calls that was about 3,300 wake-ups a second.
+// The duplicate is not registered, so datagrams wait for the worker.
+//
+// Every system call on the duplicate is non-blocking (the file description
+// is), so it needs no poller. Its reads come from the media worker's pass
+// only; its writes and its close are serialised by the session's pacer
+// lock, and close comes after the session left its worker. So a number
+// the kernel has reused for another file is never written to.
+type callSocket struct {
+	conn     *net.UDPConn
+	raw      syscall.RawConn // conn's, until detach
+	fd       int             // the duplicate, from detach until close
+	detached bool
+	closed   bool
+	family   int // AF_INET or AF_INET6; 0 if unknown
+}
+
+func newCallSocket(conn *net.UDPConn) *callSocket {
+	c := &callSocket{conn: conn, fd: -1}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return c // detach reports it
+	}
+	c.raw = raw
+	var sa syscall.Sockaddr
+	_ = raw.Control(func(fd uintptr) { sa, _ = syscall.Getsockname(int(fd)) })
+	switch sa.(type) {
+	case *syscall.SockaddrInet4:
+		c.family = syscall.AF_INET
+	case *syscall.SockaddrInet6:
+		c.family = syscall.AF_INET6
+	}
+	return c
+}
+
+// detach takes the socket out of the runtime's poller (see callSocket).
+// conn's LocalAddr stays valid; closing conn afterwards does nothing.
+func (c *callSocket) detach() error {
+	if c.detached {
+		return nil
+	}
+	if c.raw == nil {
+		return net.ErrClosed
+	}
+	dup, errno := -1, syscall.Errno(0)
+	if err := c.raw.Control(func(fd uintptr) {
+		var e error
+		dup, e = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		if e != nil {
+			errno = e.(syscall.Errno)
+		}
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return os.NewSyscallError("dup", errno)
+	}
+	c.conn.Close()
+	c.fd, c.detached = dup, true
+	return nil
+}
+
+// close closes the duplicate. The session calls it once no worker uses the
+// socket, under its pacer lock.
+func (c *callSocket) close() {
+	if c.detached && !c.closed {
+		_ = syscall.Close(c.fd)
+		c.fd, c.closed = -1, true
+	}
+}
 
 // socketReader takes the datagrams already waiting on a call's socket
 // without blocking, each with the kernel's arrival time. A media worker
@@ -21,8 +101,7 @@ import (
 // ends there: the usual frame (one datagram) costs one system call, not a
 // read and then a read that finds nothing.
 type socketReader struct {
-	raw  syscall.RawConn
-	read func(fd uintptr) bool // prebuilt: no closure allocated per read
+	sock *callSocket
 
 	msgs  [readBatch]mmsghdr
 	iovs  [readBatch]syscall.Iovec
@@ -46,18 +125,15 @@ type mmsghdr struct {
 	n   uint32 // the datagram's length
 }
 
-func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
-	raw, err := conn.SyscallConn()
-	if err != nil {
+// newSocketReader detaches sock (see callSocket) and reads from it.
+func newSocketReader(sock *callSocket) (*socketReader, error) {
+	if err := sock.detach(); err != nil {
 		return nil, err
 	}
-	r := &socketReader{raw: raw}
-	// Without kernel timestamps (refused, or a closed socket) each datagram
-	// is stamped when read (stamp): the jitter estimate coarsens, nothing
-	// else changes.
-	_ = raw.Control(func(fd uintptr) {
-		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
-	})
+	r := &socketReader{sock: sock}
+	// Without kernel timestamps (refused) each datagram is stamped when
+	// read (stamp): the jitter estimate coarsens, nothing else changes.
+	_ = syscall.SetsockoptInt(sock.fd, syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
 	for i := range r.msgs {
 		r.bufs[i] = make([]byte, 1500)
 		r.iovs[i].Base = &r.bufs[i][0]
@@ -68,11 +144,10 @@ func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
 		h.Iovlen = 1
 		h.Control = &r.oobs[i][0]
 	}
-	r.read = r.recv
 	return r, nil
 }
 
-func (r *socketReader) recv(fd uintptr) bool {
+func (r *socketReader) recv(fd int) {
 	for i := range r.msgs {
 		r.msgs[i].hdr.Namelen = uint32(unsafe.Sizeof(r.names[i]))
 		r.msgs[i].hdr.SetControllen(len(r.oobs[i]))
@@ -80,12 +155,11 @@ func (r *socketReader) recv(fd uintptr) bool {
 	// RawSyscall: a non-blocking call returns at once, and the runtime's
 	// syscall bookkeeping (and the sysmon hand-offs it invites when a
 	// loopback peer makes a call slow) would cost more than the call.
-	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), readBatch, syscall.MSG_DONTWAIT, 0, 0)
+	n, _, errno := syscall.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msgs[0])), readBatch, syscall.MSG_DONTWAIT, 0, 0)
 	r.got, r.errno = int(n), errno
 	if errno != 0 {
 		r.got = 0
 	}
-	return true // never wait: an empty socket is an answer
 }
 
 // newDrain begins a drain. A drain the caller stopped early (at maxDrain)
@@ -103,14 +177,15 @@ func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Ti
 			return nil, netip.AddrPort{}, time.Time{}, false, nil
 		}
 		r.taken, r.got = 0, 0
-		if err := r.raw.Read(r.read); err != nil {
-			return nil, netip.AddrPort{}, time.Time{}, false, err
+		if r.sock.closed {
+			return nil, netip.AddrPort{}, time.Time{}, false, net.ErrClosed
 		}
+		r.recv(r.sock.fd)
 		if r.errno != 0 {
 			if r.errno == syscall.EAGAIN || r.errno == syscall.EINTR {
 				return nil, netip.AddrPort{}, time.Time{}, false, nil
 			}
-			return nil, netip.AddrPort{}, time.Time{}, false, r.errno
+			return nil, netip.AddrPort{}, time.Time{}, false, os.NewSyscallError("recvmmsg", r.errno)
 		}
 		r.emptied = r.got < readBatch
 	}
@@ -148,11 +223,11 @@ func (r *socketReader) stamp(i int) time.Time {
 
 // socketWriter sends the call's packets with one raw sendto each: the
 // socket is non-blocking, so the call returns at once, and it skips the
-// runtime's syscall bookkeeping (see socketReader.recv). Anything unusual
-// (another address family, an error) goes the ordinary way instead.
+// runtime's syscall bookkeeping (see socketReader.recv). Before the socket
+// is detached, anything unusual (an address family the socket cannot
+// reach, an error) goes the ordinary way instead, for its error.
 type socketWriter struct {
-	conn  *net.UDPConn
-	raw   syscall.RawConn
+	sock  *callSocket
 	inet6 bool // the socket is AF_INET6 (IPv4 peers as mapped addresses)
 	send  func(fd uintptr) bool
 
@@ -164,22 +239,13 @@ type socketWriter struct {
 	usable bool
 }
 
-func newSocketWriter(conn *net.UDPConn) *socketWriter {
-	w := &socketWriter{conn: conn}
-	raw, err := conn.SyscallConn()
-	if err != nil {
+func newSocketWriter(sock *callSocket) *socketWriter {
+	w := &socketWriter{sock: sock}
+	if sock.family == 0 {
 		return w
 	}
-	var sa syscall.Sockaddr
-	_ = raw.Control(func(fd uintptr) { sa, _ = syscall.Getsockname(int(fd)) })
-	switch sa.(type) {
-	case *syscall.SockaddrInet4:
-	case *syscall.SockaddrInet6:
-		w.inet6 = true
-	default:
-		return w
-	}
-	w.raw, w.usable = raw, true
+	w.inet6 = sock.family == syscall.AF_INET6
+	w.usable = true
 	w.name4.Family = syscall.AF_INET
 	w.name6.Family = syscall.AF_INET6
 	w.send = w.sendto
@@ -208,25 +274,45 @@ func (w *socketWriter) sendto(fd uintptr) bool {
 // write sends pkt to the address to.
 func (w *socketWriter) write(pkt []byte, to netip.AddrPort) error {
 	addr := to.Addr()
-	if !w.usable || len(pkt) == 0 || (!w.inet6 && !addr.Unmap().Is4()) {
-		_, err := w.conn.WriteToUDPAddrPort(pkt, to)
-		return err
+	reachable := w.usable && len(pkt) > 0 && (w.inet6 || addr.Unmap().Is4())
+	if !reachable || w.sock.closed {
+		return w.ordinary(pkt, to)
 	}
 	if !w.inet6 {
 		to = netip.AddrPortFrom(addr.Unmap(), to.Port())
 	}
 	w.to, w.pkt = to, pkt
-	err := w.raw.Write(w.send)
+	if w.sock.detached {
+		w.sendto(uintptr(w.sock.fd))
+	} else if err := w.sock.raw.Write(w.send); err != nil {
+		w.pkt = nil
+		return err
+	}
 	w.pkt = nil
-	if err != nil {
-		return err
+	switch w.errno {
+	case 0:
+		return nil
+	case syscall.EAGAIN:
+		return w.errno // the socket's buffer is full: this frame is dropped, not waited for
 	}
-	if w.errno != 0 {
-		if w.errno == syscall.EAGAIN {
-			return w.errno // the socket's buffer is full: this frame is dropped, not waited for
+	if w.sock.detached {
+		return w.opError(to, os.NewSyscallError("sendto", w.errno))
+	}
+	return w.ordinary(pkt, to) // the ordinary way, and its error
+}
+
+// ordinary sends through conn, which after detach only reports an error.
+func (w *socketWriter) ordinary(pkt []byte, to netip.AddrPort) error {
+	if w.sock.detached {
+		if w.sock.closed {
+			return w.opError(to, net.ErrClosed)
 		}
-		_, err := w.conn.WriteToUDPAddrPort(pkt, to) // the ordinary way, and its error
-		return err
+		return w.opError(to, syscall.EAFNOSUPPORT)
 	}
-	return nil
+	_, err := w.sock.conn.WriteToUDPAddrPort(pkt, to)
+	return err
+}
+
+func (w *socketWriter) opError(to netip.AddrPort, err error) error {
+	return &net.OpError{Op: "write", Net: "udp", Source: w.sock.conn.LocalAddr(), Addr: net.UDPAddrFromAddrPort(to), Err: err}
 }

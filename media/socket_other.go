@@ -10,6 +10,16 @@ import (
 	"time"
 )
 
+// callSocket is a call's UDP socket. Outside Linux it stays conn, used
+// through the runtime; detach and close do nothing (conn's owner closes it).
+type callSocket struct{ conn *net.UDPConn }
+
+func newCallSocket(conn *net.UDPConn) *callSocket { return &callSocket{conn: conn} }
+
+func (c *callSocket) detach() error { return nil }
+
+func (c *callSocket) close() {}
+
 // socketReader takes the datagrams already waiting on a call's socket.
 // Outside Linux there is no portable non-blocking read, so a read deadline
 // just ahead stands in for one, and the arrival time is the time of the read.
@@ -18,8 +28,8 @@ type socketReader struct {
 	buf  []byte
 }
 
-func newSocketReader(conn *net.UDPConn) (*socketReader, error) {
-	return &socketReader{conn: conn, buf: make([]byte, 1500)}, nil
+func newSocketReader(sock *callSocket) (*socketReader, error) {
+	return &socketReader{conn: sock.conn, buf: make([]byte, 1500)}, nil
 }
 
 func (r *socketReader) newDrain() {}
@@ -39,7 +49,7 @@ func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Ti
 // socketWriter sends the call's packets (the ordinary way outside Linux).
 type socketWriter struct{ conn *net.UDPConn }
 
-func newSocketWriter(conn *net.UDPConn) *socketWriter { return &socketWriter{conn: conn} }
+func newSocketWriter(sock *callSocket) *socketWriter { return &socketWriter{conn: sock.conn} }
 
 func (w *socketWriter) write(pkt []byte, to netip.AddrPort) error {
 	_, err := w.conn.WriteToUDPAddrPort(pkt, to)

@@ -23,7 +23,7 @@ func TestSocketReaderTakesWaitingDatagrams(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer peer.Close()
-			rx, err := newSocketReader(conn)
+			rx, err := newSocketReader(newCallSocket(conn))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -93,12 +93,19 @@ func TestPacersShareTheGrid(t *testing.T) {
 }
 
 // The writer reaches IPv4 and IPv6 peers, from sockets of either family
-// (a dual-stack socket sends to IPv4 as mapped addresses), allocation-free.
+// (a dual-stack socket sends to IPv4 as mapped addresses), allocation-free,
+// before the session starts and after (once the socket is detached).
 func TestSocketWriterReachesEitherFamily(t *testing.T) {
-	for _, c := range []struct{ name, local, peer string }{
-		{"v4", "127.0.0.1", "127.0.0.1"},
-		{"v6", "::1", "::1"},
-		{"dual-stack to v4", "::", "127.0.0.1"},
+	for _, c := range []struct {
+		name, local, peer string
+		detached          bool
+	}{
+		{"v4", "127.0.0.1", "127.0.0.1", false},
+		{"v6", "::1", "::1", false},
+		{"dual-stack to v4", "::", "127.0.0.1", false},
+		{"v4 detached", "127.0.0.1", "127.0.0.1", true},
+		{"v6 detached", "::1", "::1", true},
+		{"dual-stack to v4 detached", "::", "127.0.0.1", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(c.local), 0)))
@@ -111,9 +118,13 @@ func TestSocketWriterReachesEitherFamily(t *testing.T) {
 				t.Skipf("no socket on %s: %v", c.peer, err)
 			}
 			defer peer.Close()
-			w := newSocketWriter(conn)
-			if !w.usable {
-				t.Fatal("the raw path is not used")
+			sock := newCallSocket(conn)
+			w := newSocketWriter(sock)
+			if c.detached {
+				if err := sock.detach(); err != nil {
+					t.Fatal(err)
+				}
+				defer sock.close()
 			}
 			to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
 			if err := w.write([]byte{1, 2, 3}, to); err != nil {
@@ -137,7 +148,7 @@ func TestSocketWriterReachesEitherFamily(t *testing.T) {
 // sender's cost is in the figure too) and the socket is drained.
 func BenchmarkSocketDrain(b *testing.B) {
 	conn, peer := loopbackPair(b)
-	rx, err := newSocketReader(conn)
+	rx, err := newSocketReader(newCallSocket(conn))
 	if err != nil {
 		b.Fatal(err)
 	}
