@@ -89,13 +89,13 @@ func (w *worker) run() {
 	clk := w.e.clk
 	timer := clk.NewTimer(pacingGrid)
 	defer timer.Stop()
-	// On the real clock the worker sleeps on a timerfd (see gridTimer); a
-	// fake clock's timers are what tests step.
-	var grid *gridTimer
+	// On the real clock an alarm makes sure the process is awake when the
+	// timer is due (see gridAlarm); a fake clock's timers are stepped.
+	var alarm *gridAlarm
 	if _, real := clk.(clock.Real); real {
-		if g, err := newGridTimer(); err == nil {
-			grid = g
-			defer grid.close()
+		if a, err := newGridAlarm(); err == nil {
+			alarm = a
+			defer alarm.close()
 		}
 	}
 	for {
@@ -121,19 +121,11 @@ func (w *worker) run() {
 		// at once, not at the instant after: that would make those frames a
 		// whole grid step late.
 		wait := max(onGrid(start).Add(pacingGrid).Sub(clk.Now()), 0)
-		if grid != nil && grid.sleep(wait) == nil {
-			// A session added, or Close, meanwhile is seen here: at most
-			// one grid step after it, where a Go timer is cut short.
-			select {
-			case <-w.e.stop:
-				return
-			case <-w.wake:
-			default:
-			}
-			continue
-		}
 		timer.Stop()
 		timer.Reset(wait)
+		if alarm != nil {
+			_ = alarm.set(wait) // without it the timer is late, not lost
+		}
 		select {
 		case <-w.e.stop:
 			return

@@ -5,68 +5,72 @@ import (
 	"time"
 )
 
-// The grid timer sleeps at least as long as asked, returns at once for no
-// wait, allocates nothing, and fails rather than hangs once closed.
-func TestGridTimer(t *testing.T) {
-	g, err := newGridTimer()
+// The alarm is registered with the runtime's poller (or it could not end
+// the poller's sleep), arms without allocating, ignores waits of no time
+// (a zero timerfd value would disarm it, not fire it), and fails once
+// closed.
+func TestGridAlarm(t *testing.T) {
+	a, err := newGridAlarm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []time.Duration{time.Millisecond, 3 * time.Millisecond, 50 * time.Microsecond} {
-		start := time.Now()
-		if err := g.sleep(d); err != nil {
-			t.Fatal(err)
+	if !pollerWatches(t, int(a.fd)) {
+		t.Fatal("the alarm's timerfd is not registered with the poller")
+	}
+	for _, d := range []time.Duration{0, -time.Second, time.Millisecond} {
+		if err := a.set(d); err != nil {
+			t.Fatalf("set(%v): %v", d, err)
 		}
-		if slept := time.Since(start); slept < d {
-			t.Errorf("asked for %v, slept %v", d, slept)
-		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.sleep(0)
-		_ = g.sleep(-time.Second) // a pass that overran its instant
-	}()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a sleep of no time did not return: a zero timerfd value disarms it")
+	if allocs := testing.AllocsPerRun(20, func() { _ = a.set(100 * time.Microsecond) }); allocs != 0 {
+		t.Errorf("%v allocations per arming", allocs)
 	}
-	if allocs := testing.AllocsPerRun(20, func() { _ = g.sleep(100 * time.Microsecond) }); allocs != 0 {
-		t.Errorf("%v allocations per sleep", allocs)
+	// The expiry is an event: the descriptor becomes readable.
+	_ = a.set(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	buf := make([]byte, 8)
+	if _, err := a.file.Read(buf); err != nil {
+		t.Fatalf("no expiry to read: %v", err)
 	}
-	g.close()
-	if err := g.sleep(time.Millisecond); err == nil {
-		t.Error("a closed grid timer slept without an error")
+	a.close()
+	if err := a.set(time.Millisecond); err == nil {
+		t.Error("a closed alarm armed without an error")
 	}
 }
 
-// BenchmarkGridLateness is how late a worker with nothing else to wake the
-// process wakes for a grid instant, on the timerfd and on a Go timer (the
-// figure is mean lateness per wake-up, "late-µs").
+// BenchmarkGridLateness is how late a worker of an otherwise idle process
+// wakes for its grid instant on a Go timer, with the alarm and without
+// ("late-µs": mean lateness per wake-up).
 func BenchmarkGridLateness(b *testing.B) {
-	b.Run("timerfd", func(b *testing.B) {
-		g, err := newGridTimer()
-		if err != nil {
-			b.Fatal(err)
+	for _, withAlarm := range []bool{true, false} {
+		name := "go-timer"
+		if withAlarm {
+			name = "go-timer+alarm"
 		}
-		defer g.close()
-		benchLateness(b, func(d time.Duration) { _ = g.sleep(d) })
-	})
-	b.Run("go-timer", func(b *testing.B) {
-		timer := time.NewTimer(time.Hour)
-		defer timer.Stop()
-		benchLateness(b, func(d time.Duration) { timer.Reset(d); <-timer.C })
-	})
-}
-
-func benchLateness(b *testing.B, sleep func(time.Duration)) {
-	var late time.Duration
-	for b.Loop() {
-		now := time.Now()
-		due := now.Truncate(pacingGrid).Add(pacingGrid)
-		sleep(due.Sub(now))
-		late += time.Since(due)
+		b.Run(name, func(b *testing.B) {
+			var alarm *gridAlarm
+			if withAlarm {
+				a, err := newGridAlarm()
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer a.close()
+				alarm = a
+			}
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			var late time.Duration
+			for b.Loop() {
+				now := time.Now()
+				due := now.Truncate(pacingGrid).Add(pacingGrid)
+				timer.Reset(due.Sub(now))
+				if alarm != nil {
+					_ = alarm.set(due.Sub(now))
+				}
+				<-timer.C
+				late += time.Since(due)
+			}
+			b.ReportMetric(float64(late.Microseconds())/float64(b.N), "late-µs")
+		})
 	}
-	b.ReportMetric(float64(late.Microseconds())/float64(b.N), "late-µs")
 }

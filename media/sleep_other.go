@@ -7,11 +7,12 @@ import (
 	"time"
 )
 
-// gridTimer is Linux's timerfd; elsewhere the worker waits on a Go timer.
-type gridTimer struct{}
+// gridAlarm is Linux's (a timerfd); elsewhere the worker's Go timer alone
+// wakes it.
+type gridAlarm struct{}
 
-func newGridTimer() (*gridTimer, error) { return nil, errors.New("no timerfd") }
+func newGridAlarm() (*gridAlarm, error) { return nil, errors.New("no timerfd") }
 
-func (t *gridTimer) sleep(time.Duration) error { return nil }
+func (a *gridAlarm) set(time.Duration) error { return nil }
 
-func (t *gridTimer) close() {}
+func (a *gridAlarm) close() {}
