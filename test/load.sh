@@ -30,8 +30,9 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 go build ${TAGS:+-tags "$TAGS"} -o "$work/voicebot" ./cmd/voicebot
 go build -o "$work/floor" ./test/floor
-mkdir -p "$work/sipp/pcap"
-cp /usr/share/sip-tester/g711a.pcap "$work/sipp/pcap/"
+mkdir -p "$work/sipp"
+# SIPp's own speech, as the raw A-law its rtp_stream plays (uac_load.xml)
+go run ./test/pcapaudio /usr/share/sip-tester/g711a.pcap "$work/sipp/speech.alaw"
 ulimit -n 65536 2>/dev/null || true
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -117,6 +118,14 @@ YAML
 	fi
 	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
+	# A run whose callers sent no audio, or heard no answer, measured
+	# nothing worth a row: 28 s of speech is 1,400 packets a call.
+	rtp_in=$(metric 'voicebot_rtp_packets_total{direction="in"}')
+	answers=$(metric voicebot_response_latency_seconds_count)
+	if [ "$ok" -gt 0 ] && { [ "$(awk -v p="${rtp_in:-0}" -v n="$ok" 'BEGIN {print (p / n < 1300)}')" = 1 ] || [ "${answers:-0}" -lt "$ok" ]; }; then
+		echo "load.sh: $n calls: ${rtp_in:-no} caller RTP packets and ${answers:-no} bot answers: the audio did not flow both ways" >&2
+		exit 1
+	fi
 	kill -TERM $vb; wait $vb 2>/dev/null || true
 	kill -TERM $demo; wait $demo 2>/dev/null || true
 	sleep 1
