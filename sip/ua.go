@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -144,26 +145,14 @@ func New(cfg Config, handler Handler) (*UA, error) {
 		ua.Close()
 		return nil, fmt.Errorf("sip server: %w", err)
 	}
-	for _, t := range cfg.Transports {
-		switch t {
-		case "udp":
-			u.udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(cfg.Listen))
-		case "tcp":
-			u.tcp, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(cfg.Listen))
-		default:
-			err = fmt.Errorf("unknown transport %q", t)
-		}
-		if err != nil {
-			u.closeListeners()
-			ua.Close()
-			return nil, fmt.Errorf("sip listen %s %s: %w", t, cfg.Listen, err)
-		}
-		if cfg.Listen.Port() == 0 && len(cfg.Transports) > 1 {
-			// Let the other transports share the port the first one got.
-			cfg.Listen = netip.AddrPortFrom(cfg.Listen.Addr(), u.port())
-			u.cfg.Listen = cfg.Listen
-		}
+	listen, err := listenRetrying(cfg.Listen.Port() == 0, func() (netip.AddrPort, error) {
+		return u.listen(cfg.Listen, cfg.Transports)
+	})
+	if err != nil {
+		ua.Close()
+		return nil, err
 	}
+	cfg.Listen, u.cfg.Listen = listen, listen
 	if cfg.TLS != nil {
 		if u.tls, err = tls.Listen("tcp", cfg.TLSListen.String(), cfg.TLS); err != nil {
 			u.closeListeners()
@@ -250,6 +239,45 @@ func localIPToward(remote string) netip.Addr {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+}
+
+// listenRetrying runs listen until it succeeds. A port of 0 is the first
+// transport's pick, which another socket may already hold for the next
+// transport (a TCP client's ephemeral port): then the set is tried again,
+// on a new pick, a few times. A port asked for is tried once.
+func listenRetrying(anyPort bool, listen func() (netip.AddrPort, error)) (netip.AddrPort, error) {
+	const attempts = 10
+	for attempt := 1; ; attempt++ {
+		addr, err := listen()
+		if err == nil || !anyPort || !errors.Is(err, syscall.EADDRINUSE) || attempt == attempts {
+			return addr, err
+		}
+	}
+}
+
+// listen opens a listener per transport on addr, all on one port: the
+// first one's when addr's port is 0. On an error none stays open.
+func (u *UA) listen(addr netip.AddrPort, transports []string) (netip.AddrPort, error) {
+	u.udp, u.tcp = nil, nil // a failed attempt's, closed
+	for _, t := range transports {
+		var err error
+		switch t {
+		case "udp":
+			u.udp, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+		case "tcp":
+			u.tcp, err = net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+		default:
+			err = fmt.Errorf("unknown transport %q", t)
+		}
+		if err != nil {
+			u.closeListeners()
+			return addr, fmt.Errorf("sip listen %s %s: %w", t, addr, err)
+		}
+		if addr.Port() == 0 {
+			addr = netip.AddrPortFrom(addr.Addr(), u.port()) // the others share it
+		}
+	}
+	return addr, nil
 }
 
 func (u *UA) closeListeners() {

@@ -108,6 +108,8 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	select {
 	case r.sip = <-ready:
 	case err := <-r.done:
+		cancel()
+		srv.Close() // or its goroutines fail the next tests' leak checks
 		t.Fatalf("serve: %v", err)
 	}
 	select {
