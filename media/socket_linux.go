@@ -30,11 +30,13 @@ import (
 type callSocket struct {
 	conn     *net.UDPConn
 	raw      syscall.RawConn // conn's, until detach
-	fd       int             // the duplicate, from detach until close
+	fd       int             // the duplicate, from detach until close; -1 before and after
 	detached bool
-	closed   bool
 	family   int // AF_INET or AF_INET6; 0 if unknown
 }
+
+// closed reports whether the duplicate has been closed.
+func (c *callSocket) closed() bool { return c.detached && c.fd < 0 }
 
 func newCallSocket(conn *net.UDPConn) *callSocket {
 	c := &callSocket{conn: conn, fd: -1}
@@ -84,9 +86,9 @@ func (c *callSocket) detach() error {
 // close closes the duplicate. The session calls it once no worker uses the
 // socket, under its pacer lock.
 func (c *callSocket) close() {
-	if c.detached && !c.closed {
+	if c.detached && c.fd >= 0 {
 		_ = syscall.Close(c.fd)
-		c.fd, c.closed = -1, true
+		c.fd = -1
 	}
 }
 
@@ -177,7 +179,7 @@ func (r *socketReader) next() (data []byte, from netip.AddrPort, arrival time.Ti
 			return nil, netip.AddrPort{}, time.Time{}, false, nil
 		}
 		r.taken, r.got = 0, 0
-		if r.sock.closed {
+		if r.sock.closed() {
 			return nil, netip.AddrPort{}, time.Time{}, false, net.ErrClosed
 		}
 		r.recv(r.sock.fd)
@@ -227,36 +229,35 @@ func (r *socketReader) stamp(i int) time.Time {
 // is detached, anything unusual (an address family the socket cannot
 // reach, an error) goes the ordinary way instead, for its error.
 type socketWriter struct {
-	sock  *callSocket
-	inet6 bool // the socket is AF_INET6 (IPv4 peers as mapped addresses)
-	send  func(fd uintptr) bool
+	sock *callSocket
+	send func(fd uintptr) bool
 
-	to     netip.AddrPort
-	name4  syscall.RawSockaddrInet4
-	name6  syscall.RawSockaddrInet6
-	pkt    []byte
-	errno  syscall.Errno
-	usable bool
+	to    netip.AddrPort
+	name4 syscall.RawSockaddrInet4
+	name6 syscall.RawSockaddrInet6
+	pkt   []byte
+	errno syscall.Errno
 }
 
 func newSocketWriter(sock *callSocket) *socketWriter {
 	w := &socketWriter{sock: sock}
-	if sock.family == 0 {
-		return w
-	}
-	w.inet6 = sock.family == syscall.AF_INET6
-	w.usable = true
 	w.name4.Family = syscall.AF_INET
 	w.name6.Family = syscall.AF_INET6
 	w.send = w.sendto
 	return w
 }
 
+// usable: the socket's family is known, so the raw path can name a peer.
+func (w *socketWriter) usable() bool { return w.sock.family != 0 }
+
+// inet6: the socket is AF_INET6 (IPv4 peers as mapped addresses).
+func (w *socketWriter) inet6() bool { return w.sock.family == syscall.AF_INET6 }
+
 func (w *socketWriter) sendto(fd uintptr) bool {
 	port := w.to.Port()
 	var name unsafe.Pointer
 	var size uintptr
-	if w.inet6 {
+	if w.inet6() {
 		w.name6.Addr = w.to.Addr().As16() // IPv4 as ::ffff:a.b.c.d
 		p := (*[2]byte)(unsafe.Pointer(&w.name6.Port))
 		p[0], p[1] = byte(port>>8), byte(port)
@@ -274,11 +275,11 @@ func (w *socketWriter) sendto(fd uintptr) bool {
 // write sends pkt to the address to.
 func (w *socketWriter) write(pkt []byte, to netip.AddrPort) error {
 	addr := to.Addr()
-	reachable := w.usable && len(pkt) > 0 && (w.inet6 || addr.Unmap().Is4())
-	if !reachable || w.sock.closed {
+	reachable := w.usable() && len(pkt) > 0 && (w.inet6() || addr.Unmap().Is4())
+	if !reachable || w.sock.closed() {
 		return w.ordinary(pkt, to)
 	}
-	if !w.inet6 {
+	if !w.inet6() {
 		to = netip.AddrPortFrom(addr.Unmap(), to.Port())
 	}
 	w.to, w.pkt = to, pkt
@@ -304,7 +305,7 @@ func (w *socketWriter) write(pkt []byte, to netip.AddrPort) error {
 // ordinary sends through conn, which after detach only reports an error.
 func (w *socketWriter) ordinary(pkt []byte, to netip.AddrPort) error {
 	if w.sock.detached {
-		if w.sock.closed {
+		if w.sock.closed() {
 			return w.opError(to, net.ErrClosed)
 		}
 		return w.opError(to, syscall.EAFNOSUPPORT)

@@ -116,7 +116,7 @@ func TestSocketDetachLeavesThePoller(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx := newSocketWriter(sock)
-	if !tx.usable {
+	if !tx.usable() {
 		t.Fatal("the raw path is not used")
 	}
 	// The original descriptor's number may be reused by a later open, so
