@@ -173,12 +173,48 @@ func (r *Resampler) String() string {
 	return fmt.Sprintf("resample %d→%d Hz (×%d/%d, %d taps)", r.inRate, r.outRate, r.up, r.down, r.taps*r.up)
 }
 
-// Delay is the group delay the filter adds, in output samples.
-func (r *Resampler) Delay() int {
+// Delay is the group delay the filter adds, in output samples. It is
+// fractional: the filter's length is even, so its centre falls between two
+// samples (107.5 output samples at 24 kHz for 8→24, 35.83 at 8 kHz for
+// 24→8: 4.48 ms either way).
+func (r *Resampler) Delay() float64 {
 	if r.taps == 0 {
 		return 0
 	}
-	return (r.taps*r.up - 1) / 2 / r.down
+	return float64(r.taps*r.up-1) / 2 / float64(r.down)
+}
+
+// flushInput is how many input samples of silence bring every output
+// whose centre lies within the stream out of the filter: its delay in
+// input samples, rounded up.
+func (r *Resampler) flushInput() int {
+	return (r.taps*r.up - 1 + 2*r.up - 1) / (2 * r.up)
+}
+
+// silence feeds Flush: the longest filter (12 × tapsPerPhase taps at the
+// intermediate rate) holds half its length in input samples.
+var silence [tapsPerPhase*12/2 + 12]int16
+
+// Flush ends the stream: the samples the filter still holds (its delay's
+// worth, the last few milliseconds of what was put in) are appended to dst,
+// and the resampler is Reset for the next stream. Without it a stream's end
+// comes out at the start of the next one. With dst of capacity
+// OutLen(FlushLen()) or more, nothing is allocated.
+func (r *Resampler) Flush(dst []int16) []int16 {
+	if r.taps == 0 {
+		return dst
+	}
+	dst = r.Process(dst, silence[:r.flushInput()])
+	r.Reset()
+	return dst
+}
+
+// FlushLen is how many input samples' worth Flush appends.
+func (r *Resampler) FlushLen() int {
+	if r.taps == 0 {
+		return 0
+	}
+	return r.flushInput()
 }
 
 // OutLen is the most samples Process can return for n input samples.

@@ -83,5 +83,5 @@ func TestCompareWithSoxr(t *testing.T) {
 	t.Logf("24k→8k  ours:   ripple %.4f dB, worst alias rejection %.1f dB", oursDown.rippleDB, oursDown.worstRejectDB)
 	t.Logf("24k→8k  soxr -v: ripple %.4f dB, worst alias rejection %.1f dB", hi-lo, worst)
 	r := MustNew(24000, 8000)
-	t.Logf("delay: ours %d output samples at 8 kHz (%.2f ms); %s", r.Delay(), float64(r.Delay())/8, r)
+	t.Logf("delay: ours %.2f output samples at 8 kHz (%.2f ms); %s", r.Delay(), r.Delay()/8, r)
 }
