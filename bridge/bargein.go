@@ -51,8 +51,8 @@ func (c *callState) onSpeechStarted(audioStartMS int, local bool) {
 	c.barge.paused = true
 	c.barge.pausedAt = c.barge.heardAt
 	c.barge.onsetMS = audioStartMS
-	if td := c.session.TurnDetection; td != nil && !local {
-		c.barge.onsetMS += td.PrefixPaddingMS // audio_start_ms includes the padding
+	if prefix, _ := c.session.TurnDetection.PaddingMS(); !local {
+		c.barge.onsetMS += prefix // audio_start_ms includes the padding
 	}
 	if c.vad != nil {
 		c.barge.voiced0 = c.vad.voicedMS.Load()
@@ -74,10 +74,8 @@ func (c *callState) onSpeechStopped(audioEndMS int) {
 	if !c.barge.paused {
 		return
 	}
-	speech := audioEndMS - c.barge.onsetMS
-	if td := c.session.TurnDetection; td != nil {
-		speech -= td.SilenceDurationMS // audio_end_ms includes the silence that ended the turn
-	}
+	_, silence := c.session.TurnDetection.PaddingMS()
+	speech := audioEndMS - c.barge.onsetMS - silence // audio_end_ms includes the silence that ended the turn
 	if speech < int(c.cfg.BargeIn.MinSpeech/time.Millisecond) && !c.voicedEnough() {
 		c.resume("short speech", speech)
 		return

@@ -103,6 +103,7 @@ type callState struct {
 	turnEndedAt time.Time
 	turnEndedMS int // silence the model's VAD waited before it said so
 	sess        sessionState
+	resp        responseState
 	wg          sync.WaitGroup // session openers
 	limits      limitState
 }
@@ -220,6 +221,12 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 			if !ok {
 				return fmt.Errorf("model connection lost: %w", connErr())
 			}
+			if ev.Kind == realtime.KindError && ev.Err.Code == realtime.CodeBetaShapeDisabled {
+				err := fmt.Errorf("%w: %s (%s): this server no longer speaks the beta dialect; set realtime.dialect: ga",
+					errSessionRefused, ev.Err.Message, ev.Err.Code)
+				ev.Release()
+				return err
+			}
 			if ev.Kind == realtime.KindError && strings.HasPrefix(ev.Err.EventID, "session_") {
 				err := fmt.Errorf("%w: %s (%s, param %s)", errSessionRefused, ev.Err.Message, ev.Err.Code, ev.Err.Param)
 				ev.Release()
@@ -259,6 +266,7 @@ func (c *callState) reportMedia() {
 const (
 	endCallerHungUp = "caller hung up"
 	endModelLost    = "model connection lost"
+	endModelFailed  = "model failed to answer"
 	endBotHungUp    = "bot ended the call"
 	endTransferred  = "transferred"
 )
@@ -266,6 +274,10 @@ const (
 // run is the call's event loop. It returns why the call ended.
 func (c *callState) run(ctx context.Context) string {
 	for {
+		if c.resp.givenUp {
+			reason, _ := c.giveUp(ctx, endModelFailed)
+			return reason
+		}
 		var timerC, keysC, endC, rolloverC, rtpC, warnC, maxC, statsC <-chan time.Time
 		if c.statsTimer != nil {
 			statsC = c.statsTimer.C()
@@ -300,13 +312,16 @@ func (c *callState) run(ctx context.Context) string {
 			return endCallerHungUp
 		case ev, ok := <-c.conn.Events():
 			if !ok {
-				if reason, ok := c.modelLost(ctx, c.conn.Err()); !ok {
+				if reason, ok := c.sessionEnded(ctx, c.conn.Err()); !ok {
 					return reason
 				}
 				continue
 			}
 			c.handle(ev)
 			ev.Release()
+			if c.sess.expired && !c.sess.dialing && c.sess.ready == nil {
+				c.onRolloverTimer(ctx) // the replacement, at once
+			}
 		case <-rolloverC:
 			c.onRolloverTimer(ctx)
 		case <-statsC:
@@ -399,6 +414,8 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		}
 	case realtime.KindAudioDelta:
 		c.onAudio(ev)
+	case realtime.KindAudioDone:
+		c.onAudioDone(ev)
 	case realtime.KindSpeechStarted:
 		c.log.Debug().Int("audio_start_ms", ev.AudioStartMS).Msg("model: caller started speaking")
 		c.sess.callerOn = true
@@ -406,10 +423,8 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 	case realtime.KindSpeechStopped:
 		c.log.Debug().Int("audio_end_ms", ev.AudioEndMS).Msg("model: caller stopped speaking")
 		c.sess.callerOn = false
-		c.turnEndedAt, c.turnEndedMS = c.clock.Now(), 0
-		if td := c.session.TurnDetection; td != nil {
-			c.turnEndedMS = td.SilenceDurationMS
-		}
+		c.turnEndedAt = c.clock.Now()
+		_, c.turnEndedMS = c.session.TurnDetection.PaddingMS()
 		c.onSpeechStopped(ev.AudioEndMS)
 	case realtime.KindInputTranscript:
 		c.log.Info().Str("who", "caller").Str("item_id", ev.ItemID).Str("text", ev.Text).Msg("transcript")
@@ -449,27 +464,27 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		// own cancel, or audio it had already cut) are expected and harmless.
 		c.log.Warn().Str("code", ev.Err.Code).Str("type", ev.Err.Type).Str("event", ev.Err.EventID).
 			Str("message", ev.Err.Message).Msg("model: error")
-		if ev.Err.Code == "conversation_already_has_active_response" && strings.HasPrefix(ev.Err.EventID, toolAnswerPrefix) {
+		delete(c.resp.pending, ev.Err.EventID) // a refused request has no response to wait for
+		if ev.Err.Code == realtime.CodeSessionExpired {
+			c.log.Info().Msg("model: the session reached its maximum duration; replacing it now")
+			c.sess.expired = true
+		}
+		if ev.Err.Code == realtime.CodeActiveResponse && strings.HasPrefix(ev.Err.EventID, toolAnswerPrefix) {
 			c.tools.wantAnswer = true // asked too early: ask again when the active one is done
 		}
 	}
 }
 
 func (c *callState) onResponseDone(ev realtime.ServerEvent) {
-	if r := ev.Response; r != nil {
-		e := c.log.Debug()
-		if r.Status == "failed" {
-			e = c.log.Warn()
-		}
-		e.Str("response_id", r.ID).Str("status", r.Status).Str("reason", r.StatusDetails.Reason).Msg("model: response done")
-	}
 	if ev.ResponseID == c.activeResp {
 		c.activeResp = ""
 	}
+	if r := ev.Response; r != nil {
+		c.onResponseOutcome(r)
+	}
 	if c.answerAfter != "" && ev.ResponseID == c.answerAfter {
 		c.answerAfter = ""
-		ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("answer_"), "")
-		c.send("response.create", ev, err)
+		c.request("answer_", "")
 	}
 	c.maybeAnswerTools()
 }
@@ -483,8 +498,7 @@ func (c *callState) greet() {
 	if c.remembered > 0 && c.profile.Memory.GreetingPrompt != "" {
 		prompt = c.profile.Memory.GreetingPrompt
 	}
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("greeting_"), prompt)
-	c.send("response.create", ev, err)
+	c.request("greeting_", prompt)
 }
 
 // onAudio decodes a model audio delta (PCM16 24 kHz) and queues it at 8 kHz.
@@ -499,6 +513,7 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		c.turnEndedAt = time.Time{}
 	}
 	c.receivedBytes[ev.ItemID] += len(ev.Audio)
+	c.resp.audioFrom = ev.ResponseID
 	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
 	if c.bytesPerMS == 8 {
 		// Passthrough: G.711 at 8 kHz, queued as it came unless a re-INVITE
@@ -525,6 +540,17 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		c.pcm8 = c.down.Process(c.pcm8[:0], c.pcm24)
 		c.media.Enqueue(ref, c.pcm8)
 	}
+}
+
+// onAudioDone ends an answer's audio: the last few milliseconds the
+// resampler's filter still holds are queued behind it, not left to start
+// the next answer (4.5 ms late, and in the wrong answer).
+func (c *callState) onAudioDone(ev realtime.ServerEvent) {
+	if c.bytesPerMS == 8 || c.discarded[ev.ResponseID] {
+		return // passthrough has no resampler; an interrupted answer's tail was dropped with it
+	}
+	c.pcm8 = c.down.Flush(c.pcm8[:0])
+	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.pcm8)
 }
 
 // deltaPiece is how many samples of a model's audio delta are converted at

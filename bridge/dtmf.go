@@ -88,6 +88,5 @@ func (c *callState) onKeysDone() {
 		c.answerAfter = c.activeResp
 		return
 	}
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("dtmf_answer_"), "")
-	c.send("response.create", ev, err)
+	c.request("dtmf_answer_", "")
 }

@@ -91,7 +91,6 @@ func (c *callState) wrapUp(reason, goodbye string) {
 		c.endAfterSpeech(reason, c.activeResp, false, func() bool { return true })
 		return
 	}
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("goodbye_"), goodbye)
-	c.send("response.create", ev, err)
+	c.request("goodbye_", goodbye)
 	c.endAfterSpeech(reason, "", true, func() bool { return true })
 }

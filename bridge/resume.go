@@ -79,6 +79,9 @@ type sessionState struct {
 	readyInfo *realtime.SessionInfo
 	urgentAt  time.Time // the old session must go now, quiet or not
 	callerOn  bool      // the caller is speaking (speech_started without stopped)
+	// expired: the server said session_expired; it closes the session
+	// next, and the replacement takes over at once.
+	expired bool
 }
 
 type standbyResult struct {
@@ -214,18 +217,9 @@ func (c *callState) maybeRollover() {
 	if !c.quiet() && !urgent {
 		return
 	}
-	next, info := r.ready, r.readyInfo
-	r.ready, r.readyInfo = nil, nil
 	old := c.conn
 	c.loseSession()
-	c.conn = next
-	c.setModel(next)
-	c.replayHistory()
-	c.up.release(next)
-	c.sess.rollovers++
-	c.cfg.Metrics.Rollover()
-	c.rec.Emit("rollover", nil)
-	c.sessionCreated(info)
+	c.takeOver()
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {
 		// Closing waits for its reader, which may be mid-event: not on the
@@ -233,6 +227,53 @@ func (c *callState) maybeRollover() {
 		c.wg.Add(1)
 		go func() { defer c.wg.Done(); old.Close() }()
 	}
+}
+
+// takeOver moves the call to the ready replacement session, the old one
+// already lost: the conversation is replayed into it and the caller's
+// audio held meanwhile follows.
+func (c *callState) takeOver() {
+	r := &c.sess
+	next, info := r.ready, r.readyInfo
+	r.ready, r.readyInfo = nil, nil
+	c.conn = next
+	c.setModel(next)
+	c.replayHistory()
+	c.up.release(next)
+	r.rollovers++
+	c.cfg.Metrics.Rollover()
+	c.rec.Emit("rollover", nil)
+	c.sessionCreated(info)
+}
+
+// sessionEnded handles the end of the session's event stream: a session
+// the server expired is replaced at once, as a planned rollover would have
+// done; any other end is a lost connection.
+func (c *callState) sessionEnded(ctx context.Context, cause error) (reason string, ok bool) {
+	r := &c.sess
+	if !r.expired || c.ending != nil {
+		return c.modelLost(ctx, cause)
+	}
+	r.expired = false
+	c.conn.Close()
+	c.loseSession()
+	if r.ready == nil && r.dialing {
+		// The replacement opened when session_expired arrived: it is
+		// bounded by the connect timeout.
+		select {
+		case res := <-r.standby:
+			c.onStandby(res)
+		case <-ctx.Done():
+			return endCallerHungUp, false
+		}
+	}
+	if r.ready == nil {
+		c.log.Warn().Err(cause).Msg("model: no replacement for the expired session; reconnecting")
+		return c.reconnect(ctx, cause)
+	}
+	c.takeOver()
+	c.log.Info().Msg("model: expired session replaced")
+	return "", true
 }
 
 // loseSession forgets the old session's responses: what the caller heard
@@ -273,8 +314,7 @@ func (c *callState) replayHistory() {
 	}
 	c.log.Info().Int("items", len(items)).Bool("answer", owed).Msg("model: conversation replayed into the new session")
 	if owed {
-		ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("answer_"), "")
-		c.send("response.create", ev, err)
+		c.request("answer_", "")
 	}
 }
 
@@ -316,19 +356,25 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 		c.log.Warn().Err(cause).Msg("model: connection lost while the call was ending")
 		return c.ending.reason, false
 	}
-	budget := c.cfg.Resume.Budget
-	if budget < 0 {
+	if c.cfg.Resume.Budget < 0 {
 		c.log.Error().Err(cause).Msg("call: model connection lost")
 		return endModelLost, false
 	}
-	start := c.clock.Now()
-	deadline := start.Add(budget)
-	c.sess.reconnects++
-	c.log.Warn().Err(cause).Dur("budget", budget).Msg("model: connection lost; reconnecting while the caller hears the filler")
+	c.log.Warn().Err(cause).Dur("budget", c.cfg.Resume.Budget).Msg("model: connection lost; reconnecting while the caller hears the filler")
 	if old := c.conn; old != nil {
 		old.Close()
 	}
 	c.loseSession()
+	return c.reconnect(ctx, cause)
+}
+
+// reconnect opens a new session for a call whose session is gone (and
+// lost), within the budget, while the caller hears the filler.
+func (c *callState) reconnect(ctx context.Context, cause error) (reason string, ok bool) {
+	budget := max(c.cfg.Resume.Budget, 0)
+	start := c.clock.Now()
+	deadline := start.Add(budget)
+	c.sess.reconnects++
 	c.fillerPlaying(true)
 	c.rec.Emit("model_lost", record.Event{"error": fmt.Sprint(cause)})
 	backoff := 250 * time.Millisecond
@@ -358,7 +404,8 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
-	return c.giveUp(ctx)
+	c.cfg.Metrics.Reconnect(false)
+	return c.giveUp(ctx, endModelLost)
 }
 
 // reopen dials a new session and configures it, keeping the filler going.
@@ -425,12 +472,12 @@ func (c *callState) waitWithFiller(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// giveUp ends a call whose model is gone: the apology plays, then the
-// caller is transferred to the fallback target or hung up on.
-func (c *callState) giveUp(ctx context.Context) (string, bool) {
-	c.cfg.Metrics.Reconnect(false)
+// giveUp ends a call whose model is gone or keeps failing (reason): the
+// apology plays, then the caller is transferred to the fallback target or
+// hung up on.
+func (c *callState) giveUp(ctx context.Context, reason string) (string, bool) {
 	c.fillerPlaying(false)
-	c.log.Error().Dur("budget", c.cfg.Resume.Budget).Msg("call: model unreachable; apologising and ending the call")
+	c.log.Error().Str("why", reason).Msg("call: the model cannot go on; apologising and ending the call")
 	if a := c.cfg.Resume.Apology; len(a) > 0 {
 		c.media.Enqueue(media.ItemRef{ResponseID: "voicebot_apology", ItemID: "voicebot_apology"}, a)
 		limit := c.clock.NewTimer(time.Duration(len(a))*time.Second/media.SampleRate + time.Second)
@@ -455,19 +502,19 @@ func (c *callState) giveUp(ctx context.Context) (string, bool) {
 	}
 	target := c.cfg.Resume.FallbackTarget
 	if target == "" || c.call == nil {
-		return endModelLost, false
+		return reason, false
 	}
 	t, ok := c.profile.TransferTargets[target]
 	if !ok {
 		c.log.Warn().Str("target", target).Msg("call: fallback target is not a transfer target of this agent; hanging up")
-		return endModelLost, false
+		return reason, false
 	}
 	c.log.Info().Str("target", target).Msg("call: transferring to the fallback target")
 	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := c.call.Transfer(tctx, t.URI); err != nil {
 		c.log.Warn().Err(err).Str("target", target).Msg("call: fallback transfer failed; hanging up")
-		return endModelLost, false
+		return reason, false
 	}
 	return endTransferred, false
 }

@@ -185,8 +185,7 @@ func (c *callState) maybeAnswerTools() {
 		return
 	}
 	c.tools.wantAnswer = false
-	ev, err := c.model.Dialect().ResponseCreate(c.nextEventID(toolAnswerPrefix), "")
-	c.send("response.create", ev, err)
+	c.request(toolAnswerPrefix, "")
 }
 
 // goTool runs f in a tool goroutine that reports its result to the loop.
@@ -225,9 +224,7 @@ func (c *callState) onToolResult(r toolResult) {
 	log.Warn().Err(r.err).Msg("tool: transfer failed")
 	c.toolOutput(r.callID, toolOK(map[string]any{"status": "failed", "reason": r.err.Error()}), !c.profile.HangupOnTransferFailure)
 	if c.profile.HangupOnTransferFailure {
-		ev, err := c.model.Dialect().ResponseCreate(c.nextEventID("transfer_failed_"),
-			"The transfer did not go through. Apologise briefly to the caller, say goodbye, and say nothing more.")
-		c.send("response.create", ev, err)
+		c.request("transfer_failed_", "The transfer did not go through. Apologise briefly to the caller, say goodbye, and say nothing more.")
 		c.endAfterSpeech(endBotHungUp, "", true, func() bool { return true })
 	}
 }

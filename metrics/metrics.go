@@ -39,6 +39,7 @@ type Metrics struct {
 	rollovers       prometheus.Counter
 	memory          *prometheus.CounterVec
 	modelErrors     *prometheus.CounterVec
+	modelResponses  *prometheus.CounterVec
 	tools           *prometheus.CounterVec
 
 	lateness latenessCollector
@@ -83,12 +84,14 @@ func New() *Metrics {
 		Help: "Caller memory, by event: recalled (earlier turns given to the model), new (a caller with none), kept (a call stored), failed (the store did not answer; the call went on without)."}, []string{"event"})
 	m.modelErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "model_errors_total",
 		Help: "Error events from the model, by code."}, []string{"code"})
+	m.modelResponses = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "model_responses_total",
+		Help: "Responses the model finished, by status: completed, cancelled (barge-in), incomplete (cut short), failed."}, []string{"status"})
 	m.tools = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "tool_calls_total",
 		Help: "Tool calls the model made, by tool."}, []string{"tool"})
 	m.lateness.desc = prometheus.NewDesc("voicebot_pacer_lateness_seconds",
 		"How late each 20 ms frame was sent against its exact schedule.", nil, nil)
 	m.reg.MustRegister(m.callsActive, m.callsTotal, m.callDuration, m.sipResponses, m.rtpPackets, m.rtpLost, m.jitter,
-		m.responseLatency, m.bargeIns, m.bargeInStop, m.truncates, m.reconnects, m.rollovers, m.modelErrors, m.tools,
+		m.responseLatency, m.bargeIns, m.bargeInStop, m.truncates, m.reconnects, m.rollovers, m.modelErrors, m.modelResponses, m.tools,
 		m.memory, &m.lateness, (*funcCollector)(m),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, d := range []string{"inbound", "outbound"} {
@@ -204,6 +207,16 @@ func (m *Metrics) ModelError(code string) {
 			code = "none"
 		}
 		m.modelErrors.WithLabelValues(Label(code)).Inc()
+	}
+}
+
+// ModelResponse counts a response.done by its status.
+func (m *Metrics) ModelResponse(status string) {
+	if m != nil {
+		if status == "" {
+			status = "none"
+		}
+		m.modelResponses.WithLabelValues(Label(status)).Inc()
 	}
 }
 

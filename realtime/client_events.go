@@ -9,6 +9,10 @@ import (
 
 // SessionConfig is what voicebot asks of a model session, dialect-neutral.
 type SessionConfig struct {
+	// Model is sent in a GA session.update when set. It cannot differ from
+	// the model the connection was opened for, so it is left empty unless
+	// that URL was built from it (not for an Azure deployment or a URL
+	// given whole).
 	Model          string
 	Instructions   string
 	Voice          string
@@ -43,6 +47,18 @@ type Tool struct {
 	Name        string
 	Description string
 	Parameters  json.RawMessage // JSON Schema
+}
+
+// PaddingMS is how much the server's speech events include beyond the
+// speech itself: audio_start_ms is early by the prefix padding and
+// audio_end_ms late by the silence that ended the turn. Only server_vad
+// has those; semantic_vad decides the end of a turn by meaning, with no
+// fixed padding.
+func (t *TurnDetection) PaddingMS() (prefix, silence int) {
+	if t == nil || t.Type != "server_vad" {
+		return 0, 0
+	}
+	return t.PrefixPaddingMS, t.SilenceDurationMS
 }
 
 func (t *TurnDetection) wire() map[string]any {
@@ -109,7 +125,6 @@ func (d Dialect) SessionUpdate(eventID string, s SessionConfig) ([]byte, error) 
 	} else {
 		session = map[string]any{
 			"type":              "realtime",
-			"model":             s.Model,
 			"output_modalities": []string{"audio"},
 			"instructions":      s.Instructions,
 			"audio": map[string]any{
@@ -126,6 +141,11 @@ func (d Dialect) SessionUpdate(eventID string, s SessionConfig) ([]byte, error) 
 			},
 		}
 	}
+	if s.Model != "" && d == GA {
+		// Only where it is the model the URL named: a model that differs
+		// from the connected one (an Azure deployment's) is refused.
+		session["model"] = s.Model
+	}
 	if len(s.Tools) > 0 {
 		session["tools"] = toolsWire(s.Tools)
 		session["tool_choice"] = "auto"
@@ -133,12 +153,32 @@ func (d Dialect) SessionUpdate(eventID string, s SessionConfig) ([]byte, error) 
 	return json.Marshal(map[string]any{"type": "session.update", "event_id": eventID, "session": session})
 }
 
-// ResponseCreate encodes response.create; instructions, when set, apply to
-// this response only.
-func (d Dialect) ResponseCreate(eventID, instructions string) ([]byte, error) {
+// ResponseRequest is what a response.create asks for beyond the session's
+// configuration.
+type ResponseRequest struct {
+	// Instructions, when set, replace the session's instructions for this
+	// response only (both dialects): a caller that wants the agent's
+	// persona kept must include it (see bridge's prompted responses).
+	Instructions string
+	// Metadata is echoed by the server in the response object of
+	// response.created and response.done: it tells which request a
+	// response answers (at most 16 pairs; keys 64, values 512 characters).
+	Metadata map[string]string
+}
+
+// ResponseCreate encodes response.create; without instructions or metadata
+// it is the bare event, which answers with the session's configuration.
+func (d Dialect) ResponseCreate(eventID string, r ResponseRequest) ([]byte, error) {
 	ev := map[string]any{"type": "response.create", "event_id": eventID}
-	if instructions != "" {
-		ev["response"] = map[string]any{"instructions": instructions}
+	resp := map[string]any{}
+	if r.Instructions != "" {
+		resp["instructions"] = r.Instructions
+	}
+	if len(r.Metadata) > 0 {
+		resp["metadata"] = r.Metadata
+	}
+	if len(resp) > 0 {
+		ev["response"] = resp
 	}
 	return json.Marshal(ev)
 }

@@ -76,7 +76,7 @@ func TestConversationBothDialects(t *testing.T) {
 			if e.Err.EventID != "bad1" || e.Err.Code != "invalid_value" {
 				t.Errorf("error event %+v", e.Err)
 			}
-			rc, _ := d.ResponseCreate("r1", "")
+			rc, _ := d.ResponseCreate("r1", realtime.ResponseRequest{})
 			_ = c.Send(rc)
 			var itemID string
 			audioBytes := 0

@@ -57,7 +57,7 @@ func TestClientEventsGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden(t, prefix+"session_update.json", ev)
-		ev, _ = d.ResponseCreate("evt_2", "Greet the caller.")
+		ev, _ = d.ResponseCreate("evt_2", ResponseRequest{Instructions: "Be brief.\n\nGreet the caller.", Metadata: map[string]string{"voicebot_request": "evt_2"}})
 		golden(t, prefix+"response_create.json", ev)
 		ev, _ = d.ResponseCancel("evt_3", "resp_1")
 		golden(t, prefix+"response_cancel.json", ev)

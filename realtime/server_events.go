@@ -139,6 +139,27 @@ type Response struct {
 	Status        string        `json:"status"` // in_progress, completed, cancelled, failed, incomplete
 	StatusDetails StatusDetails `json:"status_details"`
 	Output        []Item        `json:"output"`
+	// Metadata is what the response.create asked to be echoed (null for a
+	// response the server started itself, on a turn its VAD detected).
+	// Kept raw: a value of another shape must not lose the whole event.
+	Metadata json.RawMessage `json:"metadata"`
+}
+
+// MetadataValue returns the string the response's metadata holds at key,
+// or "" when there is none (or it is not a string).
+func (r *Response) MetadataValue(key string) string {
+	if r == nil || len(r.Metadata) == 0 {
+		return ""
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(r.Metadata, &m) != nil {
+		return ""
+	}
+	var v string
+	if json.Unmarshal(m[key], &v) != nil {
+		return ""
+	}
+	return v
 }
 
 // StatusDetails says why a response ended as it did.
@@ -184,6 +205,18 @@ type APIError struct {
 	Param   string `json:"param"`
 	EventID string `json:"event_id"` // the client event that caused it
 }
+
+// Error codes voicebot acts on (besides logging and counting).
+const (
+	// CodeSessionExpired: the session reached its maximum duration; the
+	// server closes the connection right after.
+	CodeSessionExpired = "session_expired"
+	// CodeBetaShapeDisabled: api.openai.com no longer speaks the beta
+	// dialect (OpenAI-Beta: realtime=v1); it closes the connection right after.
+	CodeBetaShapeDisabled = "beta_api_shape_disabled"
+	// CodeActiveResponse: a response.create while one is active.
+	CodeActiveResponse = "conversation_already_has_active_response"
+)
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("realtime %s (%s): %s", e.Type, e.Code, e.Message)
