@@ -264,7 +264,7 @@ type Azure struct {
 // Agent is what the model is told and how it listens.
 type Agent struct {
 	Instructions       string `yaml:"instructions"`
-	Voice              string `yaml:"voice"`
+	Voice              string `yaml:"voice"` // default marin; alloy with realtime.dialect: beta
 	Greeting           bool   `yaml:"greeting"`            // speak first when the call is answered
 	GreetingPrompt     string `yaml:"greeting_prompt"`     // instructions for that first response
 	TranscriptionModel string `yaml:"transcription_model"` // empty turns caller transcription off
@@ -418,6 +418,7 @@ func Load(path string, environ []string) (Config, error) {
 // finish resolves what depends on the whole file and the environment
 // (profiles over agent, secrets from the environment), then validates.
 func (c *Config) finish(env map[string]string) error {
+	c.resolveDialect()
 	if err := c.Profiles.resolve(c.Agent); err != nil {
 		return err
 	}
@@ -569,6 +570,7 @@ func (c *Config) Validate() error {
 
 	oneOf(bad, "realtime.provider", c.Realtime.Provider, "auto", "openai", "azure", "demo")
 	oneOf(bad, "realtime.dialect", c.Realtime.Dialect, "ga", "beta")
+	c.validateDialect(bad)
 	if u := c.Realtime.URL; u != "" {
 		pu, err := url.Parse(u)
 		if err != nil || (pu.Scheme != "ws" && pu.Scheme != "wss") || pu.Host == "" {

@@ -77,6 +77,9 @@ func run(args, environ []string, stderr io.Writer) error {
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	for _, w := range cfg.Warnings() {
+		log.Warn().Msg(w)
+	}
 	if *check {
 		log.Info().Msg("configuration is valid")
 		return nil
@@ -443,10 +446,10 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 		return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, srv.Close, nil
 	}
 	provider := realtime.OpenAI
-	switch {
-	case cfg.Realtime.Provider == "azure" || (cfg.Realtime.Provider == "auto" && cfg.Realtime.Azure.Endpoint != ""):
+	switch cfg.Provider() {
+	case config.ProviderAzure:
 		provider = realtime.Azure
-	case cfg.Realtime.URL != "" && cfg.Realtime.Provider != "openai":
+	case config.ProviderCustom:
 		provider = realtime.Custom
 	}
 	epc := realtime.EndpointConfig{

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -75,9 +76,9 @@ func buildProfile(cfg config.Config, name string, a config.Agent) (*bridge.Profi
 }
 
 func sessionConfig(cfg config.Config, a config.Agent) realtime.SessionConfig {
-	model := a.Model
-	if model == "" {
-		model = cfg.Realtime.Model
+	model := ""
+	if cfg.ModelInURL() {
+		model = cmp.Or(a.Model, cfg.Realtime.Model)
 	}
 	s := realtime.SessionConfig{
 		Model: model, Instructions: a.Instructions, Voice: a.Voice,

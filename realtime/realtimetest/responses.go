@@ -14,30 +14,121 @@ import (
 	"github.com/voicebot/voicebot/resample"
 )
 
-func (s *Session) onResponseCreate(eventID string) {
+// responseRequest is what a response is asked to do.
+type responseRequest struct {
+	eventID string // of the response.create; "" for the VAD's own
+	// instructions govern the response: the session's, or the
+	// response.create's, which replace them for this response.
+	instructions string
+	// prompt is what the response.create's instructions ask beyond the
+	// session's ("" when they are the session's).
+	prompt   string
+	metadata map[string]string
+}
+
+// ResponseInfo is a response the session generated and what governed it.
+type ResponseInfo struct {
+	ID      string
+	Request string // the response.create's event id; "" for the VAD's own
+	// Instructions are those the response followed: the session's, or
+	// the response.create's, which replace them for that response.
+	Instructions string
+	Prompt       string // what they asked beyond the session's
+	Transcript   string
+	Status       string // completed, cancelled, failed, incomplete; "" while in progress
+}
+
+// Responses returns the responses so far, oldest first.
+func (s *Session) Responses() []ResponseInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]ResponseInfo(nil), s.responses...)
+}
+
+func (s *Session) onResponseCreate(data []byte, eventID string) {
+	var ev struct {
+		Response *struct {
+			Instructions *string           `json:"instructions"`
+			Metadata     map[string]string `json:"metadata"`
+		} `json:"response"`
+	}
+	_ = json.Unmarshal(data, &ev) // the shape was validated
 	s.mu.Lock()
 	active := s.active
+	req := responseRequest{eventID: eventID, instructions: s.instructions}
+	session := s.instructions
 	s.mu.Unlock()
 	if active != nil {
 		s.sendError("conversation_already_has_active_response",
 			fmt.Sprintf("Conversation already has an active response in progress: %s. Wait until the response is finished before creating a new one.", active.id), "", eventID)
 		return
 	}
-	s.startResponse(eventID)
+	if r := ev.Response; r != nil {
+		req.metadata = r.Metadata
+		if r.Instructions != nil {
+			req.instructions = *r.Instructions
+			req.prompt = strings.TrimSpace(strings.Replace(req.instructions, session, "", 1))
+			if !strings.Contains(req.instructions, session) {
+				// Legal, and what the real service then does: the response
+				// runs without the agent's persona, language and rules.
+				s.violate("persona", "response.create", eventID, "response.instructions replace the session's instructions without them: "+
+					"this response is spoken without the agent's persona ("+clip(req.instructions, 80)+")")
+			}
+		}
+	}
+	s.startResponse(req)
 }
 
-// startResponse generates one spoken response: the reply to the pending
-// utterance, or the greeting when there is none.
-func (s *Session) startResponse(eventID string) {
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// followPrompt is what the demo says when a response is prompted: it does
+// what it is asked as far as a model without words can (the greeting, the
+// goodbye tones), and says which prompt it followed.
+func followPrompt(opts *Options, prompt string) ([]int16, string) {
+	lower := strings.ToLower(prompt)
+	switch {
+	case strings.Contains(lower, "goodbye"):
+		return GoodbyeAudio(), "Goodbye!"
+	case strings.Contains(lower, "greet"), strings.Contains(lower, "welcome"):
+		return opts.Greeting, opts.GreetingText
+	}
+	return beep(0.4, 550), "(as asked: " + clip(prompt, 120) + ")"
+}
+
+// startResponse generates one spoken response: what a prompt asks, the
+// reply to the pending tool output, text or utterance, or the greeting
+// when there is none.
+func (s *Session) startResponse(req responseRequest) {
 	s.mu.Lock()
 	if s.active != nil || s.closed {
 		s.mu.Unlock()
 		return
 	}
+	if req.eventID == "" {
+		req.instructions = s.instructions // the VAD's own response
+	}
+	if fail := s.srv.takeFailure(); fail != "" {
+		r := &response{id: s.newIDLocked("resp"), cancel: make(chan string, 1), done: make(chan struct{}), metadata: req.metadata}
+		s.responses = append(s.responses, ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Status: fail})
+		s.active = r
+		s.streamWG.Add(1)
+		s.mu.Unlock()
+		go s.streamFailed(r, fail)
+		return
+	}
 	var audio []int16
 	var transcript string
 	var call *ToolCall
-	if s.pendingTool != "" {
+	if req.prompt != "" {
+		// A prompted response (greeting, goodbye, apology) does what it is
+		// told; whatever is pending waits for the next.
+		audio, transcript = followPrompt(&s.srv.opts, req.prompt)
+	} else if s.pendingTool != "" {
 		// Speak the result of a tool: a short two-tone beep.
 		audio = append(beep(0.25, 880), beep(0.25, 660)...)
 		transcript = "(the tool answered: " + s.pendingTool + ")"
@@ -57,7 +148,9 @@ func (s *Session) startResponse(eventID string) {
 	} else {
 		audio, transcript = s.srv.opts.Greeting, s.srv.opts.GreetingText
 	}
-	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{}), call: call}
+	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{}), call: call,
+		metadata: req.metadata}
+	s.responses = append(s.responses, ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Transcript: transcript})
 	prev := s.lastItemLocked()
 	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: true, transcript: transcript})
 	if call != nil {
@@ -102,7 +195,8 @@ func (s *Session) stream(r *response, prev string, audio []int16, transcript str
 		return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
 	}
 	partType := "audio"
-	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress", "output": []any{}}})
+	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
+		"output": []any{}, "metadata": r.metadataWire()}})
 	s.send(map[string]any{"type": "rate_limits.updated", "rate_limits": []map[string]any{{"name": "tokens", "limit": 20000, "remaining": 19000, "reset_seconds": 1.0}}})
 	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": itemObj("in_progress", []map[string]any{})})
 	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": itemObj("in_progress", []map[string]any{})})
@@ -164,15 +258,46 @@ loop:
 	if r.call != nil && reason == "" {
 		output = append(output, s.streamFunctionCall(r, r.itemID))
 	}
+	s.finish(r, status, details, output)
+}
+
+// finish ends a response: it is no longer active, and response.done says how.
+func (s *Session) finish(r *response, status string, details any, output []any) {
 	s.mu.Lock()
 	if s.active == r {
 		s.active = nil
 	}
+	for i := range s.responses {
+		if s.responses[i].ID == r.id {
+			s.responses[i].Status = status
+		}
+	}
 	s.mu.Unlock()
 	s.send(map[string]any{"type": "response.done", "response": map[string]any{
 		"id": r.id, "object": "realtime.response", "status": status, "status_details": details,
-		"output": output, "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
+		"output": output, "metadata": r.metadataWire(), "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},
 	}})
+}
+
+// streamFailed is a response that fails before it says anything, as the
+// service's do on a server error (failed) or a filtered answer (incomplete).
+func (s *Session) streamFailed(r *response, status string) {
+	defer s.streamWG.Done()
+	defer close(r.done)
+	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
+		"output": []any{}, "metadata": r.metadataWire()}})
+	details := map[string]any{"type": status, "reason": "content_filter"}
+	if status == "failed" {
+		details = map[string]any{"type": status, "error": map[string]any{"type": "server_error", "code": "internal_error"}}
+	}
+	s.finish(r, status, details, []any{})
+}
+
+func (r *response) metadataWire() any {
+	if len(r.metadata) == 0 {
+		return nil
+	}
+	return r.metadata
 }
 
 // streamFunctionCall sends the function call item of a response, after its

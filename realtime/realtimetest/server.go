@@ -64,6 +64,10 @@ type Options struct {
 	// minutes (30 in beta); its expires_at is announced in session.created.
 	// Default: an hour, never enforced.
 	SessionLifetime time.Duration
+	// RefuseBeta makes the server answer a beta-dialect connection as
+	// api.openai.com does since May 2026: error beta_api_shape_disabled,
+	// then a close with code 4000.
+	RefuseBeta bool
 	// ForgetClosed drops a session once it ends. The demo model serving
 	// real calls sets it (a session holds its conversation's audio);
 	// tests keep every session to look at what it received.
@@ -81,6 +85,8 @@ type Server struct {
 	sessions []*Session
 	closed   bool
 	refuse   int // handshakes still to refuse
+	failing  int // responses still to fail (-1: all)
+	failWith string
 	ln       net.Listener
 	http     *http.Server
 	wg       sync.WaitGroup
@@ -168,6 +174,38 @@ func (s *Server) RefuseNext(n int) {
 	s.mu.Lock()
 	s.refuse = n
 	s.mu.Unlock()
+}
+
+// FailNextResponses makes the next n responses, whichever session asks,
+// end before they say anything with status failed (a server error) or
+// incomplete (a content filter); n < 0 fails every response from now on.
+func (s *Server) FailNextResponses(n int, status string) {
+	s.mu.Lock()
+	s.failing, s.failWith = n, status
+	s.mu.Unlock()
+}
+
+// takeFailure returns the status the next response must end with, "" for
+// none.
+func (s *Server) takeFailure() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failing == 0 {
+		return ""
+	}
+	if s.failing > 0 {
+		s.failing--
+	}
+	return s.failWith
+}
+
+// Violations returns every session's violations, oldest session first.
+func (s *Server) Violations() []Violation {
+	var out []Violation
+	for _, ss := range s.Sessions() {
+		out = append(out, ss.Violations()...)
+	}
+	return out
 }
 
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.

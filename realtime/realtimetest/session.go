@@ -1,9 +1,11 @@
 package realtimetest
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -59,6 +61,12 @@ type Session struct {
 	pendingTool  string  // function_call_output not yet answered
 	buffered     int     // ms in the input buffer since the last commit
 	tools        []Tool  // declared in session.update
+	instructions string  // the session's, from session.update
+	// urlModel is the model the connection was opened for (the URL's
+	// model, or its deployment): session.update cannot change it.
+	urlModel   string
+	responses  []ResponseInfo
+	violations []Violation
 }
 
 type vadConfig struct {
@@ -99,6 +107,7 @@ type response struct {
 	callItem string
 	cancel   chan string // reason
 	done     chan struct{}
+	metadata map[string]string // echoed in response.created and response.done
 }
 
 const (
@@ -115,12 +124,50 @@ func newSession(srv *Server, ws *websocket.Conn, d realtime.Dialect, r *http.Req
 	return &Session{
 		expires: time.Now().Add(lifetime),
 		srv:     srv, ws: ws, dialect: d, Header: r.Header.Clone(), Query: r.URL.RawQuery,
+		urlModel:  cmp.Or(r.URL.Query().Get("model"), r.URL.Query().Get("deployment")),
 		items:     map[string]*item{},
 		closedCh:  make(chan struct{}),
 		upsampler: resample.MustNew(8000, 24000),
 		vad: vadConfig{enabled: true, kind: "server_vad", thresholdRMS: rmsForThreshold(0.5),
 			prefixPaddingMS: 300, silenceDurationMS: 500, createResponse: true, interruptResponse: true},
 	}
+}
+
+// Violation is something a client sent that the real service would refuse
+// (kind "schema": a field the API reference does not have, a missing or
+// wrong one) or that it would accept with a result nobody wants (kind
+// "persona": a response whose instructions drop the session's).
+type Violation struct {
+	Kind    string
+	Event   string // the client event's type
+	EventID string
+	Detail  string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s: %s %s: %s", v.Kind, v.Event, v.EventID, v.Detail)
+}
+
+// Violations returns what the session received that the real service
+// would refuse, or that ran without the session's instructions.
+func (s *Session) Violations() []Violation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Violation(nil), s.violations...)
+}
+
+func (s *Session) violate(kind, event, eventID, detail string) {
+	s.srv.opts.Logger.Warn().Str("kind", kind).Str("event", event).Str("event_id", eventID).Msg("demo model: " + detail)
+	s.mu.Lock()
+	s.violations = append(s.violations, Violation{Kind: kind, Event: event, EventID: eventID, Detail: detail})
+	s.mu.Unlock()
+}
+
+// Instructions are the session's instructions, as session.update set them.
+func (s *Session) Instructions() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.instructions
 }
 
 // Dialect is the dialect the client connected with.
@@ -186,6 +233,21 @@ func (s *Session) Done() <-chan struct{} { return s.closedCh }
 // Drop closes the connection abruptly, as a network failure would.
 func (s *Session) Drop() { s.ws.Close() }
 
+// Expire ends the session as the service does at its maximum duration,
+// whatever its expires_at said: a session_expired error, then the close.
+func (s *Session) Expire() {
+	s.sendError(realtime.CodeSessionExpired, "Your session hit the maximum duration of 60 minutes.", "", "")
+	s.closeWith(websocket.CloseNormalClosure, "session expired")
+}
+
+// closeWith sends a close frame with code and reason, then ends the session.
+func (s *Session) closeWith(code int, reason string) {
+	s.wmu.Lock()
+	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	s.wmu.Unlock()
+	s.close()
+}
+
 func (s *Session) close() {
 	s.mu.Lock()
 	if s.closed {
@@ -213,12 +275,19 @@ func (s *Session) run() {
 		s.streamWG.Wait()
 		log.Debug().Int("appends", s.Appends()).Int("utterances", s.SpeechStarts()).Msg("demo model: session closed")
 	}()
+	if s.dialect == realtime.Beta && s.srv.opts.RefuseBeta {
+		// api.openai.com since May 2026: the handshake succeeds, then the
+		// beta shape is refused and the socket closed with 4000.
+		s.sendError(realtime.CodeBetaShapeDisabled, "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.", "", "")
+		s.closeWith(4000, "beta api shape disabled")
+		return
+	}
 	session := s.sessionObject()
 	s.send(map[string]any{"type": "session.created", "session": session})
 	if s.srv.opts.SessionLifetime > 0 {
 		expiry := time.AfterFunc(time.Until(s.expires), func() {
-			s.sendError("session_expired", "Your session hit the maximum duration of "+s.srv.opts.SessionLifetime.String()+".", "", "")
-			s.close()
+			s.sendError(realtime.CodeSessionExpired, "Your session hit the maximum duration of "+s.srv.opts.SessionLifetime.String()+".", "", "")
+			s.closeWith(websocket.CloseNormalClosure, "session expired")
 		})
 		defer expiry.Stop()
 	}
@@ -327,12 +396,30 @@ func (s *Session) handle(data []byte) {
 		return
 	}
 	s.mu.Lock()
+	check := true
 	if head.Type == "input_audio_buffer.append" {
+		// Appends are the one event sent every few milliseconds, all
+		// built by one function: the first of a session is checked.
 		s.appended++
+		check = s.appended == 1
 	} else {
 		s.received = append(s.received, Received{Type: head.Type, Raw: append(json.RawMessage(nil), data...), At: time.Now()})
 	}
 	s.mu.Unlock()
+	if check {
+		if err := ValidateClientEvent(s.dialect, data); err != nil {
+			// The service refuses an event it does not know the shape of,
+			// whole: so does the demo, and the tests hear of it.
+			var se *SchemaError
+			code, param := "invalid_value", ""
+			if errors.As(err, &se) {
+				code, param = se.Code, se.Param
+			}
+			s.violate("schema", head.Type, head.EventID, err.Error())
+			s.sendError(code, err.Error(), param, head.EventID)
+			return
+		}
+	}
 
 	switch head.Type {
 	case "session.update":
@@ -348,7 +435,7 @@ func (s *Session) handle(data []byte) {
 		s.mu.Unlock()
 		s.send(map[string]any{"type": "input_audio_buffer.cleared"})
 	case "response.create":
-		s.onResponseCreate(head.EventID)
+		s.onResponseCreate(data, head.EventID)
 	case "response.cancel":
 		s.onResponseCancel(data, head.EventID)
 	case "conversation.item.truncate":
@@ -366,8 +453,10 @@ func (s *Session) handle(data []byte) {
 // server reads in each dialect.
 type sessionUpdateGA struct {
 	Session struct {
-		Type  *string `json:"type"`
-		Audio struct {
+		Type         *string `json:"type"`
+		Model        *string `json:"model"`
+		Instructions *string `json:"instructions"`
+		Audio        struct {
 			Input struct {
 				Format        *struct{ Type string } `json:"format"`
 				Transcription json.RawMessage        `json:"transcription"`
@@ -387,6 +476,8 @@ type sessionUpdateGA struct {
 type sessionUpdateBeta struct {
 	Session struct {
 		Type              *string         `json:"type"`
+		Model             *string         `json:"model"`
+		Instructions      *string         `json:"instructions"`
 		Voice             *string         `json:"voice"`
 		InputAudioFormat  *string         `json:"input_audio_format"`
 		OutputAudioFormat *string         `json:"output_audio_format"`
@@ -407,9 +498,10 @@ type turnDetectionWire struct {
 
 func (s *Session) onSessionUpdate(data []byte, eventID string) {
 	var (
-		in, out            *realtime.AudioFormat
-		turn, transcribeRM json.RawMessage
-		tools              *[]Tool
+		in, out             *realtime.AudioFormat
+		turn, transcribeRM  json.RawMessage
+		tools               *[]Tool
+		model, instructions *string
 	)
 	parseFormat := func(name, param string) (*realtime.AudioFormat, bool) {
 		f, ok := realtime.ParseAudioFormat(name)
@@ -449,6 +541,7 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 			}
 		}
 		turn, transcribeRM, tools = u.Session.Audio.Input.TurnDetection, u.Session.Audio.Input.Transcription, u.Session.Tools
+		model, instructions = u.Session.Model, u.Session.Instructions
 		if !s.voiceAllowed(u.Session.Audio.Output.Voice, "session.audio.output.voice", eventID) {
 			return
 		}
@@ -474,9 +567,16 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 			}
 		}
 		turn, transcribeRM, tools = u.Session.TurnDetection, u.Session.Transcription, u.Session.Tools
+		model, instructions = u.Session.Model, u.Session.Instructions
 		if !s.voiceAllowed(u.Session.Voice, "session.voice", eventID) {
 			return
 		}
+	}
+	if model != nil && s.urlModel != "" && *model != s.urlModel {
+		// A session's model is the one it was opened for (an Azure
+		// deployment's, the URL's): session.update cannot change it.
+		s.sendError("invalid_value", fmt.Sprintf("Invalid value: '%s'. The session's model is '%s' and cannot be changed.", *model, s.urlModel), "session.model", eventID)
+		return
 	}
 	if tools != nil {
 		for i, t := range *tools {
@@ -493,6 +593,9 @@ func (s *Session) onSessionUpdate(data []byte, eventID string) {
 	s.mu.Lock()
 	if tools != nil {
 		s.tools = *tools
+	}
+	if instructions != nil {
+		s.instructions = *instructions
 	}
 	if in != nil {
 		s.input = *in
@@ -735,7 +838,7 @@ func (s *Session) vadWindow(w []int16) []func() {
 				"usage":      map[string]any{"type": "duration", "seconds": float64(len(utter)) / 24000}})
 		}
 		if create {
-			s.startResponse("")
+			s.startResponse(responseRequest{})
 		}
 	})
 	return out
