@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,13 +17,21 @@ import (
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
 
-// fakeModel records the client events a call sends.
+// fakeModel records the client events a call sends, and holds each to
+// the API reference: a test fails on any event the real service would
+// refuse, or on a response that would run without the agent's
+// instructions.
 type fakeModel struct {
 	*recycler
+	t       testing.TB
 	dialect realtime.Dialect
 	sent    []map[string]any
+	// instructions are the session's: a response.create that replaces them
+	// must keep them.
+	instructions string
 }
 
 func (f *fakeModel) Dialect() realtime.Dialect { return f.dialect }
@@ -33,6 +42,18 @@ func (f *fakeModel) Send(ev []byte) error {
 		return err
 	}
 	f.sent = append(f.sent, m)
+	if f.t == nil {
+		return nil
+	}
+	f.t.Helper()
+	if err := realtimetest.ValidateClientEvent(f.dialect, ev); err != nil {
+		f.t.Errorf("the real service would refuse this %s event: %v\n%s", f.dialect, err, ev)
+	}
+	if r, _ := m["response"].(map[string]any); m["type"] == "response.create" && r != nil {
+		if in, ok := r["instructions"].(string); ok && !strings.Contains(in, f.instructions) {
+			f.t.Errorf("response.create replaces the session's instructions %q without them: %q", f.instructions, in)
+		}
+	}
 	return nil
 }
 
@@ -101,7 +122,7 @@ func newHarness(t *testing.T, mutate func(*Config)) *harness {
 // newProfileHarness is newHarness with the call's profile adjusted.
 func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile)) *harness {
 	h := &harness{t: t, clk: clock.NewFake(time.Unix(1000, 0)), dec: realtime.NewDecoder(8)}
-	h.model = &fakeModel{recycler: newRecycler()}
+	h.model = &fakeModel{recycler: newRecycler(), t: t}
 	cfg := Config{Clock: h.clk, Log: zerolog.Nop()}
 	if mutate != nil {
 		mutate(&cfg)
@@ -111,6 +132,7 @@ func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile
 	if profile != nil {
 		profile(p)
 	}
+	h.model.instructions = p.Session.Instructions
 	b := New(cfg)
 	h.c = newCallState(b, p, h.model, zerolog.Nop())
 	h.c.media = media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU, DTMFPayloadType: 101}, Clock: h.clk, Log: zerolog.Nop(),

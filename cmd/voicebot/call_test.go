@@ -135,6 +135,12 @@ func (r *rig) stopOnce() {
 		r.t.Error("voicebot did not stop within 15 s")
 	}
 	r.server.Close()
+	// Whatever the test did, voicebot sent the model nothing the real
+	// service would refuse, and no response ran without the agent's
+	// instructions.
+	for _, v := range r.server.Violations() {
+		r.t.Errorf("model protocol: %s", v)
+	}
 	// Once voicebot has stopped, nothing of it may still run.
 	// The test's own peers (a PBX made before the rig) may outlive it.
 	// A benchmark's rig stops on the benchmark's goroutine, with the runner's
