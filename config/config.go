@@ -264,7 +264,7 @@ type Azure struct {
 // Agent is what the model is told and how it listens.
 type Agent struct {
 	Instructions       string `yaml:"instructions"`
-	Voice              string `yaml:"voice"` // default marin; alloy with realtime.dialect: beta
+	Voice              string `yaml:"voice"`               // default marin; alloy with realtime.dialect: beta
 	Greeting           bool   `yaml:"greeting"`            // speak first when the call is answered
 	GreetingPrompt     string `yaml:"greeting_prompt"`     // instructions for that first response
 	TranscriptionModel string `yaml:"transcription_model"` // empty turns caller transcription off
