@@ -49,6 +49,7 @@ fuzz FuzzSIPMessage ./sip
 fuzz FuzzHandleDatagram ./media
 fuzz FuzzSRTPDatagram ./media
 fuzz FuzzDecode ./realtime
+fuzz FuzzClientEventSchema ./realtime
 fuzz FuzzParse ./config
 fuzz FuzzPlaceCall ./api
 fuzz FuzzToolArguments ./bridge

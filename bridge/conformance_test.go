@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
@@ -50,10 +51,16 @@ func conformancePaths(t *testing.T, d realtime.Dialect, vad string) {
 		h.event(`{"type":"response.output_audio.done","response_id":"` + resp + `","item_id":"` + id + `","output_index":0,"content_index":0}`)
 	}
 
-	// Configure, greet.
+	// Configure, give the caller's earlier turns, greet them back.
 	if err := h.c.configure(); err != nil {
 		t.Fatal(err)
 	}
+	h.c.profile.Memory = MemoryPolicy{Enabled: true, MaxTurns: 20, MaxChars: 4000, GreetingPrompt: "Welcome them back."}
+	h.c.recall = make(chan recalled, 1)
+	earlier := h.clk.Now().Add(-time.Hour)
+	h.c.recall <- recalled{turns: []memory.Turn{{Role: "user", Text: "Quiero cambiar mi cita.", At: earlier, CallID: "call-0"},
+		{Role: "assistant", Text: "Claro, ¿para qué día?", At: earlier, CallID: "call-0"}}}
+	h.c.recallMemory()
 	h.c.greet()
 	item("resp_greet", "item_greet")
 	h.done("resp_greet", "completed")
@@ -110,6 +117,9 @@ func conformancePaths(t *testing.T, d realtime.Dialect, vad string) {
 	seen := map[string]bool{}
 	for _, m := range h.model.sent {
 		kind := m["type"].(string)
+		if strings.HasPrefix(m["event_id"].(string), "memory_") {
+			seen["memory"] = true
+		}
 		if it, ok := m["item"].(map[string]any); ok {
 			kind += "/" + fmt.Sprint(it["type"])
 			if r, ok := it["role"]; ok {
@@ -121,7 +131,7 @@ func conformancePaths(t *testing.T, d realtime.Dialect, vad string) {
 		}
 		seen[kind] = true
 	}
-	want := []string{"session.update", "response.create", "response.create/prompted", "response.cancel", "conversation.item.truncate",
+	want := []string{"memory", "session.update", "response.create", "response.create/prompted", "response.cancel", "conversation.item.truncate",
 		"conversation.item.create/message/user", "conversation.item.create/message/system", "conversation.item.create/message/assistant",
 		"conversation.item.create/function_call", "conversation.item.create/function_call_output"}
 	var missing []string
