@@ -299,6 +299,7 @@ func (c *callState) loseSession() {
 	clear(c.cancelSent)
 	clear(c.receivedBytes)
 	clear(c.botText)
+	clear(c.resp.pending) // the new session knows nothing of those requests
 	c.sess.callerOn = false
 	c.up.hold(int(c.cfg.Resume.GapBuffer / time.Millisecond))
 }
