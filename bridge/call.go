@@ -233,13 +233,26 @@ func (c *callState) awaitReady(ctx context.Context, events <-chan realtime.Serve
 				return err
 			}
 			c.handle(ev)
-			if ev.Kind == realtime.KindAudioDelta || ev.Kind == realtime.KindResponseDone ||
+			if ev.Kind == realtime.KindAudioDelta || (ev.Kind == realtime.KindResponseDone && c.resp.retrying == "") ||
 				(ev.Kind == realtime.KindError && strings.HasPrefix(ev.Err.EventID, "greeting_")) {
 				c.greetingStarted = true // audio is queued, or there will be none
 			}
 			ev.Release()
 		}
 	}
+}
+
+// modelFailed ends a call whose model failed a response twice: the
+// apology, then the fallback target or a hang-up. A call that was ending
+// anyway (its goodbye failed) just ends: a transfer it never asked for
+// would surprise the caller.
+func (c *callState) modelFailed(ctx context.Context) string {
+	if e := c.ending; e != nil {
+		reason, _ := c.giveUp(ctx, e.reason, false)
+		return reason
+	}
+	reason, _ := c.giveUp(ctx, endModelFailed, true)
+	return reason
 }
 
 // connected runs once the call is answered: media goes live, unless the
@@ -275,8 +288,7 @@ const (
 func (c *callState) run(ctx context.Context) string {
 	for {
 		if c.resp.givenUp {
-			reason, _ := c.giveUp(ctx, endModelFailed)
-			return reason
+			return c.modelFailed(ctx)
 		}
 		var timerC, keysC, endC, rolloverC, rtpC, warnC, maxC, statsC <-chan time.Time
 		if c.statsTimer != nil {
@@ -317,10 +329,13 @@ func (c *callState) run(ctx context.Context) string {
 				}
 				continue
 			}
+			expired := c.sess.expired
 			c.handle(ev)
 			ev.Release()
-			if c.sess.expired && !c.sess.dialing && c.sess.ready == nil {
-				c.onRolloverTimer(ctx) // the replacement, at once
+			if c.sess.expired && !expired && !c.sess.dialing && c.sess.ready == nil {
+				// The service closes an expired session right after saying
+				// so: the replacement is dialled now, not once it has.
+				c.onRolloverTimer(ctx)
 			}
 		case <-rolloverC:
 			c.onRolloverTimer(ctx)
@@ -464,7 +479,7 @@ func (c *callState) handle(ev realtime.ServerEvent) {
 		// own cancel, or audio it had already cut) are expected and harmless.
 		c.log.Warn().Str("code", ev.Err.Code).Str("type", ev.Err.Type).Str("event", ev.Err.EventID).
 			Str("message", ev.Err.Message).Msg("model: error")
-		delete(c.resp.pending, ev.Err.EventID) // a refused request has no response to wait for
+		c.onRequestRefused(ev.Err)
 		if ev.Err.Code == realtime.CodeSessionExpired {
 			c.log.Info().Msg("model: the session reached its maximum duration; replacing it now")
 			c.sess.expired = true

@@ -129,6 +129,7 @@ func newProfileHarness(t *testing.T, mutate func(*Config), profile func(*Profile
 	}
 	p := &Profile{Name: "test", Session: realtime.SessionConfig{TurnDetection: &realtime.TurnDetection{Type: "server_vad", Threshold: 0.5,
 		PrefixPaddingMS: 300, SilenceDurationMS: 500, CreateResponse: true, InterruptResponse: true}}}
+	p.Session.Instructions = "You are the test agent." // what every prompted response must keep
 	if profile != nil {
 		profile(p)
 	}

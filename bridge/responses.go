@@ -20,8 +20,8 @@ type responseState struct {
 	// session's), until its response is done: a failed one is asked for
 	// again with the same.
 	pending map[string]string
-	// failedInARow counts responses that failed one after the other; a
-	// completed one sets it back to 0.
+	// failedInARow counts responses that failed one after the other; any
+	// other outcome sets it back to 0.
 	failedInARow int
 	// audioFrom is the response whose audio arrived last: an incomplete
 	// response that said nothing is as good as failed to the caller.
@@ -29,6 +29,10 @@ type responseState struct {
 	// givenUp: the model failed a response and its retry; the loop ends
 	// the call with the failure line.
 	givenUp bool
+	// retrying is the retry's request until its response is done.
+	retrying string
+	// untagged: the server refused response metadata; requests go without.
+	untagged bool
 }
 
 // maxFailedResponses is how many responses may fail in a row: the first
@@ -68,38 +72,50 @@ func (c *callState) requestWith(eventID, instructions string) {
 		c.resp.pending = map[string]string{}
 	}
 	c.resp.pending[eventID] = instructions
-	ev, err := c.model.Dialect().ResponseCreate(eventID, realtime.ResponseRequest{
-		Instructions: instructions, Metadata: map[string]string{requestTag: eventID}})
+	req := realtime.ResponseRequest{Instructions: instructions}
+	if !c.resp.untagged {
+		req.Metadata = map[string]string{requestTag: eventID}
+	}
+	ev, err := c.model.Dialect().ResponseCreate(eventID, req)
 	c.send("response.create", ev, err)
 }
 
-// onResponseOutcome counts how a response ended and asks again for one
-// that failed, once; when the retry fails too, the call is given up.
+// onResponseOutcome counts how a response ended and asks again, once, for
+// one that failed before the caller heard anything of it; when the retry
+// fails too, the call is given up.
 func (c *callState) onResponseOutcome(r *realtime.Response) {
 	c.cfg.Metrics.ModelResponse(r.Status)
 	id := r.MetadataValue(requestTag)
 	instructions, ours := c.resp.pending[id]
 	delete(c.resp.pending, id)
-	silent := c.resp.audioFrom != r.ID
+	if id != "" && id == c.resp.retrying {
+		c.resp.retrying = ""
+	}
+	spoke := c.resp.audioFrom == r.ID
 	log := c.log.With().Str("response_id", r.ID).Str("status", r.Status).Str("reason", r.StatusDetails.Reason).Str("request", id).Logger()
 	if e := r.StatusDetails.Error; e != nil {
 		log = log.With().Str("code", e.Code).Str("error_type", e.Type).Logger()
 	}
+	failed := r.Status == "failed" && !spoke
 	switch {
-	case r.Status == "completed":
-		c.resp.failedInARow = 0
+	case failed:
+	case r.Status == "failed" || r.Status == "incomplete":
+		// Cut short after it spoke (asking again would repeat what the
+		// caller heard), or stopped by max_output_tokens or the content
+		// filter, which would stop a retry the same way: the caller can
+		// go on or rephrase.
+		log.Warn().Bool("spoke", spoke).Msg("model: response cut short")
+	default:
 		log.Debug().Msg("model: response done")
-		return
-	case r.Status == "failed", r.Status == "incomplete" && silent:
-		// Below: the caller heard nothing of it.
-	case r.Status == "incomplete":
-		// Cut short (max_output_tokens, content_filter) after it spoke:
-		// the caller heard an answer, if not all of it.
+	}
+	if !failed {
 		c.resp.failedInARow = 0
-		log.Warn().Msg("model: response incomplete")
 		return
-	default: // cancelled: a barge-in, or our own cancel
-		log.Debug().Msg("model: response done")
+	}
+	if c.discarded[r.ID] || c.sess.callerOn {
+		// Interrupted, or the caller is speaking: their new turn gets its
+		// own answer.
+		log.Warn().Msg("model: response failed; the caller has moved on")
 		return
 	}
 	c.resp.failedInARow++
@@ -109,7 +125,6 @@ func (c *callState) onResponseOutcome(r *realtime.Response) {
 		return
 	}
 	log.Warn().Msg("model: response failed; asking again")
-	retry := c.nextEventID("retry_")
 	if !ours {
 		// The server's own answer to the caller's turn: the turn is in the
 		// conversation, and a plain response answers it.
@@ -119,5 +134,22 @@ func (c *callState) onResponseOutcome(r *realtime.Response) {
 		// The goodbye failed: the end waits for the one asked for now.
 		e.afterResp, e.needResponse, e.respDone = "", true, false
 	}
-	c.requestWith(retry, instructions)
+	c.resp.retrying = c.nextEventID("retry_")
+	c.requestWith(c.resp.retrying, instructions)
+}
+
+// onRequestRefused handles an error answering one of our response.create
+// events. A server that does not know response metadata (an old preview
+// API version) is asked again without it, and never given it again.
+func (c *callState) onRequestRefused(e *realtime.APIError) {
+	instructions, ours := c.resp.pending[e.EventID]
+	if !ours {
+		return
+	}
+	delete(c.resp.pending, e.EventID)
+	if e.Param == "response.metadata" && !c.resp.untagged {
+		c.log.Warn().Str("code", e.Code).Msg("model: the server refuses response metadata; responses go untagged (a failed one is retried without its prompt)")
+		c.resp.untagged = true
+		c.requestWith(e.EventID+"_untagged", instructions)
+	}
 }

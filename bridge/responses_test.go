@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +186,132 @@ func TestSemanticVADHasNoPaddingToSubtract(t *testing.T) {
 	}
 	if p, s := (&realtime.TurnDetection{Type: "server_vad", PrefixPaddingMS: 300, SilenceDurationMS: 500}).PaddingMS(); p != 300 || s != 500 {
 		t.Errorf("server_vad padding %d/%d", p, s)
+	}
+}
+
+// fakeConn is a model session the call can switch to.
+type fakeConn struct {
+	*fakeModel
+	events chan realtime.ServerEvent
+	closed bool
+}
+
+func newFakeConn(h *harness) *fakeConn {
+	return &fakeConn{fakeModel: &fakeModel{recycler: newRecycler(), t: h.t, instructions: h.model.instructions},
+		events: make(chan realtime.ServerEvent)}
+}
+
+func (f *fakeConn) Events() <-chan realtime.ServerEvent { return f.events }
+func (f *fakeConn) Err() error                          { return nil }
+func (f *fakeConn) Close() error                        { f.closed = true; return nil }
+
+const sessionExpired = `{"type":"error","error":{"type":"invalid_request_error","code":"session_expired","message":"Your session hit the maximum duration of 60 minutes.","param":null,"event_id":null}}`
+
+// session_expired while a planned replacement is ready: it takes over at
+// once, and the call is done with the expiry (it used to stay marked
+// expired and open a new session after every event).
+func TestExpiredSessionWithAReplacementReady(t *testing.T) {
+	h := newHarness(t, nil)
+	old, next := newFakeConn(h), newFakeConn(h)
+	h.c.conn = old
+	h.c.setModel(old)
+	h.c.sess.ready = next
+	h.event(sessionExpired)
+	if !h.c.sess.expired {
+		t.Fatal("session_expired not recognised")
+	}
+	h.respond("resp_1", "item_1", 300) // the bot speaking: not quiet, but an expired session cannot wait
+	h.c.maybeRollover()
+	if h.c.conn != next || h.c.sess.expired || h.c.sess.dialing || h.c.sess.rollovers != 1 {
+		t.Errorf("after the takeover: conn replaced %v, expired %v, dialing %v, rollovers %d",
+			h.c.conn == next, h.c.sess.expired, h.c.sess.dialing, h.c.sess.rollovers)
+	}
+}
+
+// The service expires the session while the bot speaks: what is queued
+// plays on (it is ours already), the new session takes over, and the
+// filler starts only if the queue runs dry before it comes.
+func TestExpiredSessionLetsTheAnswerFinish(t *testing.T) {
+	h := newHarness(t, nil)
+	old, next := newFakeConn(h), newFakeConn(h)
+	h.c.conn = old
+	h.c.setModel(old)
+	h.respond("resp_1", "item_1", 1000)
+	h.play(200 * time.Millisecond)
+	h.event(sessionExpired)
+	h.c.sess.ready = next // dialled when session_expired arrived
+	if reason, ok := h.c.sessionEnded(context.Background(), errors.New("closed")); !ok {
+		t.Fatalf("the call ended: %s", reason)
+	}
+	if !old.closed || h.c.conn != next || h.c.sess.fillerOn {
+		t.Errorf("old closed %v, new in use %v, filler %v", old.closed, h.c.conn == next, h.c.sess.fillerOn)
+	}
+	h.play(time.Second)
+	if ms, _ := h.audioMS(); ms < 1000 {
+		t.Errorf("the caller heard %d ms of the 1000 ms answer", ms)
+	}
+}
+
+// A goodbye that fails twice ends the call with the apology; the caller is
+// not transferred to the fallback target, which nobody asked for.
+func TestFailedGoodbyeEndsWithoutTheFallbackTransfer(t *testing.T) {
+	h := newProfileHarness(t, func(c *Config) { c.Resume.FallbackTarget = "operator" }, withTools(ToolTransfer))
+	h.c.wrapUp(endMaxDuration, "Say goodbye.")
+	for i := 0; i < 2; i++ {
+		id, _ := h.lastRequest()
+		h.created("resp_x")
+		h.doneTagged("resp_x", "failed", id)
+	}
+	if !h.c.resp.givenUp {
+		t.Fatal("not given up")
+	}
+	if reason := h.c.modelFailed(context.Background()); reason != endMaxDuration || len(h.call.transfers) != 0 {
+		t.Errorf("ended %q, transfers %v", reason, h.call.transfers)
+	}
+	// Failing outside an ending, the fallback takes the caller.
+	h2 := newProfileHarness(t, func(c *Config) { c.Resume.FallbackTarget = "operator" }, withTools(ToolTransfer))
+	h2.c.resp.givenUp = true
+	if reason := h2.c.modelFailed(context.Background()); reason != endTransferred || len(h2.call.transfers) != 1 {
+		t.Errorf("ended %q, transfers %v", reason, h2.call.transfers)
+	}
+}
+
+// No retry where it would do harm: a response that failed after it spoke
+// (the caller would hear its start twice), or while the caller speaks
+// (their new turn gets its own answer), or one the content filter stopped.
+func TestFailuresNotRetried(t *testing.T) {
+	h := newHarness(t, nil)
+	h.respond("resp_1", "item_1", 200)
+	h.doneTagged("resp_1", "failed", "")
+	h.speechStarted(1000)
+	h.created("resp_2")
+	h.doneTagged("resp_2", "failed", "")
+	h.speechStopped(2000)
+	h.created("resp_3")
+	h.event(`{"type":"response.done","response":{"id":"resp_3","status":"incomplete","status_details":{"type":"incomplete","reason":"content_filter"},"output":[]}}`)
+	if n := len(h.model.ofType("response.create")); n != 0 || h.c.resp.givenUp {
+		t.Errorf("%d retries, given up %v", n, h.c.resp.givenUp)
+	}
+}
+
+// A server that does not know response metadata (an old preview API
+// version refuses the parameter) gets the request again without it, and
+// every later one untagged.
+func TestMetadataRefusedRequestsGoUntagged(t *testing.T) {
+	h := newHarness(t, nil)
+	h.c.request("greeting_", "Greet.")
+	id, _ := h.lastRequest()
+	h.event(`{"type":"error","error":{"type":"invalid_request_error","code":"unknown_parameter","message":"Unknown parameter: 'response.metadata'.","param":"response.metadata","event_id":"` + id + `"}}`)
+	creates := h.model.ofType("response.create")
+	if len(creates) != 2 {
+		t.Fatalf("%d response.create", len(creates))
+	}
+	again := creates[1]["response"].(map[string]any)
+	if again["metadata"] != nil || !strings.HasSuffix(again["instructions"].(string), "Greet.") {
+		t.Errorf("the request again: %v", again)
+	}
+	h.c.request("answer_", "")
+	if last := h.model.ofType("response.create")[2]; last["response"] != nil {
+		t.Errorf("a later request still tagged: %v", last)
 	}
 }

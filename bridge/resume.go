@@ -82,6 +82,9 @@ type sessionState struct {
 	// expired: the server said session_expired; it closes the session
 	// next, and the replacement takes over at once.
 	expired bool
+	// fillerWhenDry: the filler waits for the bot's queued audio to play
+	// out (a session replaced while it spoke), rather than cutting it.
+	fillerWhenDry bool
 }
 
 type standbyResult struct {
@@ -116,7 +119,10 @@ func (c *callState) sessionCreated(info *realtime.SessionInfo) {
 // current one keeps serving the call meanwhile.
 func (c *callState) onRolloverTimer(ctx context.Context) {
 	r := &c.sess
-	r.timer = nil
+	if r.timer != nil {
+		r.timer.Stop() // fired, or overtaken by session_expired
+		r.timer = nil
+	}
 	if r.dialing || r.ready != nil || c.ending != nil {
 		return
 	}
@@ -213,12 +219,12 @@ func (c *callState) maybeRollover() {
 	if r.ready == nil {
 		return
 	}
-	urgent := !r.urgentAt.IsZero() && !c.clock.Now().Before(r.urgentAt)
+	urgent := r.expired || (!r.urgentAt.IsZero() && !c.clock.Now().Before(r.urgentAt))
 	if !c.quiet() && !urgent {
 		return
 	}
 	old := c.conn
-	c.loseSession()
+	c.loseSession(false)
 	c.takeOver()
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {
@@ -236,42 +242,58 @@ func (c *callState) takeOver() {
 	r := &c.sess
 	next, info := r.ready, r.readyInfo
 	r.ready, r.readyInfo = nil, nil
-	c.conn = next
-	c.setModel(next)
+	c.useSession(next)
+	c.rolledOver()
+	c.sessionCreated(info)
+}
+
+// useSession makes conn the call's session: the conversation so far is
+// replayed into it, then the caller's audio held meanwhile follows.
+func (c *callState) useSession(conn liveConn) {
+	c.conn = conn
+	c.setModel(conn)
 	c.replayHistory()
-	c.up.release(next)
-	r.rollovers++
+	c.up.release(conn)
+}
+
+func (c *callState) rolledOver() {
+	c.sess.rollovers++
 	c.cfg.Metrics.Rollover()
 	c.rec.Emit("rollover", nil)
-	c.sessionCreated(info)
 }
 
 // sessionEnded handles the end of the session's event stream: a session
 // the server expired is replaced at once, as a planned rollover would have
 // done; any other end is a lost connection.
 func (c *callState) sessionEnded(ctx context.Context, cause error) (reason string, ok bool) {
-	r := &c.sess
-	if !r.expired || c.ending != nil {
+	if !c.sess.expired || c.ending != nil {
 		return c.modelLost(ctx, cause)
 	}
-	r.expired = false
+	return c.replaceExpired(ctx, cause)
+}
+
+// replaceExpired moves the call to a new session after the service expired
+// the old one (the planned rollover did not happen in time: no expires_at,
+// a clock ahead of ours, a call never quiet). Nothing went wrong: what is
+// queued of the bot's answer plays on while the replacement, dialled when
+// session_expired arrived, comes; the filler starts only if the queue runs
+// dry first.
+func (c *callState) replaceExpired(ctx context.Context, cause error) (string, bool) {
 	c.conn.Close()
-	c.loseSession()
-	if r.ready == nil && r.dialing {
-		// The replacement opened when session_expired arrived: it is
-		// bounded by the connect timeout.
-		select {
-		case res := <-r.standby:
-			c.onStandby(res)
-		case <-ctx.Done():
+	c.loseSession(true)
+	c.sess.fillerWhenDry = true
+	conn, err := c.reopen(ctx, c.clock.Now().Add(c.b.cfg.ConnectTimeout))
+	c.sess.fillerWhenDry = false
+	if err != nil {
+		if ctx.Err() != nil {
 			return endCallerHungUp, false
 		}
-	}
-	if r.ready == nil {
-		c.log.Warn().Err(cause).Msg("model: no replacement for the expired session; reconnecting")
+		c.log.Warn().Err(err).Msg("model: no replacement for the expired session; reconnecting")
 		return c.reconnect(ctx, cause)
 	}
-	c.takeOver()
+	c.fillerPlaying(false) // only the filler is flushed: it starts once the bot's audio is out
+	c.useSession(conn)
+	c.rolledOver()
 	c.log.Info().Msg("model: expired session replaced")
 	return "", true
 }
@@ -279,16 +301,25 @@ func (c *callState) sessionEnded(ctx context.Context, cause error) (reason strin
 // loseSession forgets the old session's responses: what the caller heard
 // of the bot's audio is recorded, the rest is dropped (the new session
 // knows nothing of those items), and caller audio is held for the next.
-func (c *callState) loseSession() {
-	played, _ := c.media.Flush()
-	c.down.Reset()
-	c.fillerPlaying(false)
-	for _, p := range played {
-		if p.Ref == fillerRef {
-			continue
+// With keepPlayout what is queued plays on and counts as heard (unless
+// the playout is paused on a barge-in decision, which the new session
+// could not finish).
+func (c *callState) loseSession(keepPlayout bool) {
+	if keepPlayout && !c.barge.paused {
+		for item, received := range c.receivedBytes {
+			c.hist.heard(item, received/c.bytesPerMS, received/c.bytesPerMS)
 		}
-		c.hist.heard(p.Ref.ItemID, min(p.SentMS(), c.receivedMS(p.Ref.ItemID)), c.receivedMS(p.Ref.ItemID))
+	} else {
+		played, _ := c.media.Flush()
+		c.fillerPlaying(false)
+		for _, p := range played {
+			if p.Ref == fillerRef {
+				continue
+			}
+			c.hist.heard(p.Ref.ItemID, min(p.SentMS(), c.receivedMS(p.Ref.ItemID)), c.receivedMS(p.Ref.ItemID))
+		}
 	}
+	c.down.Reset()
 	for item, text := range c.botText {
 		c.hist.transcript(item, text) // a transcript the session did not finish
 	}
@@ -300,7 +331,7 @@ func (c *callState) loseSession() {
 	clear(c.receivedBytes)
 	clear(c.botText)
 	clear(c.resp.pending) // the new session knows nothing of those requests
-	c.sess.callerOn = false
+	c.sess.callerOn, c.sess.expired = false, false
 	c.up.hold(int(c.cfg.Resume.GapBuffer / time.Millisecond))
 }
 
@@ -337,6 +368,10 @@ func (c *callState) fillerPlaying(on bool) {
 
 // topUpFiller keeps half a second of the filler loop queued.
 func (c *callState) topUpFiller() {
+	if !c.sess.fillerOn && c.sess.fillerWhenDry && c.media.QueuedMS() == 0 {
+		c.fillerPlaying(true) // the bot's audio is out: fill from here
+		return
+	}
 	loop := c.cfg.Resume.FillerLoop
 	if !c.sess.fillerOn || len(loop) == 0 {
 		return
@@ -365,7 +400,7 @@ func (c *callState) modelLost(ctx context.Context, cause error) (reason string, 
 	if old := c.conn; old != nil {
 		old.Close()
 	}
-	c.loseSession()
+	c.loseSession(false)
 	return c.reconnect(ctx, cause)
 }
 
@@ -382,11 +417,8 @@ func (c *callState) reconnect(ctx context.Context, cause error) (reason string, 
 	for attempt := 1; ; attempt++ {
 		conn, err := c.reopen(ctx, deadline)
 		if err == nil {
-			c.conn = conn
-			c.setModel(conn)
 			c.fillerPlaying(false)
-			c.replayHistory()
-			c.up.release(conn)
+			c.useSession(conn)
 			c.log.Info().Int("attempts", attempt).Dur("gap", c.clock.Now().Sub(start)).Msg("model: session back, conversation resumed")
 			c.cfg.Metrics.Reconnect(true)
 			c.rec.Emit("model_back", record.Event{"attempts": attempt, "gap_ms": float64(c.clock.Now().Sub(start)) / 1e6})
@@ -406,32 +438,43 @@ func (c *callState) reconnect(ctx context.Context, cause error) (reason string, 
 		backoff = min(2*backoff, 2*time.Second)
 	}
 	c.cfg.Metrics.Reconnect(false)
-	return c.giveUp(ctx, endModelLost)
+	return c.giveUp(ctx, endModelLost, true)
 }
 
-// reopen dials a new session and configures it, keeping the filler going.
+// reopen brings a new session, configured, keeping the filler going: the
+// replacement a rollover has ready or is opening, else one dialled now.
 func (c *callState) reopen(ctx context.Context, deadline time.Time) (liveConn, error) {
-	if r := c.sess.ready; r != nil {
-		c.sess.ready = nil // a rollover was ready: take it
-		c.sessionCreated(c.sess.readyInfo)
-		return r, nil
+	r := &c.sess
+	if ready := r.ready; ready != nil {
+		r.ready = nil
+		c.sessionCreated(r.readyInfo)
+		return ready, nil
 	}
-	wait := min(c.b.cfg.ConnectTimeout, deadline.Sub(c.clock.Now()))
-	if wait <= 0 {
-		return nil, errors.New("no time left")
+	res := r.standby
+	cancel := func() {}
+	if r.dialing {
+		// Bounded by the connect timeout it was started with.
+		r.dialing, r.standby = false, nil
+	} else {
+		wait := min(c.b.cfg.ConnectTimeout, deadline.Sub(c.clock.Now()))
+		if wait <= 0 {
+			return nil, errors.New("no time left")
+		}
+		update, err := c.sessionUpdate()
+		if err != nil {
+			return nil, err
+		}
+		var dctx context.Context
+		dctx, cancel = context.WithCancel(ctx)
+		ch := make(chan standbyResult, 1)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			ch <- openStandby(dctx, c.b.cfg.Model, c.profile.Model, update, wait)
+		}()
+		res = ch
 	}
-	update, err := c.sessionUpdate()
-	if err != nil {
-		return nil, err
-	}
-	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	res := make(chan standbyResult, 1)
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		res <- openStandby(dctx, c.b.cfg.Model, c.profile.Model, update, wait)
-	}()
 	tick := c.clock.NewTimer(fillerTick)
 	defer tick.Stop()
 	for {
@@ -474,9 +517,9 @@ func (c *callState) waitWithFiller(ctx context.Context, d time.Duration) bool {
 }
 
 // giveUp ends a call whose model is gone or keeps failing (reason): the
-// apology plays, then the caller is transferred to the fallback target or
-// hung up on.
-func (c *callState) giveUp(ctx context.Context, reason string) (string, bool) {
+// apology plays, then the caller is transferred to the fallback target
+// (with fallback) or hung up on.
+func (c *callState) giveUp(ctx context.Context, reason string, fallback bool) (string, bool) {
 	c.fillerPlaying(false)
 	c.log.Error().Str("why", reason).Msg("call: the model cannot go on; apologising and ending the call")
 	if a := c.cfg.Resume.Apology; len(a) > 0 {
@@ -502,7 +545,7 @@ func (c *callState) giveUp(ctx context.Context, reason string) (string, bool) {
 		c.waitWithFiller(ctx, 2*media.FrameDurationMS*time.Millisecond) // the last packet leaves
 	}
 	target := c.cfg.Resume.FallbackTarget
-	if target == "" || c.call == nil {
+	if target == "" || c.call == nil || !fallback {
 		return reason, false
 	}
 	t, ok := c.profile.TransferTargets[target]

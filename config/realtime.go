@@ -53,7 +53,11 @@ func (c *Config) reachesOpenAI() bool {
 		return c.Provider() == ProviderOpenAI
 	}
 	u, err := url.Parse(c.Realtime.URL)
-	return err == nil && strings.EqualFold(u.Hostname(), openAIHost)
+	if err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return host == openAIHost || strings.HasSuffix(host, "."+openAIHost) // regional hosts (eu.api.openai.com)
 }
 
 // The voices of the beta dialect's models (gpt-4o-realtime-preview*), as
@@ -67,7 +71,9 @@ const (
 )
 
 // resolveDialect adapts defaults to the dialect, before profiles inherit
-// them: the beta models do not have the GA default voice.
+// them: the beta models do not have the GA default voice. An agent voice
+// of marin set by hand with beta is taken for the default (the two cannot
+// be told apart here); a profile's is warned of.
 func (c *Config) resolveDialect() {
 	if c.Realtime.Dialect == "beta" && c.Agent.Voice == defaultVoice {
 		c.Agent.Voice = defaultBetaVoice
@@ -106,8 +112,9 @@ func (c *Config) Warnings() []string {
 	}
 	check("agent", c.Agent)
 	for _, name := range c.Profiles.Names() {
-		p, _ := c.Profiles.Get(name)
-		check("profiles."+name, p)
+		if p, _ := c.Profiles.Get(name); p.Voice != c.Agent.Voice { // an inherited voice is warned of once
+			check("profiles."+name, p)
+		}
 	}
 	return out
 }

@@ -135,7 +135,9 @@ func TestDemoFailureModes(t *testing.T) {
 
 // The demo model checks every event it is sent, from whoever connects
 // (voicebot -serve-demo listens for anyone): no input may make the check
-// panic or hang, and what it accepts is a JSON object of a known type.
+// panic or hang, every refusal is a SchemaError (the demo turns it into
+// the service's error event), and what it accepts is a JSON object with a
+// type.
 func FuzzClientEventSchema(f *testing.F) {
 	for _, d := range []realtime.Dialect{realtime.GA, realtime.Beta} {
 		ev, _ := d.SessionUpdate("s", realtime.SessionConfig{Model: "m", Voice: "alloy", Instructions: "x",
@@ -151,7 +153,11 @@ func FuzzClientEventSchema(f *testing.F) {
 	f.Add([]byte(`{"type":"session.update","session":{"type":"realtime","audio":{"input":{"format":{"type":"audio/pcm","rate":-1}}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, d := range []realtime.Dialect{realtime.GA, realtime.Beta} {
-			if realtimetest.ValidateClientEvent(d, data) != nil {
+			if err := realtimetest.ValidateClientEvent(d, data); err != nil {
+				var se *realtimetest.SchemaError
+				if !errors.As(err, &se) || se.Code == "" {
+					t.Errorf("%s: %q refused with %v, not a SchemaError with a code", d, data, err)
+				}
 				continue
 			}
 			var head struct {

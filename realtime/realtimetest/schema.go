@@ -3,6 +3,7 @@ package realtimetest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -18,8 +19,10 @@ import (
 // types do not have is refused, as the service refuses it
 // (unknown_parameter): a client that passes here sends nothing the API
 // would reject for its shape. Only what a telephony client can send is
-// modelled in depth; values the types leave open (model names, voices,
-// JSON Schemas, tracing, prompts) are checked for their JSON kind only.
+// modelled in depth; values the types leave open (GA model names, voices,
+// JSON Schemas, tracing, prompts) are checked for their JSON kind only,
+// and what voicebot never sends (MCP tools and items, images) is refused
+// rather than modelled.
 
 // SchemaError is a client event the API reference does not allow.
 type SchemaError struct {
@@ -165,18 +168,30 @@ func (n orNull) check(path string, v any) error {
 	return n.shape.check(path, v)
 }
 
-// oneOf is the first of the shapes v passes; the error is the last one's
-// when none does (the shapes are ordered from the likeliest).
+// oneOf is any of the shapes. When v passes none, the error is that of
+// the first shape of v's kind (a number out of range, not "want a
+// string"), else the first one's.
 type oneOf []shape
 
 func (o oneOf) check(path string, v any) error {
-	var err error
+	var first, sameKind error
 	for _, s := range o {
-		if err = s.check(path, v); err == nil {
+		err := s.check(path, v)
+		if err == nil {
 			return nil
 		}
+		if first == nil {
+			first = err
+		}
+		var se *SchemaError
+		if sameKind == nil && errors.As(err, &se) && se.Code != "invalid_type" {
+			sameKind = err
+		}
 	}
-	return err
+	if sameKind != nil {
+		return sameKind
+	}
+	return first
 }
 
 // array of elem.
@@ -351,26 +366,28 @@ var (
 		"include":             array{str{enum: []string{"item.input_audio_transcription.logprobs"}}},
 		"prompt":              anyValue{},
 	}
-	gaPart = func(types ...string) shape {
-		return array{object{"type!": str{enum: types}, "text": text, "audio": text, "transcript": text, "image_url": text,
-			"detail": str{enum: []string{"auto", "low", "high"}}}}
-	}
-	gaItemCommon = func(o object) object {
+	// Content parts: the types leave every key optional; which go with
+	// which type is the docstrings' (text: *_text; audio, transcript:
+	// *_audio; image_url, detail: input_image).
+	gaUserPart = array{object{"type": str{enum: []string{"input_text", "input_audio", "input_image"}}, "text": text, "audio": text,
+		"transcript": text, "image_url": text, "detail": str{enum: []string{"auto", "low", "high"}}}}
+	gaAssistantPart = array{object{"type": str{enum: []string{"output_text", "output_audio"}}, "text": text, "audio": text, "transcript": text}}
+	gaItemCommon    = func(o object) object {
 		o["id"], o["object"], o["status"] = str{max: 32}, str{enum: []string{"realtime.item"}}, itemStatus
 		return o
 	}
 	gaItem = byKey{"type", map[string]shape{
 		"message": byKey{"role", map[string]shape{
-			"system":    gaItemCommon(object{"type!": text, "role!": text, "content!": array{object{"type!": str{enum: []string{"input_text"}}, "text": text}}}),
-			"user":      gaItemCommon(object{"type!": text, "role!": text, "content!": gaPart("input_text", "input_audio", "input_image")}),
-			"assistant": gaItemCommon(object{"type!": text, "role!": text, "content!": gaPart("output_text", "output_audio")}),
+			"system":    gaItemCommon(object{"type!": text, "role!": text, "content!": array{object{"type": str{enum: []string{"input_text"}}, "text": text}}}),
+			"user":      gaItemCommon(object{"type!": text, "role!": text, "content!": gaUserPart}),
+			"assistant": gaItemCommon(object{"type!": text, "role!": text, "content!": gaAssistantPart}),
 		}},
 		"function_call":        gaItemCommon(object{"type!": text, "call_id": text, "name!": text, "arguments!": text}),
 		"function_call_output": gaItemCommon(object{"type!": text, "call_id!": text, "output!": text}),
 	}}
 	gaResponse = object{
 		"conversation":        text,
-		"input":               array{gaItem},
+		"input":               array{oneOf{gaItem, object{"type!": str{enum: []string{"item_reference"}}, "id!": text}}},
 		"instructions":        text,
 		"output_modalities":   oneOf{array{str{enum: []string{"audio"}}}, array{str{enum: []string{"text"}}}},
 		"audio":               object{"output": object{"format": gaFormat, "voice": gaVoice}},
@@ -387,7 +404,9 @@ var (
 // Beta shapes (src/openai/types/beta/realtime).
 var (
 	betaSession = object{
-		"model":                       text,
+		"model": str{enum: []string{"gpt-realtime", "gpt-realtime-2025-08-28", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-10-01",
+			"gpt-4o-realtime-preview-2024-12-17", "gpt-4o-realtime-preview-2025-06-03", "gpt-4o-mini-realtime-preview",
+			"gpt-4o-mini-realtime-preview-2024-12-17"}},
 		"modalities":                  modalities,
 		"instructions":                text,
 		"voice":                       text,
@@ -414,9 +433,17 @@ var (
 			"text": text, "audio": text, "transcript": text}},
 		"call_id": text, "name": text, "arguments": text, "output": text,
 	}
+	betaInputItem = object{
+		"id": text, "type": str{enum: []string{"message", "function_call", "function_call_output", "item_reference"}},
+		"object": str{enum: []string{"realtime.item"}}, "status": itemStatus,
+		"role": str{enum: []string{"user", "assistant", "system"}},
+		"content": array{object{"id": text, "type": str{enum: []string{"input_text", "input_audio", "item_reference", "text"}},
+			"text": text, "audio": text, "transcript": text}},
+		"call_id": text, "name": text, "arguments": text, "output": text,
+	}
 	betaResponse = object{
 		"conversation":               text,
-		"input":                      array{betaItem},
+		"input":                      array{betaInputItem},
 		"instructions":               text,
 		"modalities":                 modalities,
 		"voice":                      text,
