@@ -183,6 +183,14 @@ func startVoicebot(t *testing.T, rtpBase int, opts ...vbOption) *voicebot {
 	}
 	t.Cleanup(func() {
 		v.stop(t)
+		// The built-in demo model holds voicebot to the API reference: an
+		// event it refuses, or a response without the agent's
+		// instructions, is what the real service would refuse or get wrong.
+		for _, line := range strings.Split(v.logs(), "\n") {
+			if strings.Contains(line, `"message":"demo model: `) && strings.Contains(line, `"kind":"`) {
+				t.Errorf("model protocol: %s", line)
+			}
+		}
 		if t.Failed() {
 			t.Logf("voicebot log:\n%s", v.logs())
 		}
