@@ -43,7 +43,17 @@ echo "==> go test -race (real SIPp and baresip calls included)"
 VBTEST_PEERS=require go test -race -count=1 -timeout 10m ./...
 
 echo "==> fuzzing each parser for ${FUZZTIME:-10s}"
-fuzz() { go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2" | tail -1; }
+# One line per target when it passes; its whole report (the failing input's
+# file, the panic or the error) when it does not.
+fuzz() {
+	local out
+	if ! out=$(go test -run '^$' -fuzz "^$1\$" -fuzztime "${FUZZTIME:-10s}" "$2" 2>&1); then
+		echo "$1 ($2) failed:"
+		echo "$out" | grep -v '^fuzz: elapsed' | tail -60
+		return 1
+	fi
+	echo "$out" | tail -1
+}
 fuzz FuzzNegotiate ./sip
 fuzz FuzzSIPMessage ./sip
 fuzz FuzzHandleDatagram ./media
