@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"encoding/json"
@@ -107,7 +107,7 @@ func TestBargeInStopsWithinAFrameAndTruncatesExactly(t *testing.T) {
 // from the model sending speech_started to the last bot audio packet the
 // caller receives (0 when the stop beat the next packet). Run 100 with:
 //
-//	go test ./cmd/voicebot -run '^$' -bench BargeInStopLatency -benchtime 100x
+//	go test ./server -run '^$' -bench BargeInStopLatency -benchtime 100x
 func BenchmarkBargeInStopLatency(b *testing.B) {
 	r := startRig(b, func(c *config.Config) { c.Log.Level = "info" }, nil, func(o *realtimetest.Options) {
 		o.Greeting, o.GreetingText = tone(3, 440), "tone"

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ routes:
 		t.Fatal(err)
 	}
 	r.next = func() (config.Config, error) { return next, nil }
-	r.reload <- struct{}{}
+	r.voicebot.Reload()
 	waitFor(t, "reload", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), "reload: routes and profiles replaced") })
 
 	second := r.caller()
@@ -52,7 +52,7 @@ routes:
 
 	// A configuration that does not load changes nothing.
 	r.next = func() (config.Config, error) { return config.Config{}, errors.New("config: line 3: bad indentation") }
-	r.reload <- struct{}{}
+	r.voicebot.Reload()
 	waitFor(t, "refused reload", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), "reload: configuration refused") })
 
 	// Both calls are still up and answer a BYE.

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -33,11 +33,10 @@ type rig struct {
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
-	// reload sends SIGHUP's request; next is the configuration it reads.
-	reload chan struct{}
-	next   func() (config.Config, error)
-	// drain, closed, starts the graceful stop (the first SIGTERM).
-	drain chan struct{}
+	// voicebot is the server under test: its Drain is the first SIGTERM,
+	// its Reload SIGHUP, which reads next.
+	voicebot *Server
+	next     func() (config.Config, error)
 }
 
 type syncBuffer struct {
@@ -98,23 +97,22 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	logs := &syncBuffer{}
 	log := zerolog.New(logs).Level(zerolog.DebugLevel)
 	ctx, cancel := context.WithCancel(context.Background())
-	ready, apiReady := make(chan netip.AddrPort, 1), make(chan string, 1)
-	r := &rig{t: t, server: srv, logs: logs, cancel: cancel, done: make(chan error, 1), reload: make(chan struct{}), drain: make(chan struct{})}
+	r := &rig{t: t, server: srv, logs: logs, cancel: cancel, done: make(chan error, 1)}
 	r.next = func() (config.Config, error) { return cfg, nil }
-	reloadConfig := func() (config.Config, error) { return r.next() }
-	go func() {
-		r.done <- serve(ctx, cfg, log, serveOptions{model: m, ready: ready, api: apiReady, reload: r.reload, reloadConfig: reloadConfig, drain: r.drain})
-	}()
-	select {
-	case r.sip = <-ready:
-	case err := <-r.done:
+	vb, err := New(cfg, log, Options{Model: m, ReloadConfig: func() (config.Config, error) { return r.next() }})
+	if err != nil {
 		cancel()
 		srv.Close() // or its goroutines fail the next tests' leak checks
-		t.Fatalf("serve: %v", err)
+		t.Fatalf("New: %v", err)
 	}
+	r.voicebot, r.sip, r.api = vb, vb.SIPAddr(), vb.APIAddr()
+	go func() { r.done <- vb.Run(ctx) }()
 	select {
-	case r.api = <-apiReady:
-	default:
+	case <-vb.Ready():
+	case err := <-r.done:
+		cancel()
+		srv.Close()
+		t.Fatalf("Run: %v", err)
 	}
 	t.Cleanup(r.stop)
 	return r

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -40,20 +40,19 @@ func (r *routing) route(requestUser, toUser, fromUser string) (string, *bridge.P
 // they are hung up regardless: the goodbye's own bound plus its way out.
 const wrapUpGrace = 20 * time.Second
 
-// control serves the signals while voicebot runs: a reload swaps the
+// control serves Drain and Reload while voicebot runs: a reload swaps the
 // routing; a drain stops taking calls, waits for those in progress up to
-// drainTimeout, then asks them to wrap up, and stops serving once they
-// are over.
-func control(ctx context.Context, stop context.CancelFunc, drainTimeout time.Duration, ua *sip.UA, br *bridge.Bridge,
-	routes *atomic.Pointer[routing], opts serveOptions, log zerolog.Logger) {
+// shutdown.drain_timeout, then asks them to wrap up, and stops serving
+// once they are over.
+func (s *Server) control(ctx context.Context, stop context.CancelFunc) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-opts.reload:
-			reload(routes, opts.reloadConfig, log)
-		case <-opts.drain:
-			drain(ctx, stop, drainTimeout, ua, br, log)
+		case <-s.reload:
+			reload(s.routes, s.opts.ReloadConfig, s.log)
+		case <-s.drain:
+			drain(ctx, stop, s.cfg.Shutdown.DrainTimeout.D(), s.ua, s.br, s.log)
 			return
 		}
 	}

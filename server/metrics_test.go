@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"io"
@@ -104,7 +104,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	if res, err := last.Invite("", 5*time.Second); err != nil || res.StatusCode != 200 {
 		t.Fatalf("INVITE: %v %v", res, err)
 	}
-	close(r.drain)
+	r.voicebot.Drain()
 	waitFor(t, "not ready while draining", 3*time.Second, func() bool { return probe(t, r, "/readyz") == 503 })
 	if probe(t, r, "/healthz") != 200 {
 		t.Error("a draining voicebot is still healthy")

@@ -1,0 +1,526 @@
+// Package server assembles voicebot from its configuration (the SIP user
+// agent, the media engine, the bridge, the model, the HTTP API, records and
+// caller memory) and runs it until it is stopped or drained. cmd/voicebot
+// keeps the flags, signals and exit codes; the end-to-end tests build a
+// Server as it does.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/api"
+	"github.com/voicebot/voicebot/bridge"
+	"github.com/voicebot/voicebot/clock"
+	"github.com/voicebot/voicebot/config"
+	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/memory"
+	"github.com/voicebot/voicebot/metrics"
+	"github.com/voicebot/voicebot/realtime"
+	"github.com/voicebot/voicebot/realtime/realtimetest"
+	"github.com/voicebot/voicebot/record"
+	"github.com/voicebot/voicebot/secret"
+	"github.com/voicebot/voicebot/sip"
+	"github.com/voicebot/voicebot/sound"
+)
+
+// Options are what a Server takes besides its configuration.
+type Options struct {
+	// Model replaces the configured model (tests); nil: the configuration's.
+	Model bridge.Model
+	// ReloadConfig reads the configuration again, for Reload; nil: Reload
+	// does nothing.
+	ReloadConfig func() (config.Config, error)
+}
+
+// Server is voicebot assembled from its configuration: the SIP user agent
+// and the API are listening, the stores are open, the model is ready to
+// dial. Run serves calls.
+type Server struct {
+	cfg     config.Config
+	log     zerolog.Logger
+	opts    Options
+	routes  *atomic.Pointer[routing]
+	records *record.Store
+	memory  memory.Store
+	mx      *metrics.Metrics
+	br      *bridge.Bridge
+	ua      *sip.UA
+	api     *api.Server
+	// closers release what New opened, last first, when Run ends (or New
+	// fails).
+	closers   []func()
+	drain     chan struct{}
+	drainOnce sync.Once
+	reload    chan struct{}
+}
+
+// New assembles voicebot: it binds the SIP transports (and the API, when
+// configured), opens the records and memory stores, and readies the model.
+func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err error) {
+	s = &Server{cfg: cfg, log: log, opts: opts, drain: make(chan struct{}), reload: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+	model := opts.Model
+	if model == nil {
+		m, closeModel, err := newModel(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, closeModel)
+		model = m
+	}
+	if s.routes, err = newRouting(cfg); err != nil {
+		return nil, err
+	}
+	listen, _ := netip.ParseAddrPort(cfg.SIP.Listen) // validated by config
+	mediaIP := listen.Addr()
+	if cfg.Media.IP != "" {
+		mediaIP = netip.MustParseAddr(cfg.Media.IP)
+	}
+	ports, err := media.NewPorts(mediaIP, cfg.Media.PortMin, cfg.Media.PortMax)
+	if err != nil {
+		return nil, err
+	}
+	tlsConfig, tlsListen, err := sipTLS(cfg.SIP.TLS)
+	if err != nil {
+		return nil, err
+	}
+	resume, err := resumeConfig(cfg.Realtime)
+	if err != nil {
+		return nil, err
+	}
+	s.mx = metrics.New()
+	s.records, err = record.NewStore(record.Config{Dir: cfg.Records.Dir, WAV: cfg.Records.WAV, Retention: cfg.Records.Retention.D(), Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if s.memory, err = openMemory(cfg, log); err != nil {
+		return nil, err
+	}
+	if s.memory != nil {
+		s.closers = append(s.closers, func() { s.memory.Close() })
+	}
+	// One media worker per core serves every call's RTP.
+	mediaEngine := media.NewEngine(clock.Real{}, runtime.GOMAXPROCS(0))
+	s.closers = append(s.closers, mediaEngine.Close)
+	symmetric := map[string]bridge.SymmetricRTP{"auto": bridge.SymmetricAuto, "on": bridge.SymmetricOn, "off": bridge.SymmetricOff}
+	s.br = bridge.New(bridge.Config{
+		Model:          model,
+		ConnectTimeout: cfg.Realtime.ConnectTimeout.D(),
+		AppendInterval: cfg.Realtime.AppendInterval.D(),
+		BargeIn: bridge.BargeIn{
+			Pause:            cfg.BargeIn.Mode == "pause",
+			MinSpeech:        time.Duration(cfg.BargeIn.MinSpeechMS) * time.Millisecond,
+			ResumeAfter:      time.Duration(cfg.BargeIn.ResumeAfterMS) * time.Millisecond,
+			LocalVAD:         cfg.BargeIn.LocalVAD,
+			LocalThresholdDB: cfg.BargeIn.LocalVADThresholdDB,
+			LocalMinSpeech:   time.Duration(cfg.BargeIn.LocalVADMinSpeechMS) * time.Millisecond,
+		},
+		Resume:             resume,
+		Metrics:            s.mx,
+		Records:            s.records,
+		Memory:             s.memory,
+		Passthrough:        cfg.Audio.Transcode == "passthrough",
+		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
+		MaxDuration:        cfg.Calls.MaxDuration.D(),
+		MaxDurationWarning: cfg.Calls.MaxDurationWarning.D(),
+		Ports:              ports,
+		Media:              mediaEngine,
+		ReorderWindow:      cfg.Media.ReorderWindow,
+		InputSilenceAfter:  cfg.Media.InputSilenceAfter.D(),
+		SymmetricRTP:       symmetric[cfg.Media.SymmetricRTP],
+		Log:                log,
+	})
+	calls := api.NewRegistry()
+	s.ua, err = sip.New(sip.Config{
+		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
+		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
+		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
+		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log),
+		SRTP: map[string]sip.SRTPPolicy{"off": sip.SRTPOff, "optional": sip.SRTPOptional, "required": sip.SRTPRequired}[cfg.Media.SRTP],
+		TLS:  tlsConfig, TLSListen: tlsListen, OnResponse: s.mx.SIPResponse, Log: log,
+	}, func(ctx context.Context, call *sip.Call) {
+		name, p := s.routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
+		c := sipCall{call}
+		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
+		defer calls.End(c)
+		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
+			MemoryID: memoryID(p, call.FromUser(), call.Header)}
+		if setup.Media.Codec.Name == "" {
+			_ = call.Reject(488, "Not Acceptable Here")
+			return
+		}
+		s.br.Handle(ctx, c, setup)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.API.Listen != "" {
+		s.api, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
+			Metrics: s.mx.Handler(), Ready: func() error { return readiness(s.ua) }, Records: s.records,
+			Place: placer(cfg, s.routes, s.ua, s.br, calls), Forget: forgetter(s.memory)})
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.mx.Sources(s.ua.Rejections, func() map[string]string {
+		out := map[string]string{}
+		for _, r := range s.ua.Registrations() {
+			out[r.Trunk] = string(r.State)
+		}
+		return out
+	})
+	return s, nil
+}
+
+// release closes what New opened, last first.
+func (s *Server) release() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// SIPAddr is the address SIP is served on.
+func (s *Server) SIPAddr() netip.AddrPort { return s.ua.Addr() }
+
+// APIAddr is the API's address, "" when it is off.
+func (s *Server) APIAddr() string {
+	if s.api == nil {
+		return ""
+	}
+	return s.api.Addr()
+}
+
+// Ready is closed once calls can be placed and answered.
+func (s *Server) Ready() <-chan struct{} { return s.ua.Ready() }
+
+// Drain starts the graceful stop: no new calls; those in progress may
+// finish (up to shutdown.drain_timeout, then they are asked to end
+// politely); Run returns once they are over.
+func (s *Server) Drain() { s.drainOnce.Do(func() { close(s.drain) }) }
+
+// Reload reads the configuration again (Options.ReloadConfig) and takes its
+// routes and profiles; calls in progress keep theirs.
+func (s *Server) Reload() {
+	select {
+	case s.reload <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Run serves calls until ctx ends (every call is hung up at once) or a
+// drain is over, then releases everything New opened.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.release()
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	cfg, log := s.cfg, s.log
+	var wg sync.WaitGroup
+	var apiErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-s.ua.Ready():
+		case <-serveCtx.Done():
+			return
+		}
+		log.Info().Str("sip", s.ua.Addr().String()).Str("rtp_ports", fmt.Sprintf("%d-%d", cfg.Media.PortMin, cfg.Media.PortMax)).
+			Strs("profiles", append([]string{config.DefaultProfile}, cfg.Profiles.Names()...)).
+			Msg("voicebot ready: call sip:bot@" + s.ua.Addr().String())
+		// The API places calls: it serves once SIP does.
+		if s.api != nil {
+			apiErr = s.api.Serve(serveCtx)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sweepRecords(serveCtx, s.records, log)
+	}()
+	if s.memory != nil && cfg.Memory.TTL > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ttl := cfg.Memory.TTL.D()
+			memory.Sweep(serveCtx, s.memory, ttl, min(time.Hour, max(ttl/4, time.Second)), time.Now, log)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.control(serveCtx, stopServing)
+	}()
+	err := s.ua.Serve(serveCtx)
+	stopServing()
+	wg.Wait()
+	log.Info().Msg("voicebot stopped")
+	return errors.Join(err, apiErr)
+}
+
+// placer places the calls the API asks for.
+func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *bridge.Bridge, calls *api.Registry) api.Placer {
+	return func(r api.CallRequest) (string, error) {
+		name := r.Agent
+		if name == "" {
+			name = config.DefaultProfile
+		}
+		base, ok := routes.Load().profiles[name]
+		if !ok {
+			return "", &api.RequestError{Msg: fmt.Sprintf("no agent named %q", name)}
+		}
+		p := *base
+		if r.Instructions != "" {
+			p.Session.Instructions = r.Instructions
+		}
+		if r.GreetingPrompt != "" {
+			p.GreetingPrompt = r.GreetingPrompt
+		}
+		info := api.CallInfo{Direction: "outbound", From: r.From, To: r.To, Agent: name}
+		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D()},
+			func(ctx context.Context, call *sip.Call) {
+				c := sipCall{call}
+				calls.Add(c, info)
+				defer calls.End(c)
+				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To,
+					MemoryID: memory.Identity(r.To)})
+			})
+		if err != nil {
+			if errors.Is(err, sip.ErrShuttingDown) || errors.Is(err, sip.ErrAtCapacity) {
+				return "", err
+			}
+			return "", &api.RequestError{Msg: err.Error()}
+		}
+		// Listed at once for the API's answer; the handler adds it too, so
+		// that its End always finds it, whichever of the two runs first.
+		calls.Add(sipCall{call}, info)
+		return call.ID(), nil
+	}
+}
+
+func trunks(cfg config.Config) []sip.Trunk {
+	out := make([]sip.Trunk, 0, len(cfg.SIP.Trunks))
+	for _, t := range cfg.SIP.Trunks {
+		out = append(out, sip.Trunk{Name: t.Name, Address: t.Address, Transport: t.Transport, Domain: t.Domain,
+			Username: t.Username, AuthUsername: t.AuthUsername, Password: t.Password, FromUser: t.FromUser,
+			Register: t.Register, RegisterExpires: t.RegisterExpires.D()})
+	}
+	return out
+}
+
+// sipCall adapts a SIP call to what the bridge and the API need of it.
+type sipCall struct{ *sip.Call }
+
+func (c sipCall) Observe(o bridge.Observer) {
+	c.Call.OnEvent(func(e sip.Event) {
+		if e.Key != 0 {
+			o.KeyPressed(e.Key)
+		}
+		if e.Media != nil {
+			o.MediaChanged(callMedia(c.Call, *e.Media), e.Early)
+		}
+	})
+}
+
+// Outcome is why the call ended, for the API.
+func (c sipCall) Outcome() string {
+	if f := c.Call.Failure(); f != nil {
+		return fmt.Sprintf("%s (%d %s)", c.Call.EndReason(), f.Code, f.Reason)
+	}
+	return string(c.Call.EndReason())
+}
+
+// callMedia is the bridge's view of negotiated SIP media.
+func callMedia(call *sip.Call, m sip.Media) bridge.CallMedia {
+	cm := bridge.CallMedia{Remote: m.Remote, DTMFPayloadType: m.DTMFPayloadType, OnHold: m.OnHold(),
+		Signalling: call.RemoteSource().Addr()}
+	if codec, err := media.CodecByName(m.Codec.Name); err == nil {
+		codec.PayloadType = m.Codec.PayloadType
+		cm.Codec = codec
+	}
+	if k := m.SRTP; k != nil {
+		cm.SRTP = &media.SRTP{Suite: k.Suite, Local: k.Local, Remote: k.Remote}
+	}
+	return cm
+}
+
+// dialer opens model sessions at one endpoint, for a profile's model.
+type dialer struct {
+	cfg   realtime.DialConfig
+	build func(model string) (realtime.Endpoint, error) // nil: cfg.Endpoint for every model
+}
+
+func (d dialer) Dial(ctx context.Context, model string) (*realtime.Conn, error) {
+	cfg := d.cfg
+	if d.build != nil && model != "" {
+		ep, err := d.build(model)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Endpoint = ep
+	}
+	return realtime.Dial(ctx, cfg)
+}
+
+// newModel returns the model to dial: the configured provider, or the
+// built-in demo server when no key or URL is configured.
+func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), error) {
+	dialect, err := realtime.ParseDialect(cfg.Realtime.Dialect)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.UseDemo() {
+		srv := realtimetest.NewServer(realtimetest.Options{Speed: cfg.Demo.Speed, ForgetClosed: true, Logger: log})
+		url, err := srv.Start("127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Warn().Str("url", url).Msg("no API key or model URL configured: using the built-in DEMO model " +
+			"(it greets you and echoes what you say; press # and it hangs up, * and it presses keys back). " +
+			"Set OPENAI_API_KEY to talk to a real model.")
+		ep, _ := realtime.BuildEndpoint(realtime.EndpointConfig{Provider: realtime.Custom, Dialect: dialect, URL: url})
+		return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}}, srv.Close, nil
+	}
+	provider := realtime.OpenAI
+	switch cfg.Provider() {
+	case config.ProviderAzure:
+		provider = realtime.Azure
+	case config.ProviderCustom:
+		provider = realtime.Custom
+	}
+	epc := realtime.EndpointConfig{
+		Provider: provider, Dialect: dialect, URL: cfg.Realtime.URL, Model: cfg.Realtime.Model,
+		APIKey: cfg.Realtime.APIKey.Reveal(), AzureEndpoint: cfg.Realtime.Azure.Endpoint,
+		AzureDeployment: cfg.Realtime.Azure.Deployment, AzureAPIVersion: cfg.Realtime.Azure.APIVersion,
+	}
+	ep, err := realtime.BuildEndpoint(epc)
+	if err != nil {
+		return nil, nil, err
+	}
+	log.Info().Str("url", redact(ep.URL)).Str("dialect", dialect.String()).Msg("model endpoint")
+	build := func(model string) (realtime.Endpoint, error) {
+		c := epc
+		c.Model, c.AzureDeployment = model, model
+		return realtime.BuildEndpoint(c)
+	}
+	return dialer{cfg: realtime.DialConfig{Endpoint: ep, Dialect: dialect, Logger: log}, build: build}, func() {}, nil
+}
+
+func redact(u string) string {
+	for i := range u {
+		if u[i] == '?' {
+			return u[:i]
+		}
+	}
+	return u
+}
+
+// resumeConfig is how calls survive their model connection: the prompts
+// are read once, at start, so a bad file stops voicebot rather than a call.
+func resumeConfig(rt config.Realtime) (bridge.Resume, error) {
+	r := rt.Reconnect
+	res := bridge.Resume{
+		Budget: r.Budget.D(), GapBuffer: r.Buffer.D(), RolloverBefore: rt.RolloverBefore.D(),
+		FallbackTarget: r.FallbackTarget,
+		FillerIntro:    sound.Moment(), FillerLoop: sound.ComfortTone(), Apology: sound.Apology(),
+	}
+	if res.Budget == 0 {
+		res.Budget = -1 // configured off: the call ends with the connection
+	}
+	if r.FillerFile != "" {
+		pcm, err := sound.LoadWAV(r.FillerFile)
+		if err != nil {
+			return res, fmt.Errorf("realtime.reconnect.filler_file: %w", err)
+		}
+		res.FillerIntro, res.FillerLoop = nil, pcm
+	}
+	if r.ApologyFile != "" {
+		pcm, err := sound.LoadWAV(r.ApologyFile)
+		if err != nil {
+			return res, fmt.Errorf("realtime.reconnect.apology_file: %w", err)
+		}
+		res.Apology = pcm
+	}
+	return res, nil
+}
+
+// admission is who may call. A listener reachable from other machines with
+// neither an allowlist nor users is worth a warning: anyone who finds the
+// port spends the operator's model minutes.
+func admission(a config.Admission, listen netip.AddrPort, log zerolog.Logger) sip.Admission {
+	out := sip.Admission{MaxCalls: a.MaxCalls, OverCapacity: a.OverCapacity, InviteRate: a.InviteRate, InviteBurst: a.InviteBurst,
+		Realm: a.Auth.Realm, Users: map[string]secret.Value{}}
+	for _, n := range a.Allow {
+		p, _ := config.ParseNetwork(n) // validated
+		out.Allow = append(out.Allow, p)
+	}
+	for u, p := range a.Auth.Users {
+		out.Users[u] = p
+	}
+	if len(out.Allow) == 0 && len(out.Users) == 0 && !listen.Addr().IsLoopback() {
+		log.Warn().Str("listen", listen.String()).Msg("admission: anyone who reaches this SIP port can call the model; " +
+			"set admission.allow (your PBX or trunk networks) or admission.auth.users")
+	}
+	return out
+}
+
+// sipTLS loads the certificate SIP over TLS is served with.
+func sipTLS(t config.TLS) (*tls.Config, netip.AddrPort, error) {
+	if t.Listen == "" {
+		return nil, netip.AddrPort{}, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, netip.AddrPort{}, fmt.Errorf("sip.tls: %w", err)
+	}
+	addr, _ := netip.ParseAddrPort(t.Listen) // validated
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, addr, nil
+}
+
+// readiness is why voicebot cannot take calls now: SIP not listening yet,
+// draining, or a registration down (calls through that trunk would not
+// reach us).
+func readiness(ua *sip.UA) error {
+	select {
+	case <-ua.Ready():
+	default:
+		return errors.New("sip is not listening yet")
+	}
+	if ua.Draining() {
+		return errors.New("draining")
+	}
+	for _, r := range ua.Registrations() {
+		if r.State != sip.Registered {
+			return fmt.Errorf("registration %s is %s", r.Trunk, r.State)
+		}
+	}
+	return nil
+}
+
+// sweepRecords deletes records past their retention, at start and hourly.
+func sweepRecords(ctx context.Context, s *record.Store, log zerolog.Logger) {
+	for {
+		if n := s.Sweep(time.Now()); n > 0 {
+			log.Info().Int("files", n).Msg("records: old records deleted")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}
