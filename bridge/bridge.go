@@ -34,9 +34,10 @@ type Call interface {
 	// inbound call, and places an outbound one, returning once the callee
 	// answers.
 	Answer(ctx context.Context, localPort int) error
-	// Reject ends a call that is not connected (a failure response, or a
-	// CANCEL for an outbound call).
-	Reject(code int, reason string) error
+	// Refuse ends a call that is not connected, saying why (the signalling
+	// turns the reason into its own: a SIP failure response, or a CANCEL
+	// for an outbound call).
+	Refuse(why Refusal) error
 	Hangup() error
 	// Transfer asks the far end to call target instead (blind transfer)
 	// and returns once that succeeded or failed.
@@ -45,6 +46,21 @@ type Call interface {
 	// SIP INFO, renegotiated media. Called before Answer.
 	Observe(Observer)
 }
+
+// Refusal is why a call is refused before it is answered, in the bridge's
+// terms; the signalling says it in its own (server maps each to a SIP
+// status, in one table).
+type Refusal string
+
+// The refusals.
+const (
+	RefusedNoMediaPort      Refusal = "no media port"      // the RTP port range is exhausted
+	RefusedModelUnreachable Refusal = "model unreachable"  // the model session could not be opened
+	RefusedSessionUnsent    Refusal = "session not sent"   // session.update could not be encoded or sent
+	RefusedModelNotReady    Refusal = "model not ready"    // the model refused or did not take the configuration
+	RefusedNoMedia          Refusal = "no media"           // the call's media could not start
+	RefusedCodec            Refusal = "no codec in common" // the offer has no codec voicebot speaks
+)
 
 // Observer is told what happens in a call's signalling. Its methods are
 // called from SIP goroutines and return at once.
@@ -209,7 +225,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	conn, err := b.allocate()
 	if err != nil {
 		log.Error().Err(err).Msg("call: no RTP port")
-		_ = call.Reject(503, "Service Unavailable (no media port)")
+		_ = call.Refuse(RefusedNoMediaPort)
 		return
 	}
 	defer b.cfg.Ports.Release(conn)
@@ -301,7 +317,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			return // the far end gave up while we connected
 		}
 		log.Error().Err(err).Msg("call: model unreachable")
-		_ = call.Reject(503, "Service Unavailable (model unreachable)")
+		_ = call.Refuse(RefusedModelUnreachable)
 		return
 	}
 	c.conn = model
@@ -309,7 +325,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	c.setModel(model)
 	if err := c.configure(); err != nil {
 		log.Error().Err(err).Msg("call: session.update")
-		_ = call.Reject(500, "Server Internal Error")
+		_ = call.Refuse(RefusedSessionUnsent)
 		return
 	}
 	// Still ringing: wait for the model to take the configuration. The
@@ -323,7 +339,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			return
 		}
 		log.Error().Err(err).Msg("call: model not ready")
-		_ = call.Reject(503, "Service Unavailable (model not ready)")
+		_ = call.Refuse(RefusedModelNotReady)
 		return
 	}
 
@@ -336,7 +352,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		}
 	} else {
 		if runMedia() != nil {
-			_ = call.Reject(500, "Server Internal Error (no media)")
+			_ = call.Refuse(RefusedNoMedia)
 			return
 		}
 		err = call.Answer(callCtx, int(c.media.LocalAddr().Port()))

@@ -94,7 +94,7 @@ type fakeCall struct {
 func (f *fakeCall) ID() string                        { return "call-1" }
 func (f *fakeCall) Ringing() error                    { return nil }
 func (f *fakeCall) Answer(context.Context, int) error { return nil }
-func (f *fakeCall) Reject(int, string) error          { return nil }
+func (f *fakeCall) Refuse(Refusal) error              { return nil }
 func (f *fakeCall) Hangup() error                     { return nil }
 func (f *fakeCall) Observe(Observer)                  {}
 func (f *fakeCall) Transfer(ctx context.Context, target string) error {

@@ -160,7 +160,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
 			MemoryID: memoryID(p, call.FromUser(), call.Header)}
 		if setup.Media.Codec.Name == "" {
-			_ = call.Reject(488, "Not Acceptable Here")
+			_ = c.Refuse(bridge.RefusedCodec)
 			return
 		}
 		s.br.Handle(ctx, c, setup)
@@ -324,6 +324,31 @@ func trunks(cfg config.Config) []sip.Trunk {
 
 // sipCall adapts a SIP call to what the bridge and the API need of it.
 type sipCall struct{ *sip.Call }
+
+// refusals is what a SIP caller is told for each reason a call is refused
+// before it is answered: the one place these codes are chosen. 503 for
+// what may pass (a proxy may try another instance), 500 for what is ours,
+// 488 for an offer voicebot cannot take.
+var refusals = map[bridge.Refusal]struct {
+	code   int
+	phrase string
+}{
+	bridge.RefusedNoMediaPort:      {503, "Service Unavailable (no media port)"},
+	bridge.RefusedModelUnreachable: {503, "Service Unavailable (model unreachable)"},
+	bridge.RefusedModelNotReady:    {503, "Service Unavailable (model not ready)"},
+	bridge.RefusedSessionUnsent:    {500, "Server Internal Error"},
+	bridge.RefusedNoMedia:          {500, "Server Internal Error (no media)"},
+	bridge.RefusedCodec:            {488, "Not Acceptable Here"},
+}
+
+// Refuse answers a call not yet connected with the SIP status for why.
+func (c sipCall) Refuse(why bridge.Refusal) error {
+	r, ok := refusals[why]
+	if !ok {
+		r.code, r.phrase = 500, "Server Internal Error"
+	}
+	return c.Call.Reject(r.code, r.phrase)
+}
 
 func (c sipCall) Observe(o bridge.Observer) {
 	c.Call.OnEvent(func(e sip.Event) {
