@@ -9,6 +9,7 @@ import (
 
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/secret"
+	"github.com/voicebot/voicebot/tools"
 )
 
 // Profile is the agent a call talks to: what the model is told and how it
@@ -73,15 +74,12 @@ type Webhook struct {
 	Headers map[string]secret.Value
 }
 
-// The built-in tools.
+// The built-in tools, as package tools names them.
 const (
-	ToolEndCall  = "end_call"
-	ToolTransfer = "transfer_call"
-	ToolSendDTMF = "send_dtmf"
+	ToolEndCall  = tools.EndCall
+	ToolTransfer = tools.Transfer
+	ToolSendDTMF = tools.SendDTMF
 )
-
-// BuiltinTools are the tools voicebot implements itself.
-var BuiltinTools = []string{ToolEndCall, ToolTransfer, ToolSendDTMF}
 
 // has reports whether the profile enables tool.
 func (p *Profile) has(tool string) bool {

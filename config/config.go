@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/voicebot/voicebot/secret"
+	"github.com/voicebot/voicebot/tools"
 )
 
 // Config is the whole configuration. The zero value is not useful: start
@@ -371,7 +373,7 @@ func Default() Config {
 				CreateResponse:    true,
 				InterruptResponse: true,
 			},
-			Tools:             []string{"end_call", "transfer_call", "send_dtmf"},
+			Tools:             slices.Clone(tools.Builtin),
 			OnTransferFailure: "hangup",
 		},
 		BargeIn: BargeIn{

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/voicebot/voicebot/tools"
 )
 
 // DefaultProfile names the agent under agent:.
@@ -174,9 +176,6 @@ func expandSecrets(cfg *Config, env map[string]string) error {
 
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
-// builtinTools are the tools voicebot implements itself.
-var builtinTools = map[string]bool{"end_call": true, "transfer_call": true, "send_dtmf": true}
-
 // validateCalls checks what calls are placed, routed and given tools by.
 func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 	seen := map[string]bool{}
@@ -224,7 +223,7 @@ func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 		if !namePattern.MatchString(name) {
 			bad(key, "tool names are letters, digits, _ or -")
 		}
-		if builtinTools[name] {
+		if tools.IsBuiltin(name) {
 			bad(key, "%s is a built-in tool; pick another name", name)
 		}
 		if t.Description == "" {
@@ -288,9 +287,9 @@ func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 // checked for agent: in Validate; profiles get the same checks here).
 func (c *Config) validateAgent(key string, a Agent, bad func(key, format string, args ...any)) {
 	for _, t := range a.Tools {
-		if !builtinTools[t] {
+		if !tools.IsBuiltin(t) {
 			if _, ok := c.Tools[t]; !ok {
-				bad(key+".tools", "no tool named %q (built-in: end_call, transfer_call, send_dtmf; others under tools:)", t)
+				bad(key+".tools", "no tool named %q (built-in: %s; others under tools:)", t, strings.Join(tools.Builtin, ", "))
 			}
 		}
 	}
