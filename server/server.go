@@ -22,11 +22,11 @@ import (
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/config"
+	"github.com/voicebot/voicebot/demo"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/metrics"
 	"github.com/voicebot/voicebot/realtime"
-	"github.com/voicebot/voicebot/realtime/realtimetest"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/sip"
@@ -409,7 +409,7 @@ func newModel(cfg config.Config, log zerolog.Logger) (bridge.Model, func(), erro
 		return nil, nil, err
 	}
 	if cfg.UseDemo() {
-		srv := realtimetest.NewServer(realtimetest.Options{Speed: cfg.Demo.Speed, ForgetClosed: true, Logger: log})
+		srv := demo.NewServer(demo.Options{Speed: cfg.Demo.Speed, ForgetClosed: true, Logger: log})
 		url, err := srv.Start("127.0.0.1:0")
 		if err != nil {
 			return nil, nil, err

@@ -18,7 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/voicebot/voicebot/config"
-	"github.com/voicebot/voicebot/realtime/realtimetest"
+	"github.com/voicebot/voicebot/demo"
 	"github.com/voicebot/voicebot/server"
 )
 
@@ -127,7 +127,7 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 // serveDemo runs the demo model alone until SIGINT or SIGTERM.
 func serveDemo(addr string, stderr io.Writer) error {
 	log := newLogger(config.Log{Level: "info", Format: "json"}, stderr)
-	srv := realtimetest.NewServer(realtimetest.Options{ForgetClosed: true, Logger: log})
+	srv := demo.NewServer(demo.Options{ForgetClosed: true, Logger: log})
 	url, err := srv.Start(addr)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package realtimetest
+package demo
 
 import (
 	"encoding/binary"
@@ -38,11 +38,10 @@ type ResponseInfo struct {
 	Status       string // completed, cancelled, failed, incomplete; "" while in progress
 }
 
-// Responses returns the responses so far, oldest first.
-func (s *Session) Responses() []ResponseInfo {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]ResponseInfo(nil), s.responses...)
+func (s *Session) observeResponse(info ResponseInfo) {
+	if o := s.srv.opts.Observer; o != nil {
+		o.Response(s, info)
+	}
 }
 
 func (s *Session) onResponseCreate(data []byte, eventID string) {
@@ -114,10 +113,11 @@ func (s *Session) startResponse(req responseRequest) {
 	}
 	if fail := s.srv.takeFailure(); fail != "" {
 		r := &response{id: s.newIDLocked("resp"), cancel: make(chan string, 1), done: make(chan struct{}), metadata: req.metadata}
-		s.responses = append(s.responses, ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Status: fail})
+		r.info = ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt}
 		s.active = r
 		s.streamWG.Add(1)
 		s.mu.Unlock()
+		s.observeResponse(r.info)
 		go s.streamFailed(r, fail)
 		return
 	}
@@ -150,7 +150,7 @@ func (s *Session) startResponse(req responseRequest) {
 	}
 	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{}), call: call,
 		metadata: req.metadata}
-	s.responses = append(s.responses, ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Transcript: transcript})
+	r.info = ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Transcript: transcript}
 	prev := s.lastItemLocked()
 	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: true, transcript: transcript})
 	if call != nil {
@@ -160,6 +160,7 @@ func (s *Session) startResponse(req responseRequest) {
 	out := s.output
 	s.streamWG.Add(1)
 	s.mu.Unlock()
+	s.observeResponse(r.info)
 	go s.stream(r, prev, audio, transcript, out)
 }
 
@@ -267,12 +268,10 @@ func (s *Session) finish(r *response, status string, details any, output []any) 
 	if s.active == r {
 		s.active = nil
 	}
-	for i := range s.responses {
-		if s.responses[i].ID == r.id {
-			s.responses[i].Status = status
-		}
-	}
 	s.mu.Unlock()
+	info := r.info
+	info.Status = status
+	s.observeResponse(info)
 	s.send(map[string]any{"type": "response.done", "response": map[string]any{
 		"id": r.id, "object": "realtime.response", "status": status, "status_details": details,
 		"output": output, "metadata": r.metadataWire(), "usage": map[string]any{"total_tokens": 0, "input_tokens": 0, "output_tokens": 0},

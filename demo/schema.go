@@ -1,4 +1,4 @@
-package realtimetest
+package demo
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package realtimetest
+package demo
 
 import (
 	"encoding/base64"
@@ -108,11 +108,13 @@ func (s *Session) vadWindow(w []int16) []func() {
 			start := nowMS - sp.voicedMS - s.vad.prefixPaddingMS
 			sp.startMS = max(0, start)
 			sp.itemID = s.newIDLocked("item")
-			s.speeches++
 			keep := min(len(s.prefix), (nowMS-sp.startMS)*24)
 			s.utterance = append(s.utterance[:0], s.prefix[len(s.prefix)-keep:]...)
 			startMS, itemID := sp.startMS, sp.itemID
 			out = append(out, func() {
+				if o := s.srv.opts.Observer; o != nil {
+					o.SpeechStarted(s)
+				}
 				s.send(map[string]any{"type": "input_audio_buffer.speech_started", "audio_start_ms": startMS, "item_id": itemID})
 			})
 			if s.active != nil && s.vad.interruptResponse {

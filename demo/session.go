@@ -1,4 +1,4 @@
-package realtimetest
+package demo
 
 import (
 	"cmp"
@@ -27,10 +27,7 @@ type Session struct {
 	wmu sync.Mutex // gorilla allows one writer at a time
 
 	mu         sync.Mutex
-	received   []Received
-	sent       []SentEvent
-	appended   int // input_audio_buffer.append events
-	speeches   int // speech_started events sent
+	appended   int // input_audio_buffer.append events: the first is checked
 	nextID     int
 	input      realtime.AudioFormat
 	output     realtime.AudioFormat
@@ -60,9 +57,7 @@ type Session struct {
 	instructions string  // the session's, from session.update
 	// urlModel is the model the connection was opened for (the URL's
 	// model, or its deployment): session.update cannot change it.
-	urlModel   string
-	responses  []ResponseInfo
-	violations []Violation
+	urlModel string
 }
 
 type vadConfig struct {
@@ -104,6 +99,7 @@ type response struct {
 	cancel   chan string // reason
 	done     chan struct{}
 	metadata map[string]string // echoed in response.created and response.done
+	info     ResponseInfo      // for the observer
 }
 
 const (
@@ -144,19 +140,13 @@ func (v Violation) String() string {
 	return fmt.Sprintf("%s: %s %s: %s", v.Kind, v.Event, v.EventID, v.Detail)
 }
 
-// Violations returns what the session received that the real service
-// would refuse, or that ran without the session's instructions.
-func (s *Session) Violations() []Violation {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Violation(nil), s.violations...)
-}
-
+// violate logs what the real service would refuse (or get wrong), and
+// tells the observer.
 func (s *Session) violate(kind, event, eventID, detail string) {
 	s.srv.opts.Logger.Warn().Str("kind", kind).Str("event", event).Str("event_id", eventID).Msg("demo model: " + detail)
-	s.mu.Lock()
-	s.violations = append(s.violations, Violation{Kind: kind, Event: event, EventID: eventID, Detail: detail})
-	s.mu.Unlock()
+	if o := s.srv.opts.Observer; o != nil {
+		o.Violated(s, Violation{Kind: kind, Event: event, EventID: eventID, Detail: detail})
+	}
 }
 
 // Instructions are the session's instructions, as session.update set them.
@@ -169,58 +159,11 @@ func (s *Session) Instructions() string {
 // Dialect is the dialect the client connected with.
 func (s *Session) Dialect() realtime.Dialect { return s.dialect }
 
-// Received returns the client events so far (input_audio_buffer.append
-// events are counted by Appends, not kept).
-func (s *Session) Received() []Received {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Received(nil), s.received...)
-}
-
-// ReceivedOfType returns the received events of one type.
-func (s *Session) ReceivedOfType(typ string) []Received {
-	var out []Received
-	for _, r := range s.Received() {
-		if r.Type == typ {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// Appends is how many input_audio_buffer.append events arrived.
-func (s *Session) Appends() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.appended
-}
-
-// SpeechStarts is how many times the VAD heard the caller start speaking.
-func (s *Session) SpeechStarts() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.speeches
-}
-
 // InputMS is how much caller audio has been appended, in ms.
 func (s *Session) InputMS() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inputSamples / 24
-}
-
-// WaitFor polls until a client event of typ has arrived, up to timeout.
-func (s *Session) WaitFor(typ string, timeout time.Duration) (Received, error) {
-	deadline := time.Now().Add(timeout)
-	for {
-		if evs := s.ReceivedOfType(typ); len(evs) > 0 {
-			return evs[0], nil
-		}
-		if time.Now().After(deadline) {
-			return Received{}, fmt.Errorf("%w: %s", ErrNotFound, typ)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // Done is closed when the session has ended.
@@ -269,7 +212,7 @@ func (s *Session) run() {
 	defer func() {
 		s.close()
 		s.streamWG.Wait()
-		log.Debug().Int("appends", s.Appends()).Int("utterances", s.SpeechStarts()).Msg("demo model: session closed")
+		log.Debug().Int("input_ms", s.InputMS()).Msg("demo model: session closed")
 	}()
 	if s.dialect == realtime.Beta && s.srv.opts.RefuseBeta {
 		// api.openai.com since May 2026: the handshake succeeds, then the
@@ -324,24 +267,11 @@ func (s *Session) send(ev map[string]any) {
 	defer s.wmu.Unlock()
 	_ = s.ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	err = s.ws.WriteMessage(websocket.TextMessage, data)
-	if typ, _ := ev["type"].(string); err == nil && !strings.HasSuffix(typ, ".delta") {
-		s.mu.Lock()
-		s.sent = append(s.sent, SentEvent{Type: typ, At: time.Now()})
-		s.mu.Unlock()
+	if o := s.srv.opts.Observer; o != nil {
+		if typ, _ := ev["type"].(string); err == nil && !strings.HasSuffix(typ, ".delta") {
+			o.Sent(s, typ)
+		}
 	}
-}
-
-// SentEvent is a server event as it left, with when (deltas are not kept).
-type SentEvent struct {
-	Type string
-	At   time.Time
-}
-
-// Sent returns the non-delta events sent so far, in order.
-func (s *Session) Sent() []SentEvent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]SentEvent(nil), s.sent...)
 }
 
 func (s *Session) sendError(code, message, param, clientEventID string) {
@@ -391,17 +321,18 @@ func (s *Session) handle(data []byte) {
 		s.sendError("invalid_event", "The 'type' field is missing.", "", head.EventID)
 		return
 	}
-	s.mu.Lock()
+	if o := s.srv.opts.Observer; o != nil {
+		o.Received(s, head.Type, data)
+	}
 	check := true
 	if head.Type == "input_audio_buffer.append" {
 		// Appends are the one event sent every few milliseconds, all
 		// built by one function: the first of a session is checked.
+		s.mu.Lock()
 		s.appended++
 		check = s.appended == 1
-	} else {
-		s.received = append(s.received, Received{Type: head.Type, Raw: append(json.RawMessage(nil), data...), At: time.Now()})
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	if check {
 		if err := ValidateClientEvent(s.dialect, data); err != nil {
 			// The service refuses an event it does not know the shape of,

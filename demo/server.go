@@ -1,10 +1,13 @@
-// Package realtimetest is an in-process server that speaks the Realtime
-// protocol, GA and beta, over a real WebSocket. It is voicebot's built-in demo
-// model (it greets, detects speech with its own VAD and echoes the caller's
-// utterance back) and the peer every test talks to, so it follows the
-// documented event shapes and ordering, cancel and truncate rules, and error
-// codes. It records what each session received, for assertions.
-package realtimetest
+// Package demo is voicebot's built-in demo model: a server that speaks the
+// Realtime protocol, GA and beta, over a real WebSocket. It greets, detects
+// speech with its own VAD, echoes the caller's utterance back and uses the
+// tools it is given on key presses, so a newcomer hears the whole phone path
+// before spending a cent. It follows the documented event shapes and
+// ordering, cancel and truncate rules and error codes, and holds every client
+// event to the API reference (schema.go), as the service would. It keeps
+// nothing for inspection: an Observer, when set, is told what happens (the
+// test peer, realtime/realtimetest, keeps it for assertions).
+package demo
 
 import (
 	"context"
@@ -12,7 +15,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -64,6 +66,8 @@ type Options struct {
 	// minutes (30 in beta); its expires_at is announced in session.created.
 	// Default: an hour, never enforced.
 	SessionLifetime time.Duration
+	// Observer, when set, is told of every session's events (tests).
+	Observer Observer
 	// RefuseBeta makes the server answer a beta-dialect connection as
 	// api.openai.com does since May 2026: error beta_api_shape_disabled,
 	// then a close with code 4000.
@@ -161,13 +165,6 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// Sessions returns every session so far, oldest first.
-func (s *Server) Sessions() []*Session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]*Session(nil), s.sessions...)
-}
-
 // RefuseNext makes the next n handshakes fail with HTTP 503, as an
 // overloaded or unreachable service would.
 func (s *Server) RefuseNext(n int) {
@@ -197,15 +194,6 @@ func (s *Server) takeFailure() string {
 		s.failing--
 	}
 	return s.failWith
-}
-
-// Violations returns every session's violations, oldest session first.
-func (s *Server) Violations() []Violation {
-	var out []Violation
-	for _, ss := range s.Sessions() {
-		out = append(out, ss.Violations()...)
-	}
-	return out
 }
 
 // ServeHTTP upgrades to a WebSocket and runs one session until it ends.
@@ -240,6 +228,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(realtime.MaxEventBytes)
 	sess := newSession(s, ws, dialect, r)
+	if o := s.opts.Observer; o != nil {
+		o.Opened(sess)
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -263,15 +254,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Received is one client event as the server got it.
-type Received struct {
-	Type string
-	Raw  json.RawMessage
-	At   time.Time
+// Observer is told what the sessions do, from their goroutines: it must
+// be safe for concurrent use and return at once.
+type Observer interface {
+	// Opened: a session began.
+	Opened(s *Session)
+	// Received: a client event arrived (appends included), before it is
+	// handled.
+	Received(s *Session, typ string, raw []byte)
+	// Sent: a server event other than a delta left.
+	Sent(s *Session, typ string)
+	// SpeechStarted: the VAD heard the caller start speaking.
+	SpeechStarted(s *Session)
+	// Response: a response started (Status "") or ended.
+	Response(s *Session, r ResponseInfo)
+	// Violated: the client sent what the service would refuse, or asked
+	// for a response without the session's instructions.
+	Violated(s *Session, v Violation)
 }
-
-// ErrNotFound is returned by waits that time out.
-var ErrNotFound = errors.New("realtimetest: event not seen in time")
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
