@@ -6,7 +6,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/voicebot/voicebot/clock"
-	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/record"
 )
 
@@ -151,7 +150,7 @@ func (c *callState) interrupt(cause string) {
 	truncs := zerolog.Arr()
 	for _, p := range played {
 		c.discarded[p.Ref.ResponseID] = true
-		discardedMS += p.QueuedSamples * 1000 / media.SampleRate
+		discardedMS += p.QueuedMS()
 		received := c.receivedMS(p.Ref.ItemID)
 		if received == 0 {
 			continue // no audio: nothing the server could truncate

@@ -252,6 +252,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 			"barge_ins": c.bargeIns, "tool_calls": c.tools.calls, "reconnects": c.sess.reconnects})
 	}()
 	c.sig.peerHold.Store(setup.Media.OnHold)
+	c.useCodec(setup.Media.Codec)
 	if b.cfg.Passthrough && !setup.Outbound {
 		c.usePassthrough(setup.Media.Codec)
 	}
@@ -264,8 +265,8 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		Engine: b.cfg.Media,
 	}
 	if c.rec.Recording() {
-		// The playout holds G.711: a frame is decoded back to PCM only
-		// for a recording.
+		// The playout holds the call's codec: a frame is decoded back to
+		// PCM only for a recording.
 		mcfg.OnSent = c.rec.BotAudio
 	}
 	c.media = media.NewSession(conn, mcfg)
@@ -391,9 +392,6 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 // peer is the media session's view of negotiated media.
 func (b *Bridge) peer(m CallMedia) media.Peer {
 	p := media.Peer{Remote: m.Remote, Codec: m.Codec, DTMFPayloadType: m.DTMFPayloadType, SRTP: m.SRTP}
-	if m.Codec.Name == "" {
-		p.Codec = media.PCMU
-	}
 	sdpIP := m.Remote.Addr().Unmap()
 	natted := m.Signalling.IsValid() && m.Remote.IsValid() && m.Signalling.Unmap() != sdpIP
 	switch b.cfg.SymmetricRTP {

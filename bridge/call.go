@@ -49,12 +49,12 @@ type callState struct {
 	greeted         bool
 	greetingStarted bool
 	ready           bool
-	down            *resample.Resampler
-	pcm24           []int16
-	pcm8            []int16
-	pcm8in          []int16 // passthrough: the caller's audio decoded, when something needs it
+	down            *resample.Resampler // the model's rate to the call's
+	modelPCM        []int16
+	callPCM         []int16
+	callerPCM       []int16 // passthrough: the caller's audio decoded, when something needs it
 
-	// What the model has sent, per item: bytes of PCM16 at 24 kHz.
+	// What the model has sent, per item: bytes in the model's format.
 	receivedBytes map[string]int
 	botText       map[string]string
 
@@ -90,11 +90,12 @@ type callState struct {
 	// remembered is how many earlier turns the model was given.
 	remembered int
 	rec        *record.Call // nil: not recorded
-	// The model's audio format: PCM16 at 24 kHz (transcoded), or the
-	// call's G.711 (passthrough), and its bytes per millisecond.
-	format      realtime.AudioFormat
-	passthrough media.Codec
-	bytesPerMS  int
+	// The model's audio format and how the call's audio meets it: PCM16
+	// resampled between the model's rate and the call codec's
+	// (transcoded), or the call's G.711 as it is (passthrough).
+	format realtime.AudioFormat
+	mode   audioMode
+	codec  media.Codec // the call's, as the audio path was set up for it
 	// Metrics bookkeeping: the media counters last reported, and when the
 	// caller's last turn ended (for the response latency).
 	lastStats   media.Stats
@@ -113,11 +114,9 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 	}
 	c := &callState{
 		b: b, cfg: &b.cfg, profile: p, clock: b.cfg.Clock, log: log,
-		down: resample.MustNew(24000, 8000),
 		// A delta is cut into pieces of these (see onAudio), so whatever
 		// its size, the call holds no more than one piece's worth.
-		pcm24:         make([]int16, 0, deltaPiece),
-		pcm8:          make([]int16, 0, deltaPiece/3+1),
+		modelPCM:      make([]int16, 0, deltaPiece),
 		receivedBytes: map[string]int{},
 		discarded:     map[string]bool{},
 		cancelSent:    map[string]bool{},
@@ -126,7 +125,6 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 		infoKeys:      make(chan rune, 32),
 		hist:          newHistory(b.cfg.Clock.Now),
 		format:        realtime.PCM16,
-		bytesPerMS:    48,
 	}
 	c.session = p.Session
 	c.session.Tools = p.toolDeclarations()
@@ -138,13 +136,14 @@ func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *c
 		c.session.TurnDetection = &td
 	}
 	c.tools.init()
-	c.up = newUpstream(nil, int(b.cfg.AppendInterval/time.Millisecond))
+	c.up = newUpstream(nil, int(b.cfg.AppendInterval/time.Millisecond), media.PCMU.SampleRate, c.format)
+	c.useCodec(media.PCMU) // until the call's is known
 	bi := b.cfg.BargeIn
 	if bi.LocalVAD || bi.Pause {
 		if bi.LocalVAD {
 			c.localSpeech = make(chan struct{}, 1)
 		}
-		c.vad = newEnergyVAD(bi.LocalThresholdDB, int(bi.LocalMinSpeech/time.Millisecond), c.localSpeech)
+		c.vad = newEnergyVAD(bi.LocalThresholdDB, int(bi.LocalMinSpeech/time.Millisecond), c.codec.SampleRate, c.localSpeech)
 		c.up.vad = c.vad
 	}
 	if model != nil {

@@ -19,14 +19,15 @@ type energyVAD struct {
 	runMS       int           // consecutive voiced ms
 	quietMS     int           // consecutive unvoiced ms
 	armed       bool          // may trigger (re-armed after a pause in speech)
+	perMS       int           // samples a millisecond: the call codec's rate
 }
 
 // hangMS of quiet re-arm the trigger: one utterance triggers once.
 const hangMS = 300
 
-func newEnergyVAD(thresholdDB float64, minSpeechMS int, trigger chan struct{}) *energyVAD {
+func newEnergyVAD(thresholdDB float64, minSpeechMS, sampleRate int, trigger chan struct{}) *energyVAD {
 	amp := 32768 * math.Pow(10, thresholdDB/20)
-	return &energyVAD{threshold: amp * amp, minSpeechMS: minSpeechMS, trigger: trigger, armed: true}
+	return &energyVAD{threshold: amp * amp, minSpeechMS: minSpeechMS, trigger: trigger, armed: true, perMS: sampleRate / 1000}
 }
 
 func (v *energyVAD) frame(pcm []int16) {
@@ -37,7 +38,7 @@ func (v *energyVAD) frame(pcm []int16) {
 	for _, s := range pcm {
 		sum += float64(s) * float64(s)
 	}
-	ms := len(pcm) / 8
+	ms := len(pcm) / v.perMS
 	v.inputMS.Add(int64(ms))
 	if sum/float64(len(pcm)) > v.threshold {
 		v.voicedMS.Add(int64(ms))

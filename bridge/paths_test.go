@@ -55,7 +55,7 @@ var peer = netip.MustParseAddrPort("127.0.0.1:40000")
 // callerPath wires what a call wires for caller audio: the media receive
 // path feeding the upstream, which writes append events.
 func callerPath(conn sender) (*media.Session, [][]byte) {
-	up := newUpstream(conn, 20)
+	up := newUpstream(conn, 20, media.PCMU.SampleRate, realtime.PCM16)
 	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
 	pkts := make([][]byte, 64)
 	for i := range pkts {
@@ -231,7 +231,7 @@ func TestLargeDeltaSameAudioSmallBuffers(t *testing.T) {
 	if len(whole) < 8000 || string(whole) != string(pieces) {
 		t.Errorf("one 1 s delta played %d bytes, the same audio in 20 ms deltas %d, or different audio", len(whole), len(pieces))
 	}
-	if cap(c.pcm24) > deltaPiece || cap(c.pcm8) > deltaPiece/3+1 {
-		t.Errorf("a 1 s delta grew the call's buffers to %d and %d samples", cap(c.pcm24), cap(c.pcm8))
+	if cap(c.modelPCM) > deltaPiece || cap(c.callPCM) > deltaPiece/3+1 {
+		t.Errorf("a 1 s delta grew the call's buffers to %d and %d samples", cap(c.modelPCM), cap(c.callPCM))
 	}
 }

@@ -307,7 +307,8 @@ func (c *callState) replaceExpired(ctx context.Context, cause error) (string, bo
 func (c *callState) loseSession(keepPlayout bool) {
 	if keepPlayout && !c.barge.paused {
 		for item, received := range c.receivedBytes {
-			c.hist.heard(item, received/c.bytesPerMS, received/c.bytesPerMS)
+			ms := received / c.format.BytesPerMS()
+			c.hist.heard(item, ms, ms)
 		}
 	} else {
 		played, _ := c.media.Flush()
@@ -361,7 +362,7 @@ func (c *callState) fillerPlaying(on bool) {
 		return
 	}
 	if len(c.cfg.Resume.FillerIntro) > 0 {
-		c.media.Enqueue(fillerRef, c.cfg.Resume.FillerIntro)
+		c.enqueueSound(fillerRef, c.cfg.Resume.FillerIntro)
 	}
 	c.topUpFiller()
 }
@@ -377,7 +378,7 @@ func (c *callState) topUpFiller() {
 		return
 	}
 	for c.media.QueuedMS() < 500 {
-		c.media.Enqueue(fillerRef, loop)
+		c.enqueueSound(fillerRef, loop)
 	}
 }
 
@@ -523,8 +524,8 @@ func (c *callState) giveUp(ctx context.Context, reason string, fallback bool) (s
 	c.fillerPlaying(false)
 	c.log.Error().Str("why", reason).Msg("call: the model cannot go on; apologising and ending the call")
 	if a := c.cfg.Resume.Apology; len(a) > 0 {
-		c.media.Enqueue(media.ItemRef{ResponseID: "voicebot_apology", ItemID: "voicebot_apology"}, a)
-		limit := c.clock.NewTimer(time.Duration(len(a))*time.Second/media.SampleRate + time.Second)
+		c.enqueueSound(media.ItemRef{ResponseID: "voicebot_apology", ItemID: "voicebot_apology"}, a)
+		limit := c.clock.NewTimer(time.Duration(len(a))*time.Second/sound.Rate + time.Second)
 		tick := c.clock.NewTimer(fillerTick)
 	wait:
 		for c.media.QueuedMS() > 0 {

@@ -16,16 +16,17 @@ type sender interface {
 	SendBuffer(*[]byte) error
 }
 
-// upstream is the caller → model path: PCM16 8 kHz frames in, resampled to
-// 24 kHz, batched to the append interval, out as input_audio_buffer.append
-// events. It runs on a media worker and allocates nothing per
-// frame once warm.
+// upstream is the caller → model path: PCM16 frames at the call codec's
+// rate in, resampled to the model's rate, batched to the append interval,
+// out as input_audio_buffer.append events. It runs on a media worker and
+// allocates nothing per frame once warm.
 type upstream struct {
-	rs      *resample.Resampler
-	pcm24   []int16
-	pending []byte // PCM16 LE at 24 kHz, waiting for a full batch
-	batch   int    // bytes per append event
-	seq     uint64
+	rs       *resample.Resampler
+	modelPCM []int16
+	pending  []byte // in the model's format, waiting for a full batch
+	batch    int    // bytes per append event
+	appendMS int
+	seq      uint64
 	// conn is set once the model session exists (an outbound call's media
 	// runs, held, before it does).
 	conn    atomic.Pointer[sender]
@@ -38,37 +39,45 @@ type upstream struct {
 	holding    atomic.Bool
 	gap        []byte
 	gapMax     int
-	gapDropped int // bytes of held audio dropped, oldest first
-	bytesPerMS int // of the model's input format
+	gapDropped int                  // bytes of held audio dropped, oldest first
+	format     realtime.AudioFormat // the model's input format
+	callRate   int                  // the caller's audio's, when transcoded
 }
 
-func newUpstream(conn sender, appendMS int) *upstream {
-	batch := appendMS * 48 // 24 kHz × 2 bytes per ms
-	u := &upstream{
-		rs: resample.MustNew(8000, 24000),
-		// Sized for 20 ms frames; a longer ptime grows them once.
-		pcm24:      make([]int16, 0, 481),
-		pending:    make([]byte, 0, batch+960),
-		batch:      batch,
-		bytesPerMS: 48,
-	}
+// newUpstream makes the path from PCM16 at callRate to the model's format.
+func newUpstream(conn sender, appendMS, callRate int, format realtime.AudioFormat) *upstream {
+	u := &upstream{appendMS: appendMS}
+	u.useRates(callRate, format)
 	if conn != nil {
 		u.setConn(conn)
 	}
 	return u
 }
 
+// useRates resamples from the call's rate to format's (transcoded). It is
+// for the call's setup, before its media runs: a media worker owns the
+// path from then on.
+func (u *upstream) useRates(callRate int, format realtime.AudioFormat) {
+	u.format, u.callRate = format, callRate
+	u.rs = resample.MustNew(callRate, format.SampleRate())
+	// Sized for 20 ms frames; a longer ptime grows them once.
+	frame := format.SampleRate() / 50
+	u.modelPCM = make([]int16, 0, frame+1)
+	u.batch = u.appendMS * format.BytesPerMS()
+	u.pending = make([]byte, 0, u.batch+frame*format.BytesPerSample())
+}
+
 func (u *upstream) setConn(conn sender) { u.conn.Store(&conn) }
 
-func (u *upstream) write(pcm8 []int16) {
+func (u *upstream) write(pcm []int16) {
 	if u.vad != nil {
-		u.vad.frame(pcm8)
+		u.vad.frame(pcm)
 	}
-	u.pcm24 = u.rs.Process(u.pcm24[:0], pcm8)
+	u.modelPCM = u.rs.Process(u.modelPCM[:0], pcm)
 	n := len(u.pending)
-	u.pending = slices.Grow(u.pending, 2*len(u.pcm24))[:n+2*len(u.pcm24)]
+	u.pending = slices.Grow(u.pending, 2*len(u.modelPCM))[:n+2*len(u.modelPCM)]
 	out := u.pending[n:]
-	for i, v := range u.pcm24 {
+	for i, v := range u.modelPCM {
 		binary.LittleEndian.PutUint16(out[2*i:], uint16(v))
 	}
 	u.flush()
@@ -118,8 +127,8 @@ func (u *upstream) holdPending() bool {
 	u.gap = append(u.gap, u.pending...)
 	u.pending = u.pending[:0]
 	if over := len(u.gap) - u.gapMax; over > 0 {
-		if u.bytesPerMS == 48 {
-			over += over % 2 // whole PCM16 samples (G.711 is a byte each)
+		if r := over % u.format.BytesPerSample(); r != 0 {
+			over += u.format.BytesPerSample() - r // whole samples
 		}
 		u.gap = u.gap[:copy(u.gap, u.gap[over:])]
 		u.gapDropped += over
@@ -127,17 +136,18 @@ func (u *upstream) holdPending() bool {
 	return true
 }
 
-// passthrough batches G.711 (8 bytes per ms) instead of PCM16 at 24 kHz.
-func (u *upstream) passthrough(appendMS int) {
-	u.bytesPerMS = 8
-	u.batch = appendMS * 8
+// passthrough batches the call's payloads, in format, as they came: no
+// resampling. Like useRates, it is for the call's setup.
+func (u *upstream) passthrough(format realtime.AudioFormat, appendMS int) {
+	u.format = format
+	u.batch = appendMS * format.BytesPerMS()
 }
 
 // hold keeps up to ms of the caller's audio until release.
 func (u *upstream) hold(ms int) {
 	u.gmu.Lock()
 	defer u.gmu.Unlock()
-	u.gapMax = ms * u.bytesPerMS
+	u.gapMax = ms * u.format.BytesPerMS()
 	u.gap = u.gap[:0]
 	u.holding.Store(true)
 }
@@ -147,8 +157,8 @@ func (u *upstream) hold(ms int) {
 func (u *upstream) release(conn sender) int {
 	u.gmu.Lock()
 	defer u.gmu.Unlock()
-	sent := len(u.gap) / u.bytesPerMS
-	chunk := 1000 * u.bytesPerMS // one second per append
+	sent := len(u.gap) / u.format.BytesPerMS()
+	chunk := 1000 * u.format.BytesPerMS() // one second per append
 	for off := 0; off < len(u.gap); off += chunk {
 		audio := u.gap[off:min(len(u.gap), off+chunk)]
 		b := conn.Buffer()

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/voicebot/voicebot/media"
 )
 
 // Validation: every value checked, each error naming its key.
@@ -45,10 +47,10 @@ func (c *Config) Validate() error {
 		bad("sip.external_address", "want a host name or IP address, got %q", h)
 	}
 	if len(c.SIP.Codecs) == 0 {
-		bad("sip.codecs", "at least one of PCMU, PCMA")
+		bad("sip.codecs", "at least one of %s", strings.Join(media.CodecNames(), ", "))
 	}
 	for _, k := range c.SIP.Codecs {
-		oneOf(bad, "sip.codecs", k, "PCMU", "PCMA")
+		oneOf(bad, "sip.codecs", k, media.CodecNames()...)
 	}
 	if c.SIP.AckTimeout.D() < time.Second {
 		bad("sip.ack_timeout", "must be at least 1s, got %s", c.SIP.AckTimeout)

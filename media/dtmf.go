@@ -19,6 +19,9 @@ type dtmfDecoder struct {
 	digit    rune
 	duration uint16
 	lastAt   time.Time // arrival of the last packet of the active event
+	// clockRate times the events' durations: the audio codec's (RFC 4733
+	// §2.1).
+	clockRate int
 }
 
 // dtmfEndTimeout is the silence after which an event without an end packet
@@ -72,6 +75,6 @@ func (d *dtmfDecoder) deadline() time.Time {
 }
 
 func (d *dtmfDecoder) report(emit func(rune, time.Duration)) {
-	emit(d.digit, time.Duration(d.duration)*time.Second/SampleRate)
+	emit(d.digit, time.Duration(d.duration)*time.Second/time.Duration(d.clockRate))
 	d.reported, d.has, d.active, d.duration = d.current, true, false, 0
 }

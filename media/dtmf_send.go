@@ -29,8 +29,11 @@ type dtmfSender struct {
 	frame   int // frames of the current key sent so far, tone, end and gap
 	active  bool
 	startTS uint32
-	payload [4]byte
+	payload [dtmfPayloadLen]byte
 }
+
+// dtmfPayloadLen is a telephone-event payload's size (RFC 4733 §2.3).
+const dtmfPayloadLen = 4
 
 // dtmfEvent maps a key to its RFC 4733 event code.
 func dtmfEvent(key rune) (byte, bool) {
@@ -81,8 +84,9 @@ func (d *dtmfSender) pending() int {
 
 // next returns the telephone-event payload for this frame and whether it
 // starts an event (the marker bit), or nil when this frame carries no event
-// (a gap between keys). ts is the frame's RTP timestamp.
-func (d *dtmfSender) next(ts uint32) (payload []byte, start bool) {
+// (a gap between keys). ts is the frame's RTP timestamp and step how far
+// it advances a frame (the audio codec's clock times the events).
+func (d *dtmfSender) next(ts, step uint32) (payload []byte, start bool) {
 	if !d.active {
 		if len(d.queue) == 0 {
 			return nil, false
@@ -93,10 +97,10 @@ func (d *dtmfSender) next(ts uint32) (payload []byte, start bool) {
 	d.frame++
 	switch {
 	case d.frame <= dtmfToneFrames:
-		d.fill(false, uint16(d.frame*FrameSamples))
+		d.fill(false, uint16(uint32(d.frame)*step))
 		return d.payload[:], start
 	case d.frame <= dtmfToneFrames+dtmfEndFrames:
-		d.fill(true, dtmfToneFrames*FrameSamples)
+		d.fill(true, uint16(dtmfToneFrames*step))
 		return d.payload[:], false
 	default:
 		if d.frame >= dtmfToneFrames+dtmfEndFrames+dtmfGapFrames {

@@ -19,7 +19,7 @@ func feed(d *dtmfDecoder, out *[]press, ts uint32, event byte, end bool, dur uin
 }
 
 func TestDTMFOnePressPerEvent(t *testing.T) {
-	var d dtmfDecoder
+	d := dtmfDecoder{clockRate: PCMU.ClockRate}
 	var got []press
 	// The packets of SIPp's dtmf_2833_1.pcap: '1', growing duration, end x3.
 	for i, dur := range []uint16{0, 320, 640, 960, 1280, 1600, 1920} {
@@ -53,7 +53,7 @@ func TestDTMFOnePressPerEvent(t *testing.T) {
 }
 
 func TestDTMFIgnoresNonKeysAndShortPayloads(t *testing.T) {
-	var d dtmfDecoder
+	d := dtmfDecoder{clockRate: PCMU.ClockRate}
 	var got []press
 	feed(&d, &got, 1, 16, true, 800) // flash
 	feed(&d, &got, 2, 200, true, 800)
@@ -64,7 +64,7 @@ func TestDTMFIgnoresNonKeysAndShortPayloads(t *testing.T) {
 }
 
 func TestDTMFWithoutEndIsReportedAfterQuiet(t *testing.T) {
-	var d dtmfDecoder
+	d := dtmfDecoder{clockRate: PCMU.ClockRate}
 	var got []press
 	emit := func(r rune, t time.Duration) { got = append(got, press{r, t}) }
 	t0 := time.Unix(100, 0)

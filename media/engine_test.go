@@ -45,7 +45,7 @@ func TestEngineSendsBeforeReceiveWork(t *testing.T) {
 	a, connA := session("a")
 	b, _ := session("b")
 	toA := connA.LocalAddr().(*net.UDPAddr)
-	b.Enqueue(ItemRef{ItemID: "early"}, make([]int16, FrameSamples))
+	b.Enqueue(ItemRef{ItemID: "early"}, make([]int16, PCMU.FrameSamples))
 	if got := seen(); got != "" {
 		t.Fatalf("sent before Start: %s", got)
 	}
@@ -84,7 +84,7 @@ func TestEngineSendsBeforeReceiveWork(t *testing.T) {
 	mu.Lock()
 	events = nil
 	mu.Unlock()
-	a.Enqueue(ItemRef{ItemID: "now"}, make([]int16, 2*FrameSamples))
+	a.Enqueue(ItemRef{ItemID: "now"}, make([]int16, 2*PCMU.FrameSamples))
 	if got := seen(); got != "a:sent" {
 		t.Errorf("talkspurt start: %q, want a's frame at once", got)
 	}

@@ -34,9 +34,10 @@ type pacer struct {
 	dtmf   dtmfSender
 
 	header  rtp.Header
-	frame   [FrameSamples]int16
+	tsStep  uint32  // timestamp units per frame: the codec's
+	frame   []int16 // a frame decoded, for onSent
 	payload []byte
-	silence []byte
+	silence []byte // the codec's, shared
 	packet  []byte
 
 	stats pacerStats
@@ -70,22 +71,26 @@ func onGrid(t time.Time) time.Time { return t.Truncate(pacingGrid) }
 func newPacer(codec Codec, queue *playout, ssrc uint32, seq uint16, ts uint32, write func([]byte) error) *pacer {
 	p := &pacer{
 		queue: queue, write: write,
-		header:  rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc},
-		payload: make([]byte, 0, FrameSamples),
-		silence: make([]byte, FrameSamples),
-		packet:  make([]byte, 12+FrameSamples),
+		header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc},
 	}
 	p.setCodec(codec)
 	return p
 }
 
 // setCodec switches the codec of the frames that follow (a re-INVITE may
-// change it); sequence numbers and timestamps carry on.
+// change it); sequence numbers and timestamps carry on. Buffers are sized
+// for the codec's frame, so they are only made again for a larger one.
 func (p *pacer) setCodec(codec Codec) {
 	p.codec = codec
 	p.header.PayloadType = codec.PayloadType
-	for i := range p.silence {
-		p.silence[i] = codec.SilenceByte()
+	p.tsStep = codec.FrameTimestamp()
+	p.silence = codec.Silence()
+	if cap(p.payload) < codec.FrameBytes {
+		p.payload = make([]byte, 0, codec.FrameBytes)
+		p.packet = make([]byte, 12+max(codec.FrameBytes, dtmfPayloadLen))
+	}
+	if cap(p.frame) < codec.FrameSamples {
+		p.frame = make([]int16, 0, codec.FrameSamples)
 	}
 }
 
@@ -119,7 +124,7 @@ func (p *pacer) tick(now time.Time) {
 		behind := int64(now.Sub(p.anchor)/frameDuration) + 1 - p.n
 		skip := behind - maxBurst
 		p.n += skip
-		p.header.Timestamp += uint32(skip) * FrameSamples
+		p.header.Timestamp += uint32(skip) * p.tsStep
 		p.stats.skipped += uint64(skip)
 		due = maxBurst
 	}
@@ -146,13 +151,13 @@ func (p *pacer) talkspurt(now time.Time) {
 
 func (p *pacer) sendAt(now time.Time) {
 	keys := p.dtmf.busy()
-	p.payload = p.payload[:FrameSamples]
+	p.payload = p.payload[:p.codec.FrameBytes]
 	n, held := p.queue.take(p.payload, keys)
 	if held {
 		// On hold nothing is sent (RFC 3264: the peer is recvonly or
 		// inactive) while the schedule and timestamps run on.
 		p.talking = false
-		p.header.Timestamp += FrameSamples
+		p.header.Timestamp += p.tsStep
 		return
 	}
 	if keys {
@@ -185,14 +190,14 @@ func (p *pacer) sendAt(now time.Time) {
 	}
 	p.stats.packets++
 	p.header.SequenceNumber++
-	p.header.Timestamp += FrameSamples
+	p.header.Timestamp += p.tsStep
 }
 
 // sendDTMF sends this frame's telephone-event packet, or silence in the gap
 // between keys. Bot audio waits in the queue meanwhile.
 func (p *pacer) sendDTMF() {
 	p.talking = false
-	event, start := p.dtmf.next(p.header.Timestamp)
+	event, start := p.dtmf.next(p.header.Timestamp, p.tsStep)
 	h := p.header
 	payload := p.silence
 	h.Marker = false
@@ -208,5 +213,5 @@ func (p *pacer) sendDTMF() {
 	}
 	p.stats.packets++
 	p.header.SequenceNumber++
-	p.header.Timestamp += FrameSamples
+	p.header.Timestamp += p.tsStep
 }

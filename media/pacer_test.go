@@ -23,7 +23,7 @@ type pacerRig struct {
 }
 
 func newPacerRig() *pacerRig {
-	r := &pacerRig{clk: clock.NewFake(time.Unix(1000, 0)), q: newPlayout()}
+	r := &pacerRig{clk: clock.NewFake(time.Unix(1000, 0)), q: newPlayout(PCMU)}
 	r.p = newPacer(PCMU, r.q, 0x1234, 65530, 4294967000, func(b []byte) error {
 		var pkt rtp.Packet
 		if err := pkt.Unmarshal(append([]byte(nil), b...)); err != nil {
@@ -48,7 +48,7 @@ func (r *pacerRig) run(d, step time.Duration) {
 }
 
 func tone160(v int16) []int16 {
-	f := make([]int16, FrameSamples)
+	f := make([]int16, PCMU.FrameSamples)
 	for i := range f {
 		f[i] = v
 	}
@@ -75,11 +75,11 @@ func TestPacerAbsoluteScheduleAndContinuity(t *testing.T) {
 			if sp.pkt.SequenceNumber != prev.SequenceNumber+1 {
 				t.Fatalf("packet %d: seq %d after %d", i, sp.pkt.SequenceNumber, prev.SequenceNumber)
 			}
-			if sp.pkt.Timestamp != prev.Timestamp+FrameSamples {
+			if sp.pkt.Timestamp != prev.Timestamp+PCMU.FrameTimestamp() {
 				t.Fatalf("packet %d: ts %d after %d", i, sp.pkt.Timestamp, prev.Timestamp)
 			}
 		}
-		if sp.pkt.Marker || len(sp.pkt.Payload) != FrameSamples || sp.pkt.Payload[0] != 0xFF || sp.pkt.SSRC != 0x1234 {
+		if sp.pkt.Marker || len(sp.pkt.Payload) != PCMU.FrameSamples || sp.pkt.Payload[0] != 0xFF || sp.pkt.SSRC != 0x1234 {
 			t.Fatalf("packet %d: want a µ-law silence frame without marker, got %+v", i, sp.pkt.Header)
 		}
 	}
@@ -123,7 +123,7 @@ func TestPacerTalkspurtStartsAtOnceWithMarker(t *testing.T) {
 		t.Errorf("after the audio: want silence without marker")
 	}
 	for i := 1; i < len(r.sent); i++ {
-		if r.sent[i].pkt.SequenceNumber != r.sent[i-1].pkt.SequenceNumber+1 || r.sent[i].pkt.Timestamp != r.sent[i-1].pkt.Timestamp+FrameSamples {
+		if r.sent[i].pkt.SequenceNumber != r.sent[i-1].pkt.SequenceNumber+1 || r.sent[i].pkt.Timestamp != r.sent[i-1].pkt.Timestamp+PCMU.FrameTimestamp() {
 			t.Fatalf("discontinuity at %d", i)
 		}
 	}
@@ -146,7 +146,7 @@ func TestPacerLongStallSkipsAhead(t *testing.T) {
 	}
 	// Timestamps jump by the skipped time: the timeline stays true.
 	last := r.sent[len(r.sent)-1].pkt.Timestamp - r.sent[0].pkt.Timestamp
-	if want := uint32(50 * FrameSamples); last != want {
+	if want := uint32(50 * PCMU.FrameTimestamp()); last != want {
 		t.Errorf("timestamp advanced %d over the stall, want %d", last, want)
 	}
 	// And the schedule carries on from now, 20 ms apart.
@@ -177,7 +177,7 @@ func TestFlushStopsWithinAFrameAndAccounts(t *testing.T) {
 	sentA := 0
 	for _, sp := range r.sent {
 		if sp.pkt.Payload[0] != 0xFF {
-			sentA += FrameSamples
+			sentA += PCMU.FrameSamples
 		}
 	}
 	if played[0].SentSamples != sentA || played[0].SentMS() != sentA/8 {
@@ -221,11 +221,11 @@ func TestSilencePadder(t *testing.T) {
 }
 
 func TestPlayoutGrowsAndWraps(t *testing.T) {
-	q := newPlayout()
+	q := newPlayout(PCMU)
 	ref := ItemRef{ItemID: "x"}
 	var next byte
 	var want byte
-	frame := make([]byte, FrameSamples)
+	frame := make([]byte, PCMU.FrameSamples)
 	for round := 0; round < 50; round++ {
 		chunk := make([]byte, 2400+round*97)
 		for i := range chunk {
@@ -259,7 +259,7 @@ func TestCodecRoundTrip(t *testing.T) {
 				t.Fatalf("%s: %d → %d (error %d > %d)", c.Name, v, back[i], d, tol)
 			}
 		}
-		if got := c.Decode(nil, []byte{c.SilenceByte()}); abs(int(got[0])) > 8 {
+		if got := c.Decode(nil, []byte{c.Silence()[0]}); abs(int(got[0])) > 8 {
 			t.Errorf("%s silence byte decodes to %d", c.Name, got[0])
 		}
 	}
@@ -277,7 +277,7 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 	r.p.tick(r.clk.Now())
 	audio := make([]int16, 1600) // 200 ms, each frame a distinct level
 	for i := range audio {
-		audio[i] = int16(1000 + 500*(i/FrameSamples))
+		audio[i] = int16(1000 + 500*(i/PCMU.FrameSamples))
 	}
 	r.q.enqueue(ItemRef{ItemID: "a"}, PCMU.Encode(nil, audio))
 	r.p.talkspurt(r.clk.Now())
@@ -290,7 +290,7 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 			t.Fatal("audio sent while paused")
 		}
 	}
-	if acc, _ := r.q.account("a"); acc.SentSamples != 4*FrameSamples || acc.QueuedSamples != 6*FrameSamples {
+	if acc, _ := r.q.account("a"); acc.SentSamples != 4*PCMU.FrameSamples || acc.QueuedSamples != 6*PCMU.FrameSamples {
 		t.Fatalf("while paused: %+v", acc)
 	}
 	r.q.setPaused(false)
@@ -324,7 +324,7 @@ func TestPauseHoldsAndResumeContinuesExactly(t *testing.T) {
 // The queue gives back the audio in order across its chunks, whatever the
 // sizes enqueued and taken, and returns its chunks once empty.
 func TestPlayoutKeepsOrderAcrossChunks(t *testing.T) {
-	q := newPlayout()
+	q := newPlayout(PCMU)
 	var want []byte
 	next := byte(0)
 	for _, n := range []int{1, 159, 800, 801, 2000, 7, 3333} {
@@ -337,7 +337,7 @@ func TestPlayoutKeepsOrderAcrossChunks(t *testing.T) {
 		want = append(want, pcm...)
 	}
 	var got []byte
-	frame := make([]byte, FrameSamples)
+	frame := make([]byte, PCMU.FrameSamples)
 	for q.queued() > 0 {
 		n := q.pop(frame)
 		got = append(got, frame[:n]...)

@@ -142,7 +142,7 @@ func TestHoldMutesBothWaysAndKeepsTheQueue(t *testing.T) {
 		}
 	}
 	// Timestamps tell the hold's length: 200 ms went by unsent.
-	if d := r.sent[before].pkt.Timestamp - r.sent[before-1].pkt.Timestamp; d < 10*FrameSamples {
+	if d := r.sent[before].pkt.Timestamp - r.sent[before-1].pkt.Timestamp; d < 10*PCMU.FrameTimestamp() {
 		t.Errorf("timestamp advanced %d over the hold", d)
 	}
 }
@@ -180,15 +180,15 @@ func TestSendDTMF(t *testing.T) {
 			if p.Payload[0] != key || p.Timestamp != ev[0].Timestamp || p.Marker != (i == 0) {
 				t.Errorf("key %d packet %d: %+v %x", key, i, p.Header, p.Payload)
 			}
-			if i < dtmfToneFrames && (end || dur != (i+1)*FrameSamples) {
+			if i < dtmfToneFrames && (end || dur != (i+1)*PCMU.FrameSamples) {
 				t.Errorf("key %d update %d: end %v duration %d", key, i, end, dur)
 			}
-			if i >= dtmfToneFrames && (!end || dur != dtmfToneFrames*FrameSamples) {
+			if i >= dtmfToneFrames && (!end || dur != dtmfToneFrames*PCMU.FrameSamples) {
 				t.Errorf("key %d end packet %d: end %v duration %d", key, i, end, dur)
 			}
 		}
 	}
-	if d := events[8].Timestamp - events[0].Timestamp; d != (dtmfToneFrames+dtmfEndFrames+dtmfGapFrames)*FrameSamples {
+	if d := events[8].Timestamp - events[0].Timestamp; d != (dtmfToneFrames+dtmfEndFrames+dtmfGapFrames)*PCMU.FrameTimestamp() {
 		t.Errorf("second key starts %d samples after the first", d)
 	}
 	if firstAudio < 0 || r.sent[firstAudio].pkt.SequenceNumber-events[15].SequenceNumber <= dtmfGapFrames-1 {

@@ -13,15 +13,19 @@ type ItemRef struct {
 // was still queued when playout was flushed.
 type ItemPlayed struct {
 	Ref           ItemRef
-	SentSamples   int // 8 kHz samples that left in RTP packets
+	SentSamples   int // samples that left in RTP packets
 	QueuedSamples int // samples queued but not (yet) sent
+	SampleRate    int // of the samples: the call's codec's
 }
 
 // SentMS is the item's audio the caller was sent, in whole milliseconds.
-func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / SampleRate }
+func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / p.SampleRate }
+
+// QueuedMS is the item's audio still queued, in whole milliseconds.
+func (p ItemPlayed) QueuedMS() int { return p.QueuedSamples * 1000 / p.SampleRate }
 
 // playout is the queue between the model's audio (arriving in bursts, faster
-// than real time) and the pacer (taking 160 samples every 20 ms). It holds
+// than real time) and the pacer (taking a frame every 20 ms). It holds
 // the audio encoded, in the call's codec (G.711: a byte a sample, half
 // the memory of PCM, and nothing left to encode when the frame goes). It is
 // shared by the bridge goroutine (enqueue, flush) and the media worker
@@ -34,15 +38,16 @@ func (p ItemPlayed) SentMS() int { return p.SentSamples * 1000 / SampleRate }
 type playout struct {
 	mu       sync.Mutex
 	chunks   []*chunk // queued audio, oldest first
-	head     int      // index of the oldest queued sample in chunks[0]
-	size     int      // queued samples
+	head     int      // index of the oldest queued byte in chunks[0]
+	size     int      // queued bytes
+	codec    Codec    // what the bytes are, for the accounts in samples
 	spans    []span
 	accounts []ItemPlayed // recent items, oldest first
 	paused   bool         // a barge-in decision: pop returns nothing, the queue is kept
 	held     bool         // the call is on hold: the same, and a flush does not end it
 }
 
-// span is a run of queued samples belonging to one item.
+// span is a run of queued bytes belonging to one item.
 type span struct {
 	account int // index into accounts
 	n       int
@@ -51,16 +56,16 @@ type span struct {
 // maxAccounts bounds the per-item history kept for truncation decisions.
 const maxAccounts = 16
 
-// chunk holds 100 ms of queued audio.
-type chunk [SampleRate / 10]byte
+// chunk holds queued audio: 100 ms of G.711.
+type chunk [800]byte
 
 var chunkPool = sync.Pool{New: func() any { return new(chunk) }}
 
-func newPlayout() *playout {
-	return &playout{chunks: make([]*chunk, 0, 8)}
+func newPlayout(codec Codec) *playout {
+	return &playout{chunks: make([]*chunk, 0, 8), codec: codec}
 }
 
-// enqueue appends the encoded samples pcm for item; it reports whether the
+// enqueue appends the encoded audio pcm for item; it reports whether the
 // queue was empty before (the start of a talkspurt, which the pacer sends
 // at once).
 func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
@@ -81,7 +86,7 @@ func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
 	}
 
 	acc := p.accountFor(ref)
-	p.accounts[acc].QueuedSamples += len(pcm)
+	p.accounts[acc].QueuedSamples += p.codec.SamplesIn(len(pcm))
 	if k := len(p.spans); k > 0 && p.spans[k-1].account == acc {
 		p.spans[k-1].n += len(pcm)
 	} else {
@@ -90,7 +95,7 @@ func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
 	return wasEmpty
 }
 
-// drop releases n samples from the front of the queue. Caller holds mu.
+// drop releases n bytes from the front of the queue. Caller holds mu.
 func (p *playout) drop(n int) {
 	p.head += n
 	p.size -= n
@@ -129,11 +134,11 @@ func (p *playout) accountFor(ref ItemRef) int {
 			}
 		}
 	}
-	p.accounts = append(p.accounts, ItemPlayed{Ref: ref})
+	p.accounts = append(p.accounts, ItemPlayed{Ref: ref, SampleRate: p.codec.SampleRate})
 	return len(p.accounts) - 1
 }
 
-// pop moves up to len(frame) samples into frame and returns how many; the
+// pop moves up to len(frame) bytes into frame and returns how many; the
 // rest of frame is left as it was (the caller pads the tail of a talkspurt
 // with its codec's silence).
 func (p *playout) pop(frame []byte) int {
@@ -163,8 +168,9 @@ func (p *playout) take(frame []byte, wait bool) (n int, held bool) {
 		k := min(left, s.n)
 		s.n -= k
 		left -= k
-		p.accounts[s.account].SentSamples += k
-		p.accounts[s.account].QueuedSamples -= k
+		samples := p.codec.SamplesIn(k)
+		p.accounts[s.account].SentSamples += samples
+		p.accounts[s.account].QueuedSamples -= samples
 		if s.n == 0 {
 			p.spans = p.spans[:copy(p.spans, p.spans[1:])]
 		}
@@ -192,11 +198,18 @@ func (p *playout) setHeld(held bool) {
 	p.mu.Unlock()
 }
 
-// queued is the number of samples waiting.
+// queued is the number of bytes waiting.
 func (p *playout) queued() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.size
+}
+
+// queuedMS is the audio waiting, in whole milliseconds.
+func (p *playout) queuedMS() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.codec.MS(p.size)
 }
 
 // flush drops everything queued and returns the accounts of the items that
@@ -207,20 +220,34 @@ func (p *playout) flush(dst []ItemPlayed) []ItemPlayed {
 	for _, s := range p.spans {
 		dst = append(dst, p.accounts[s.account])
 	}
-	for _, s := range p.spans {
-		p.accounts[s.account].QueuedSamples -= s.n
-	}
-	p.spans = p.spans[:0]
-	p.drop(p.size)
+	p.dropAll()
 	p.paused = false
 	return dst
 }
 
-// recode turns the queued audio from one codec into another (a re-INVITE
-// changed the call's codec while the bot was talking).
-func (p *playout) recode(from, to Codec) {
+// dropAll empties the queue; the accounts say nothing of it was sent.
+// Caller holds mu.
+func (p *playout) dropAll() {
+	for _, s := range p.spans {
+		p.accounts[s.account].QueuedSamples -= p.codec.SamplesIn(s.n)
+	}
+	p.spans = p.spans[:0]
+	p.drop(p.size)
+}
+
+// recode turns the queued audio into another codec (a re-INVITE changed
+// the call's codec while the bot was talking). Between codecs of one rate
+// and frame size (G.711's laws) the audio is converted in place; any other
+// change drops what was queued, which the accounts then show as unsent.
+func (p *playout) recode(to Codec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	from := p.codec
+	if from.SampleRate != to.SampleRate || from.FrameBytes != to.FrameBytes || from.FrameSamples != to.FrameSamples {
+		p.dropAll()
+		p.codec = to
+		return
+	}
 	var pcm []int16
 	var out []byte
 	for _, c := range p.chunks {
@@ -228,6 +255,7 @@ func (p *playout) recode(from, to Codec) {
 		out = to.Encode(out[:0], pcm)
 		copy(c[:], out)
 	}
+	p.codec = to
 }
 
 // account returns the record of an item, if it is still known.

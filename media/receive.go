@@ -148,7 +148,22 @@ func (s *Session) newPeer(p *peerState) {
 	s.reorder.flush(s.deliver)
 	s.reorder.reset()
 	s.rmu.Unlock()
-	s.codec = p.Codec
+	s.receiveCodec(p.Codec)
+}
+
+// receiveCodec makes the receive path's codec-dependent state follow the
+// codec of the packets to come: decoding, the jitter and DTMF clocks, the
+// silence put in for gaps. Buffers are made only when they must grow.
+func (s *Session) receiveCodec(c Codec) {
+	s.codec = c
+	s.jitter.clockRate = float64(c.ClockRate)
+	s.dtmf.clockRate = c.ClockRate
+	if need := MaxPayload * c.FrameSamples / c.FrameBytes; cap(s.pcm) < need {
+		s.pcm = make([]int16, 0, need)
+	}
+	if len(s.silence) != c.FrameSamples {
+		s.silence = make([]int16, c.FrameSamples)
+	}
 }
 
 func (s *Session) deliver(payload []byte) {
@@ -161,12 +176,4 @@ func (s *Session) deliver(payload []byte) {
 }
 
 // silentPayload is a frame of the current codec's silence.
-func (s *Session) silentPayload() []byte {
-	b := s.silenceBytes[:FrameSamples]
-	if b[0] != s.codec.SilenceByte() {
-		for i := range b {
-			b[i] = s.codec.SilenceByte()
-		}
-	}
-	return b
-}
+func (s *Session) silentPayload() []byte { return s.codec.Silence() }

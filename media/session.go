@@ -32,11 +32,20 @@ type Peer struct {
 	// The latch happens once per Peer, at the first packet, so a stranger
 	// cannot take over the stream later.
 	Symmetric bool
-	Codec     Codec
+	// Codec is an entry of the codec table; the zero Codec means PCMU.
+	Codec Codec
 	// DTMFPayloadType is the negotiated telephone-event type, 0 if none.
 	DTMFPayloadType uint8
 	// SRTP, when set, encrypts the call's RTP both ways (SDES keys).
 	SRTP *SRTP
+}
+
+// withCodec is p with the zero Codec made PCMU.
+func (p Peer) withCodec() Peer {
+	if !p.Codec.Valid() {
+		p.Codec = PCMU
+	}
+	return p
 }
 
 // accepts reports whether RTP from ip may belong to this peer.
@@ -160,10 +169,9 @@ type Session struct {
 	pacer    *pacer
 	flushBuf []ItemPlayed
 
-	out          func([]byte) error // where packets go once protected
-	srtpOut      []byte             // the pacer's encryption buffer (made by the first SRTP packet)
-	srtpIn       []byte             // the receive path's decryption buffer (likewise)
-	silenceBytes [FrameSamples]byte
+	out     func([]byte) error // where packets go once protected
+	srtpOut []byte             // the pacer's encryption buffer (made by the first SRTP packet)
+	srtpIn  []byte             // the receive path's decryption buffer (likewise)
 }
 
 // NewSession prepares media on conn. Its owner closes conn after the
@@ -183,18 +191,16 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	if cfg.OnDTMF == nil {
 		cfg.OnDTMF = func(rune, time.Duration) {}
 	}
+	cfg.Peer = cfg.Peer.withCodec()
 	s := &Session{
 		cfg:     cfg,
 		conn:    conn,
-		queue:   newPlayout(),
+		queue:   newPlayout(cfg.Codec),
 		reorder: newReorderer(cfg.ReorderWindow),
-		pcm:     make([]int16, 0, MaxPayload),
-		silence: make([]int16, FrameSamples),
 	}
 	s.padder.after = cfg.InputSilenceAfter
-	s.jitter.clockRate = SampleRate
 	s.peer.Store(&peerState{Peer: cfg.Peer, gen: 1, crypto: cryptoFor(cfg.Peer, nil)})
-	s.codec = cfg.Codec
+	s.receiveCodec(cfg.Codec)
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
 	if conn != nil {
@@ -235,6 +241,7 @@ func (s *Session) sendToPeer(pkt []byte) error {
 // SetPeer changes the far end (a re-INVITE with a new address or codec, the
 // answer to an outbound call). The receive path locks on and latches anew.
 func (s *Session) SetPeer(p Peer) {
+	p = p.withCodec()
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	old := s.peer.Load()
@@ -245,7 +252,7 @@ func (s *Session) SetPeer(p Peer) {
 	s.emu.Lock() // no audio is encoded in the old codec from here on
 	s.peer.Store(next)
 	if p.Codec != s.pacer.codec {
-		s.queue.recode(s.pacer.codec, p.Codec)
+		s.queue.recode(p.Codec)
 		s.pacer.setCodec(p.Codec)
 	}
 	s.emu.Unlock()
@@ -303,8 +310,8 @@ func (s *Session) LocalAddr() netip.AddrPort {
 	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Enqueue queues bot audio (PCM16 8 kHz) of one item for playout, encoded
-// in the call's codec. pcm is copied.
+// Enqueue queues bot audio (PCM16 at the call's codec's SampleRate) of one
+// item for playout, encoded in the call's codec. pcm is copied.
 func (s *Session) Enqueue(ref ItemRef, pcm []int16) {
 	s.emu.Lock()
 	s.encoded = s.peer.Load().Codec.Encode(s.encoded[:0], pcm)
@@ -349,7 +356,7 @@ func (s *Session) Resume() {
 func (s *Session) Paused() bool { return s.queue.isPaused() }
 
 // QueuedMS is the bot audio waiting to be played.
-func (s *Session) QueuedMS() int { return s.queue.queued() * 1000 / SampleRate }
+func (s *Session) QueuedMS() int { return s.queue.queuedMS() }
 
 // Played returns what is known of an item's playout.
 func (s *Session) Played(itemID string) (ItemPlayed, bool) { return s.queue.account(itemID) }

@@ -80,7 +80,7 @@ func TestPacersShareTheGrid(t *testing.T) {
 	base := time.Unix(1000, 0)
 	var deadlines []time.Time
 	for _, offset := range []time.Duration{0, pacingGrid / 3, pacingGrid - 1} {
-		p := newPacer(PCMU, newPlayout(), 1, 1, 1, func([]byte) error { return nil })
+		p := newPacer(PCMU, newPlayout(PCMU), 1, 1, 1, func([]byte) error { return nil })
 		p.tick(base.Add(offset))
 		deadlines = append(deadlines, p.next())
 	}

@@ -48,13 +48,24 @@ const (
 	PCMA
 )
 
-// BytesPerMS is how many bytes one millisecond of the format takes.
-func (f AudioFormat) BytesPerMS() int {
+// SampleRate is the format's samples per second.
+func (f AudioFormat) SampleRate() int {
 	if f == PCM16 {
-		return 48
+		return 24000
 	}
-	return 8
+	return 8000
 }
+
+// BytesPerSample is one sample's size: 2 for PCM16, 1 for G.711.
+func (f AudioFormat) BytesPerSample() int {
+	if f == PCM16 {
+		return 2
+	}
+	return 1
+}
+
+// BytesPerMS is how many bytes one millisecond of the format takes.
+func (f AudioFormat) BytesPerMS() int { return f.SampleRate() / 1000 * f.BytesPerSample() }
 
 func (f AudioFormat) beta() string {
 	switch f {
@@ -73,7 +84,7 @@ func (f AudioFormat) ga() any {
 	case PCMA:
 		return map[string]any{"type": "audio/pcma"}
 	}
-	return map[string]any{"type": "audio/pcm", "rate": 24000}
+	return map[string]any{"type": "audio/pcm", "rate": PCM16.SampleRate()}
 }
 
 // ParseAudioFormat reads a format as either dialect writes it: a beta string

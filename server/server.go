@@ -147,7 +147,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 	calls := api.NewRegistry()
 	s.ua, err = sip.New(sip.Config{
 		Listen: listen, Transports: cfg.SIP.Transports, ExternalHost: cfg.SIP.ExternalAddress,
-		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: cfg.SIP.Codecs,
+		MediaIP: mediaIP, UserAgent: cfg.SIP.UserAgent, Codecs: sipCodecs(cfg.SIP.Codecs),
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
 		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log),
 		SRTP: map[string]sip.SRTPPolicy{"off": sip.SRTPOff, "optional": sip.SRTPOptional, "required": sip.SRTPRequired}[cfg.Media.SRTP],
@@ -367,6 +367,18 @@ func (c sipCall) Outcome() string {
 		return fmt.Sprintf("%s (%d %s)", c.Call.EndReason(), f.Code, f.Reason)
 	}
 	return string(c.Call.EndReason())
+}
+
+// sipCodecs are the configured codecs as SDP needs them, from media's
+// table (config has checked the names).
+func sipCodecs(names []string) []sip.Codec {
+	out := make([]sip.Codec, 0, len(names))
+	for _, n := range names {
+		if c, err := media.CodecByName(n); err == nil {
+			out = append(out, sip.Codec{Name: c.Name, PayloadType: c.PayloadType, ClockRate: c.ClockRate})
+		}
+	}
+	return out
 }
 
 // callMedia is the bridge's view of negotiated SIP media.

@@ -18,7 +18,13 @@ import (
 // renegotiate answers a new offer within the call, keeping the codec in use
 // when the offer still has it. Caller holds mu.
 func (c *Call) renegotiateLocked(offer []byte) (Media, error) {
-	prefs := append([]string{c.media.Codec.Name}, c.ua.cfg.Codecs...)
+	prefs := make([]Codec, 0, len(c.ua.cfg.Codecs)+1)
+	for _, k := range c.ua.cfg.Codecs {
+		if k.Name == c.media.Codec.Name {
+			prefs = append(prefs, k)
+		}
+	}
+	prefs = append(prefs, c.ua.cfg.Codecs...)
 	m, err := Negotiate(offer, prefs, c.ua.cfg.SRTP)
 	return c.keyed(m), err
 }

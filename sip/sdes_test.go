@@ -19,7 +19,7 @@ func savpOffer(crypto string) string {
 func TestSDESOfferIsAnswered(t *testing.T) {
 	offer := savpOffer("a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:" + base64.StdEncoding.EncodeToString(make([]byte, 46)) + "\r\n" +
 		"a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^31\r\n")
-	m, err := Negotiate([]byte(offer), []string{"PCMU"}, SRTPOptional)
+	m, err := Negotiate([]byte(offer), []Codec{pcmu}, SRTPOptional)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestSDESOfferIsAnswered(t *testing.T) {
 	if !strings.Contains(s, "m=audio 10000 RTP/SAVP 0 101") || !strings.Contains(s, "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"+base64.StdEncoding.EncodeToString(m.SRTP.Local)) {
 		t.Fatalf("answer:\n%s", s)
 	}
-	back, err := Negotiate(ans, []string{"PCMU"}, SRTPRequired)
+	back, err := Negotiate(ans, []Codec{pcmu}, SRTPRequired)
 	if err != nil || !bytes.Equal(back.SRTP.Remote, m.SRTP.Local) {
 		t.Fatalf("our answer does not parse back: %+v %v", back.SRTP, err)
 	}
@@ -66,7 +66,7 @@ func TestSRTPPolicy(t *testing.T) {
 		{"both, required takes the secure one", both, SRTPRequired, true, true},
 	}
 	for _, c := range cases {
-		m, err := Negotiate([]byte(c.offer), []string{"PCMU"}, c.policy)
+		m, err := Negotiate([]byte(c.offer), []Codec{pcmu}, c.policy)
 		if (err == nil) != c.ok || (err == nil && (m.SRTP != nil) != c.srtp) {
 			t.Errorf("%s: srtp %v err %v", c.name, m.SRTP != nil, err)
 		}
@@ -87,7 +87,7 @@ func TestBadCryptoLines(t *testing.T) {
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 uri:https://keys.example",                       // key method
 		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!notbase64!!!",
 	} {
-		_, err := Negotiate([]byte(savpOffer(line+"\r\n")), []string{"PCMU"}, SRTPOptional)
+		_, err := Negotiate([]byte(savpOffer(line+"\r\n")), []Codec{pcmu}, SRTPOptional)
 		if !errors.Is(err, ErrSDPNoAudio) {
 			t.Errorf("%s: %v", line, err)
 		}
@@ -96,11 +96,11 @@ func TestBadCryptoLines(t *testing.T) {
 
 func TestOfferWithSRTP(t *testing.T) {
 	key := NewSRTPKey()
-	offer, err := Offer("127.0.0.1", 10000, []string{"PCMU"}, 1, 1, "sendrecv", key)
+	offer, err := Offer("127.0.0.1", 10000, []Codec{pcmu}, 1, 1, "sendrecv", key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Negotiate(offer, []string{"PCMU"}, SRTPRequired)
+	m, err := Negotiate(offer, []Codec{pcmu}, SRTPRequired)
 	if err != nil || !bytes.Equal(m.SRTP.Remote, key) || m.SRTP.Tag != 1 {
 		t.Fatalf("%+v %v\n%s", m.SRTP, err, offer)
 	}

@@ -10,15 +10,22 @@ import (
 	"github.com/pion/sdp/v3"
 )
 
-// Codec is a negotiated audio codec as SDP names it.
+// Codec is an audio codec as SDP names it. In Config.Codecs it is one
+// voicebot speaks (the media codec table's name, static payload type and
+// clock rate); in Media, the one negotiated, with the payload type the
+// peer gave it.
 type Codec struct {
-	Name        string // PCMU, PCMA
+	Name        string // encoding name, upper case: PCMU, PCMA
 	PayloadType uint8
+	ClockRate   int
 }
 
-// staticCodecs are the RFC 3551 static payload types we can speak; a peer
-// may offer them without an rtpmap line.
-var staticCodecs = map[string]uint8{"PCMU": 0, "PCMA": 8}
+// rtpmap is the codec's encoding as an rtpmap line writes it.
+func (c Codec) rtpmap() string { return c.Name + "/" + strconv.Itoa(c.ClockRate) }
+
+// static reports whether the codec's payload type is an RFC 3551 static
+// one, which a peer may offer without an rtpmap line.
+func (c Codec) static() bool { return c.PayloadType < 96 }
 
 // Media is the outcome of an offer/answer exchange.
 type Media struct {
@@ -54,7 +61,7 @@ var (
 // Negotiate reads an SDP offer (or answer) and picks, from prefs in order,
 // the first codec the peer offered. telephone-event/8000 is taken when
 // offered. srtp decides whether RTP/AVP and RTP/SAVP streams are taken.
-func Negotiate(offer []byte, prefs []string, srtp SRTPPolicy) (Media, error) {
+func Negotiate(offer []byte, prefs []Codec, srtp SRTPPolicy) (Media, error) {
 	var sd sdp.SessionDescription
 	if err := sd.Unmarshal(offer); err != nil {
 		return Media{}, fmt.Errorf("%w: %v", ErrSDPMalformed, err)
@@ -73,7 +80,7 @@ func Negotiate(offer []byte, prefs []string, srtp SRTPPolicy) (Media, error) {
 	return Media{}, lastErr
 }
 
-func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs []string, policy SRTPPolicy) (Media, error) {
+func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs []Codec, policy SRTPPolicy) (Media, error) {
 	var keys *SDES
 	switch proto := strings.Join(md.MediaName.Protos, "/"); {
 	case proto == "RTP/AVP" && policy == SRTPRequired:
@@ -114,9 +121,9 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 			continue
 		}
 		offered = append(offered, uint8(pt))
-		for name, static := range staticCodecs {
-			if uint8(pt) == static {
-				names[uint8(pt)] = name + "/8000"
+		for _, c := range prefs {
+			if c.static() && uint8(pt) == c.PayloadType {
+				names[uint8(pt)] = c.rtpmap()
 			}
 		}
 	}
@@ -141,8 +148,8 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 	found := false
 	for _, want := range prefs {
 		for _, pt := range offered {
-			if enc := names[pt]; enc == strings.ToUpper(want)+"/8000" || enc == strings.ToUpper(want)+"/8000/1" {
-				m.Codec = Codec{Name: strings.ToUpper(want), PayloadType: pt}
+			if enc := names[pt]; enc == want.rtpmap() || enc == want.rtpmap()+"/1" {
+				m.Codec = Codec{Name: want.Name, PayloadType: pt, ClockRate: want.ClockRate}
 				found = true
 				break
 			}
@@ -152,10 +159,15 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		}
 	}
 	if !found {
-		return Media{}, fmt.Errorf("%w: offered %v, we accept %v", ErrSDPNoCodec, describe(offered, names), prefs)
+		accept := make([]string, len(prefs))
+		for i, c := range prefs {
+			accept[i] = c.rtpmap()
+		}
+		return Media{}, fmt.Errorf("%w: offered %v, we accept %v", ErrSDPNoCodec, describe(offered, names), accept)
 	}
+	// Events are timed on the audio codec's clock (RFC 4733 §2.1).
 	for _, pt := range offered {
-		if names[pt] == "TELEPHONE-EVENT/8000" {
+		if names[pt] == "TELEPHONE-EVENT/"+strconv.Itoa(m.Codec.ClockRate) {
 			m.DTMFPayloadType = pt
 			break
 		}
@@ -200,9 +212,9 @@ func answerDirection(sd *sdp.SessionDescription, md *sdp.MediaDescription) strin
 // telephone-event when the peer offered it.
 func Answer(m Media, host string, localPort int, sessionID uint64, version uint64) ([]byte, error) {
 	var s sdpStream
-	s.codec(m.Codec.PayloadType, m.Codec.Name)
+	s.codec(m.Codec.PayloadType, m.Codec)
 	if m.DTMFPayloadType != 0 {
-		s.telephoneEvent(m.DTMFPayloadType)
+		s.telephoneEvent(m.DTMFPayloadType, m.Codec.ClockRate)
 	}
 	if k := m.SRTP; k != nil {
 		if len(k.Local) != sdesKeyLen {
@@ -216,19 +228,21 @@ func Answer(m Media, host string, localPort int, sessionID uint64, version uint6
 
 // Offer builds our SDP offer (an outbound call): one audio stream at
 // host:localPort with codecs in order of preference and telephone-event on
-// payload type 101.
+// payload type 101, at the clock rate of the first codec.
 //
 // With srtpKey, the stream is RTP/SAVP offering that key for both suites.
-func Offer(host string, localPort int, codecs []string, sessionID, version uint64, direction string, srtpKey []byte) ([]byte, error) {
+func Offer(host string, localPort int, codecs []Codec, sessionID, version uint64, direction string, srtpKey []byte) ([]byte, error) {
 	var s sdpStream
 	for _, c := range codecs {
-		pt, ok := staticCodecs[strings.ToUpper(c)]
-		if !ok {
-			return nil, fmt.Errorf("sdp offer: codec %q has no static payload type", c)
+		if !c.static() {
+			return nil, fmt.Errorf("sdp offer: codec %s has no static payload type", c.Name)
 		}
-		s.codec(pt, strings.ToUpper(c))
+		s.codec(c.PayloadType, c)
 	}
-	s.telephoneEvent(OfferedDTMFPayloadType)
+	if len(codecs) == 0 {
+		return nil, fmt.Errorf("sdp offer: no codecs")
+	}
+	s.telephoneEvent(OfferedDTMFPayloadType, codecs[0].ClockRate)
 	if srtpKey != nil {
 		s.secure = true
 		s.attrs = append(s.attrs, cryptoAttribute(1, SuiteAES128SHA1_80, srtpKey), cryptoAttribute(2, SuiteAES128SHA1_32, srtpKey))
@@ -246,15 +260,15 @@ type sdpStream struct {
 	secure  bool // RTP/SAVP
 }
 
-func (s *sdpStream) codec(pt uint8, name string) {
+func (s *sdpStream) codec(pt uint8, c Codec) {
 	s.formats = append(s.formats, strconv.Itoa(int(pt)))
-	s.attrs = append(s.attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s/8000", pt, name)))
+	s.attrs = append(s.attrs, sdp.NewAttribute("rtpmap", fmt.Sprintf("%d %s", pt, c.rtpmap())))
 }
 
-func (s *sdpStream) telephoneEvent(pt uint8) {
+func (s *sdpStream) telephoneEvent(pt uint8, clockRate int) {
 	s.formats = append(s.formats, strconv.Itoa(int(pt)))
 	s.attrs = append(s.attrs,
-		sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/8000", pt)),
+		sdp.NewAttribute("rtpmap", fmt.Sprintf("%d telephone-event/%d", pt, clockRate)),
 		sdp.NewAttribute("fmtp", fmt.Sprintf("%d 0-16", pt)))
 }
 

@@ -7,21 +7,56 @@ import (
 	"testing"
 )
 
+// The codecs as server passes them from media's table.
+var (
+	pcmu = Codec{Name: "PCMU", PayloadType: 0, ClockRate: 8000}
+	pcma = Codec{Name: "PCMA", PayloadType: 8, ClockRate: 8000}
+)
+
+// A codec on another clock takes its own rtpmap and the telephone-event of
+// its clock (RFC 4733 §2.1), in the answer too: SDP reads the table's entry.
+func TestNegotiateFollowsTheCodecsClock(t *testing.T) {
+	wide := Codec{Name: "WIDE", PayloadType: 9, ClockRate: 16000}
+	offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 6000 RTP/AVP 0 9 101 102\r\na=rtpmap:101 telephone-event/8000\r\na=rtpmap:102 telephone-event/16000\r\n"
+	m, err := Negotiate([]byte(offer), []Codec{wide, pcmu}, SRTPOptional)
+	if err != nil || m.Codec != wide || m.DTMFPayloadType != 102 {
+		t.Fatalf("got %+v, %v; want WIDE/16000 (static 9, no rtpmap) with events on 102", m, err)
+	}
+	ans, err := Answer(m, "127.0.0.1", 7000, 1, 1)
+	if err != nil || !strings.Contains(string(ans), "a=rtpmap:9 WIDE/16000") || !strings.Contains(string(ans), "a=rtpmap:102 telephone-event/16000") {
+		t.Fatalf("answer %q, %v", ans, err)
+	}
+	m, err = Negotiate([]byte(offer), []Codec{pcmu, wide}, SRTPOptional)
+	if err != nil || m.Codec != pcmu || m.DTMFPayloadType != 101 {
+		t.Fatalf("got %+v, %v; want PCMU with events on 101", m, err)
+	}
+	_, err = Negotiate([]byte(strings.Replace(offer, "RTP/AVP 0 9", "RTP/AVP 9", 1)+"a=rtpmap:9 WIDE/16000\r\n"), []Codec{{Name: "WIDE", PayloadType: 9, ClockRate: 8000}}, SRTPOptional)
+	if err == nil || !strings.Contains(err.Error(), "WIDE/8000") {
+		t.Fatalf("a codec offered on another clock was taken: %v", err)
+	}
+	o, err := Offer("127.0.0.1", 7000, []Codec{wide, pcmu}, 1, 1, "sendrecv", nil)
+	if err != nil || !strings.Contains(string(o), "a=rtpmap:9 WIDE/16000") || !strings.Contains(string(o), "a=rtpmap:0 PCMU/8000") ||
+		!strings.Contains(string(o), "telephone-event/16000") {
+		t.Fatalf("offer %q, %v", o, err)
+	}
+}
+
 const offerBoth = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 	"m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:30\r\n"
 
 func TestNegotiatePicksOurPreference(t *testing.T) {
-	m, err := Negotiate([]byte(offerBoth), []string{"PCMU", "PCMA"}, SRTPOptional)
+	m, err := Negotiate([]byte(offerBoth), []Codec{pcmu, pcma}, SRTPOptional)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Codec != (Codec{"PCMU", 0}) || m.DTMFPayloadType != 101 || m.PtimeMS != 30 || m.Direction != "sendrecv" {
+	if m.Codec != pcmu || m.DTMFPayloadType != 101 || m.PtimeMS != 30 || m.Direction != "sendrecv" {
 		t.Errorf("got %+v", m)
 	}
 	if m.Remote != netip.MustParseAddrPort("127.0.0.1:6000") {
 		t.Errorf("remote %v", m.Remote)
 	}
-	m, _ = Negotiate([]byte(offerBoth), []string{"PCMA"}, SRTPOptional)
+	m, _ = Negotiate([]byte(offerBoth), []Codec{pcma}, SRTPOptional)
 	if m.Codec.Name != "PCMA" || m.Codec.PayloadType != 8 {
 		t.Errorf("PCMA preference: %+v", m.Codec)
 	}
@@ -30,7 +65,7 @@ func TestNegotiatePicksOurPreference(t *testing.T) {
 func TestNegotiateStaticWithoutRtpmapAndMediaLevelConnection(t *testing.T) {
 	offer := "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 5000 RTP/AVP 96\r\n" +
 		"m=audio 7000 RTP/AVP 0\r\nc=IN IP4 127.0.0.2\r\na=sendonly\r\n"
-	m, err := Negotiate([]byte(offer), []string{"PCMU"}, SRTPOptional)
+	m, err := Negotiate([]byte(offer), []Codec{pcmu}, SRTPOptional)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +89,7 @@ func TestNegotiateFailures(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := Negotiate([]byte(c.offer), []string{"PCMU", "PCMA"}, SRTPOptional)
+			_, err := Negotiate([]byte(c.offer), []Codec{pcmu, pcma}, SRTPOptional)
 			if !errors.Is(err, c.want) {
 				t.Errorf("got %v, want %v", err, c.want)
 			}
@@ -63,7 +98,7 @@ func TestNegotiateFailures(t *testing.T) {
 }
 
 func TestAnswerRoundTrips(t *testing.T) {
-	m := Media{Codec: Codec{"PCMA", 8}, DTMFPayloadType: 101, Direction: "sendrecv"}
+	m := Media{Codec: pcma, DTMFPayloadType: 101, Direction: "sendrecv"}
 	ans, err := Answer(m, "203.0.113.7", 12000, 42, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +109,7 @@ func TestAnswerRoundTrips(t *testing.T) {
 			t.Errorf("answer lacks %q:\n%s", want, s)
 		}
 	}
-	back, err := Negotiate(ans, []string{"PCMA"}, SRTPOptional)
+	back, err := Negotiate(ans, []Codec{pcma}, SRTPOptional)
 	if err != nil || back.Codec != m.Codec || back.DTMFPayloadType != 101 || back.Remote.Port() != 12000 {
 		t.Errorf("answer does not parse back: %+v %v", back, err)
 	}
@@ -85,7 +120,7 @@ func FuzzNegotiate(f *testing.F) {
 	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
 	f.Add([]byte(savpOffer("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^20|1:4\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:" + testKeyB64 + "\r\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Negotiate(data, []string{"PCMU", "PCMA"}, SRTPOptional)
+		m, err := Negotiate(data, []Codec{pcmu, pcma}, SRTPOptional)
 		if err == nil {
 			if m.SRTP != nil {
 				if len(m.SRTP.Remote) != sdesKeyLen {

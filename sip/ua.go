@@ -34,9 +34,10 @@ type Config struct {
 	ExternalHost string
 	// MediaIP is the address RTP sockets are bound on; it is advertised in
 	// SDP when ExternalHost is empty.
-	MediaIP    netip.Addr
-	UserAgent  string
-	Codecs     []string
+	MediaIP   netip.Addr
+	UserAgent string
+	// Codecs are the codecs voicebot speaks, in order of preference.
+	Codecs     []Codec
 	AckTimeout time.Duration
 	// SessionExpires is the session-timer interval we ask for (RFC 4028),
 	// 0 for none unless the peer asks; MinSE the shortest we accept.
