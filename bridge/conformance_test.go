@@ -55,7 +55,7 @@ func conformancePaths(t *testing.T, d realtime.Dialect, vad string) {
 	if err := h.c.configure(); err != nil {
 		t.Fatal(err)
 	}
-	h.c.profile.Memory = MemoryPolicy{Enabled: true, MaxTurns: 20, MaxChars: 4000, GreetingPrompt: "Welcome them back."}
+	h.c.profile.Memory = memory.Policy{Enabled: true, MaxTurns: 20, MaxChars: 4000, GreetingPrompt: "Welcome them back."}
 	h.c.recall = make(chan recalled, 1)
 	earlier := h.clk.Now().Add(-time.Hour)
 	h.c.recall <- recalled{turns: []memory.Turn{{Role: "user", Text: "Quiero cambiar mi cita.", At: earlier, CallID: "call-0"},

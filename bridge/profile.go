@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/tools"
@@ -36,23 +37,9 @@ type Profile struct {
 	DTMF map[rune]string
 	// Webhooks are the HTTP tools available to Tools, by name.
 	Webhooks map[string]Webhook
-	// Memory gives the model what a returning caller said before.
-	Memory MemoryPolicy
-}
-
-// MemoryPolicy is how much of a caller's past a profile remembers. Nothing
-// is read or stored for a profile that is not Enabled.
-type MemoryPolicy struct {
-	Enabled  bool
-	MaxTurns int           // past turns given to the model, at most
-	MaxAge   time.Duration // turns older than this are left out
-	MaxChars int           // text budget, oldest turns dropped first
-	// GreetingPrompt replaces the greeting's instructions for a caller
-	// who has history ("welcome back").
-	GreetingPrompt string
-	// IdentityHeader names the SIP header that says who the caller is;
-	// empty: their number. The SIP side reads it (Setup.MemoryID).
-	IdentityHeader string
+	// Memory gives the model what a returning caller said before; the
+	// SIP side names the caller to it (Setup.MemoryID, Policy.CallerID).
+	Memory memory.Policy
 }
 
 // TransferTarget is one destination of transfer_call.

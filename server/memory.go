@@ -11,40 +11,25 @@ import (
 )
 
 // openMemory opens the caller memory store when some profile remembers
-// callers (nil otherwise: nothing is created, nothing kept). Its failures
-// later cost calls their memory, never the call: it is Guarded.
+// callers (nil otherwise: nothing is created, nothing kept).
 func openMemory(cfg config.Config, log zerolog.Logger) (memory.Store, error) {
 	if !cfg.RemembersCallers() {
 		return nil, nil
 	}
-	var s memory.Store
-	switch cfg.Memory.Store {
-	case "redis":
-		s = memory.OpenRedis(memory.RedisConfig{Addr: cfg.Memory.Redis.Addr, Password: cfg.Memory.Redis.Password.Reveal(),
-			DB: cfg.Memory.Redis.DB, TTL: cfg.Memory.TTL.D()})
-		log.Info().Str("redis", cfg.Memory.Redis.Addr).Dur("ttl", cfg.Memory.TTL.D()).Msg("memory: callers remembered in Redis")
-	default:
-		db, err := memory.OpenSQLite(cfg.Memory.Path)
-		if err != nil {
-			return nil, err
-		}
-		s = db
-		log.Info().Str("file", cfg.Memory.Path).Dur("ttl", cfg.Memory.TTL.D()).Msg("memory: callers remembered in SQLite")
-	}
-	return memory.Guarded(s, cfg.Memory.Timeout.D(), log), nil
+	m := cfg.Memory
+	return memory.Open(memory.Config{
+		Store: m.Store, Path: m.Path, TTL: m.TTL.D(), Timeout: m.Timeout.D(),
+		Redis: memory.RedisConfig{Addr: m.Redis.Addr, Password: m.Redis.Password.Reveal(), DB: m.Redis.DB},
+	}, log)
 }
 
-// memoryID is who the caller is to the memory store, for a profile that
-// remembers: the identity header's value when the profile names one, else
-// the caller's number.
-func memoryID(p *bridge.Profile, fromUser string, header func(string) string) string {
-	if p == nil || !p.Memory.Enabled {
+// callerID is who an inbound caller is to the memory store under the
+// call's profile ("" when it does not remember).
+func callerID(p *bridge.Profile, fromUser string, header func(string) string) string {
+	if p == nil {
 		return ""
 	}
-	if p.Memory.IdentityHeader != "" {
-		return memory.Identity(header(p.Memory.IdentityHeader))
-	}
-	return memory.Identity(fromUser)
+	return p.Memory.CallerID(fromUser, header)
 }
 
 // forgetter serves DELETE /v1/callers/{id}/memory (nil without a store).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/config"
+	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 )
 
@@ -36,13 +37,10 @@ func buildProfile(cfg config.Config, name string, a config.Agent) (*bridge.Profi
 		HangupOnTransferFailure: a.OnTransferFailure != "continue",
 		DTMF:                    map[rune]string{},
 		Webhooks:                map[string]bridge.Webhook{},
-		Memory: bridge.MemoryPolicy{
+		Memory: memory.Policy{
 			Enabled: a.Memory.Enabled, MaxTurns: a.Memory.MaxTurns, MaxAge: a.Memory.MaxAge.D(), MaxChars: a.Memory.MaxChars,
 			GreetingPrompt: a.Memory.GreetingPrompt, IdentityHeader: a.Memory.Identity,
-		},
-	}
-	if ttl := cfg.Memory.TTL.D(); ttl > 0 && ttl < p.Memory.MaxAge {
-		p.Memory.MaxAge = ttl // nothing older than the store keeps is given
+		}.Within(cfg.Memory.TTL.D()),
 	}
 	for n, t := range a.TransferTargets {
 		p.TransferTargets[n] = bridge.TransferTarget{URI: t.URI, Description: t.Description}

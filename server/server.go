@@ -158,7 +158,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
 		defer calls.End(c)
 		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
-			MemoryID: memoryID(p, call.FromUser(), call.Header)}
+			MemoryID: callerID(p, call.FromUser(), call.Header)}
 		if setup.Media.Codec.Name == "" {
 			_ = c.Refuse(bridge.RefusedCodec)
 			return
