@@ -14,28 +14,6 @@ import (
 	"github.com/voicebot/voicebot/sip"
 )
 
-// routing is what SIGHUP replaces: the routes and the profiles they name.
-// A call keeps the profile it started with.
-type routing struct {
-	cfg      config.Config
-	profiles map[string]*bridge.Profile
-}
-
-func newRouting(cfg config.Config) (*atomic.Pointer[routing], error) {
-	profiles, err := buildProfiles(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p := &atomic.Pointer[routing]{}
-	p.Store(&routing{cfg: cfg, profiles: profiles})
-	return p, nil
-}
-
-func (r *routing) route(requestUser, toUser, fromUser string) (string, *bridge.Profile) {
-	name := r.cfg.Route(requestUser, toUser, fromUser)
-	return name, r.profiles[name]
-}
-
 // wrapUpGrace is how long calls get, once asked to end politely, before
 // they are hung up regardless: the goodbye's own bound plus its way out.
 const wrapUpGrace = 20 * time.Second

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/voicebot/voicebot/bridge"
@@ -12,6 +13,28 @@ import (
 	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
 )
+
+// routing is what SIGHUP replaces: the routes and the profiles they name.
+// A call keeps the profile it started with.
+type routing struct {
+	cfg      config.Config
+	profiles map[string]*bridge.Profile
+}
+
+func newRouting(cfg config.Config) (*atomic.Pointer[routing], error) {
+	profiles, err := buildProfiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &atomic.Pointer[routing]{}
+	p.Store(&routing{cfg: cfg, profiles: profiles})
+	return p, nil
+}
+
+func (r *routing) route(requestUser, toUser, fromUser string) (string, *bridge.Profile) {
+	name := r.cfg.Route(requestUser, toUser, fromUser)
+	return name, r.profiles[name]
+}
 
 // buildProfiles turns every configured agent into the bridge's profiles,
 // by name (config.DefaultProfile is agent:).
