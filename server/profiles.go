@@ -14,6 +14,12 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 )
 
+// Profiles have one owner per role: config declares the agents (YAML,
+// inheritance from agent:, validation) and the routes; this file is the one
+// place they become what a call runs with (bridge.Profile, with its
+// memory.Policy) and the one place a call's profile is chosen; bridge runs
+// the call with it.
+
 // routing is what SIGHUP replaces: the routes and the profiles they name.
 // A call keeps the profile it started with.
 type routing struct {
