@@ -511,22 +511,28 @@ func (c *Call) Hangup() error {
 	return c.sendBye()
 }
 
-// finish runs when the handler returns: whatever state the call is in, it
-// ends, and its goroutines are waited for.
-func (c *Call) finish() {
+// finish runs when the handler returns (or panicked): whatever state the
+// call is in, it ends, and its goroutines are waited for.
+func (c *Call) finish(panicked bool) {
 	c.mu.Lock()
 	answered, responded, reason := c.answered, c.responded, c.reason
 	c.mu.Unlock()
+	stopping := c.ctx.Err() != nil
+	if panicked {
+		c.end(EndError) // why it ends; the peer is still told below
+	}
 	switch {
-	case c.dir == Inbound && !responded && reason == "" && c.ctx.Err() != nil:
+	case c.dir == Inbound && !responded && reason == "" && stopping:
 		_ = c.Reject(503, "Service Unavailable") // shutting down before answer
 	case c.dir == Inbound && !responded && reason == "":
-		c.log.Warn().Msg("sip: handler returned without answering; rejecting")
+		if !panicked {
+			c.log.Warn().Msg("sip: handler returned without answering; rejecting")
+		}
 		_ = c.Reject(500, "Server Internal Error")
 	case answered && reason == "":
 		// Nobody ended the call yet: the handler is done, or the UA is stopping.
 		r := EndLocalBye
-		if c.ctx.Err() != nil {
+		if stopping {
 			r = EndShutdown
 		}
 		c.end(r)

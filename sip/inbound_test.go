@@ -192,6 +192,35 @@ func TestHandlerThatDoesNotAnswer(t *testing.T) {
 	}
 }
 
+// A handler that panics ends its call as one that returns would: an
+// unanswered call gets 500, an answered one a BYE; the reason is error, and
+// the UA goes on.
+func TestHandlerPanics(t *testing.T) {
+	r := newRig(t, Config{}, func(ctx context.Context, c *Call, rec *callRecord) {
+		if c.Header("X-Answer") != "" {
+			rec.answered <- c.Answer(ctx, fakeRTPPort)
+		}
+		panic("handler bug")
+	})
+	c := r.caller()
+	res, err := c.Invite("", wait)
+	if err != nil || res.StatusCode != 500 {
+		t.Fatalf("INVITE to a handler that panics: %v %v, want 500", res, err)
+	}
+	if why := r.call().ended(t); why != EndError {
+		t.Errorf("unanswered: ended %q, want %q", why, EndError)
+	}
+	c2 := r.caller()
+	_, rec := r.established(c2, "X-Answer: yes")
+	requestFrom(t, c2.RequestsOf, "BYE", 1)
+	if why := rec.ended(t); why != EndError {
+		t.Errorf("answered: ended %q, want %q", why, EndError)
+	}
+	if !strings.Contains(r.logs.String(), "sip: call handler panicked") {
+		t.Error("the panic was not logged")
+	}
+}
+
 // CANCEL before the answer: 200 to the CANCEL, 487 to the INVITE, and the
 // handler's context ends.
 func TestCancelBeforeAnswer(t *testing.T) {

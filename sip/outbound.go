@@ -69,16 +69,17 @@ func (u *UA) Place(r PlaceRequest, handler Handler) (*Call, error) {
 // run gives a call to its handler, and ends the call when the handler
 // returns.
 func (u *UA) run(c *Call, handler Handler) {
+	panicked := false
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				c.log.Error().Interface("panic", p).Msg("sip: call handler panicked")
-				c.end(EndError)
+				panicked = true
 			}
 		}()
 		handler(c.ctx, c)
 	}()
-	c.finish()
+	c.finish(panicked)
 }
 
 // buildInvite makes the INVITE of r (without its SDP offer, which needs the
