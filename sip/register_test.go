@@ -79,6 +79,9 @@ func TestRegistrationRetriesAfterFailure(t *testing.T) {
 	if s := regStatus(t, r); s.Code != 503 || s.Failures != 1 || s.Error == "" {
 		t.Errorf("status %+v", s)
 	}
+	if !strings.Contains(r.logs.String(), `"code":503`) || !strings.Contains(r.logs.String(), "registration: failed") {
+		t.Error("the failure was not logged with its code")
+	}
 	at := r.clk.next(t)
 	if d := at.Sub(start); d < 4*time.Second || d > 6*time.Second {
 		t.Errorf("retry after %v, want 5 s ± 20 %%", d)
