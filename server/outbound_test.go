@@ -93,18 +93,6 @@ func TestRegistration(t *testing.T) {
 	}
 }
 
-// A registrar that fails (503) is retried with backoff, and the failure
-// is logged with its code.
-func TestRegistrationRetriesAfterFailure(t *testing.T) {
-	p := pbx(t)
-	p.Set(func(p *testpeer.PBX) { p.FailRegisters, p.FailCode = 1, 503 })
-	r := startRig(t, withTrunk(p, true), nil)
-	waitFor(t, "registered after the failure", 9*time.Second, func() bool { return len(p.Registers()) >= 1 })
-	if !strings.Contains(r.logs.String(), `"code":503`) || !strings.Contains(r.logs.String(), "registration: failed") {
-		t.Error("the failure was not logged with its code")
-	}
-}
-
 // An outbound call through the API: the trunk's 407 is answered with
 // digest, early media is not talked into, the model session is open while
 // it rings, the callee hears the greeting at answer, and pressing # ends
