@@ -32,6 +32,11 @@ import (
 // would see: the Call's requests (ringing, answer, refusal, hang-up,
 // transfer), the RTP the phone receives, the events the model received,
 // and the metrics and log lines the call leaves.
+//
+// Received RTP carries the kernel's arrival time (wall clock), which the
+// fake clock outruns: the media pads the model's input with silence as if
+// the caller had paused. Tests look at what the model heard (its VAD), not
+// at how many milliseconds it got.
 
 // rigCall is the SIP side of a rig call; safe for concurrent use.
 type rigCall struct {
@@ -40,6 +45,8 @@ type rigCall struct {
 	port        int      // the local RTP port Answer was given
 	observer    Observer
 	transferErr error
+	// onTransfer, when set, runs as the transfer is asked for.
+	onTransfer func()
 	// answer, when set, runs in Answer (an outbound call's callee).
 	answer func(ctx context.Context, port int) error
 }
@@ -75,8 +82,12 @@ func (c *rigCall) Hangup() error            { c.note("Hangup"); return nil }
 func (c *rigCall) Transfer(_ context.Context, target string) error {
 	c.note("Transfer:" + target)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.transferErr
+	hook, err := c.onTransfer, c.transferErr
+	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return err
 }
 
 func (c *rigCall) Observe(o Observer) {
@@ -240,6 +251,44 @@ func (p *phone) talk(port, n int, loud bool) {
 		b, _ := pkt.Marshal()
 		_, _ = p.conn.WriteToUDP(b, to)
 	}
+}
+
+// key presses a key as RFC 4733 telephone events: a start, then the end
+// packet three times, as phones send it.
+func (p *phone) key(port int, digit rune) {
+	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
+	event := byte(strings.IndexRune("0123456789*#", digit))
+	ts := uint32(p.seq) * media.FrameSamples
+	for i, end := range []bool{false, true, true, true} {
+		flags, dur := byte(10), uint16(800)
+		if end {
+			flags |= 0x80
+			dur = 1600
+		}
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 101, SequenceNumber: p.seq, Timestamp: ts, Marker: i == 0, SSRC: 0x5eed},
+			Payload: []byte{event, flags, byte(dur >> 8), byte(dur)}}
+		p.seq++
+		b, _ := pkt.Marshal()
+		_, _ = p.conn.WriteToUDP(b, to)
+	}
+}
+
+// keysSent decodes the RFC 4733 events the phone got into the keys pressed.
+func (p *phone) keysSent() string {
+	var keys []byte
+	lastEnd := -1
+	for i, pl := range p.payloadsOfType(101) {
+		if len(pl) < 4 {
+			continue
+		}
+		if pl[1]&0x80 != 0 {
+			if lastEnd != i-1 { // the first of an event's end packets
+				keys = append(keys, "0123456789*#ABCD"[pl[0]&15])
+			}
+			lastEnd = i
+		}
+	}
+	return string(keys)
 }
 
 // syncBuffer is a log sink for concurrent writers.
@@ -431,6 +480,24 @@ func (r *rig) session(i int) *realtimetest.Session {
 	r.t.Helper()
 	r.waitFor("model session "+strconv.Itoa(i+1), func() bool { return len(r.srv.Sessions()) > i })
 	return r.srv.Sessions()[i]
+}
+
+// asked waits, moving the clock on, until the session has been asked for
+// n responses.
+func (r *rig) asked(s *realtimetest.Session, n int) {
+	r.t.Helper()
+	r.runUntil(strconv.Itoa(n)+" response.create", func() bool { return len(s.ReceivedOfType("response.create")) >= n })
+}
+
+// spoken waits, the clock standing still, until the model has finished
+// its response n (0: the first): all its audio is then with the call, and
+// what the caller hears of it is up to the call.
+func (r *rig) spoken(s *realtimetest.Session, n int) {
+	r.t.Helper()
+	r.waitFor("response "+strconv.Itoa(n+1)+" to be made", func() bool {
+		rs := s.Responses()
+		return len(rs) > n && rs[n].Status != ""
+	})
 }
 
 // metric returns the value of one series ("name{labels}" as exposed), 0 if absent.
