@@ -216,6 +216,33 @@ func (p *phone) audio() int {
 	return n
 }
 
+// framesOf is how many frames the phone got that are all of one sample
+// value (a flat test signal, told apart from any other audio).
+func (p *phone) framesOf(v int16) int {
+	want := p.codec.Encode(nil, []int16{v})[0]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pkt := range p.got {
+		if pkt.PayloadType != p.codec.PayloadType || len(pkt.Payload) == 0 {
+			continue
+		}
+		if bytes.Count(pkt.Payload, []byte{want}) == len(pkt.Payload) {
+			n++
+		}
+	}
+	return n
+}
+
+// flat is ms of one sample value at 8 kHz: a signal framesOf recognises.
+func flat(ms int, v int16) []int16 {
+	out := make([]int16, ms*8)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
 func (p *phone) packets() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
