@@ -243,6 +243,41 @@ func flat(ms int, v int16) []int16 {
 	return out
 }
 
+// levels is the RMS of each audio frame the phone got, from its packet
+// from on, decoded with its codec.
+func (p *phone) levels(from int) []float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []float64
+	for _, pkt := range p.got[min(from, len(p.got)):] {
+		if pkt.PayloadType != p.codec.PayloadType {
+			continue
+		}
+		sum := 0.0
+		pcm := p.codec.Decode(nil, pkt.Payload)
+		for _, v := range pcm {
+			sum += float64(v) * float64(v)
+		}
+		out = append(out, math.Sqrt(sum/float64(max(len(pcm), 1))))
+	}
+	return out
+}
+
+// loudest is the highest frame level the phone got from packet from on.
+func (p *phone) loudest(from int) float64 {
+	top := 0.0
+	for _, l := range p.levels(from) {
+		top = max(top, l)
+	}
+	return top
+}
+
+func (p *phone) setCodec(c media.Codec) {
+	p.mu.Lock()
+	p.codec = c
+	p.mu.Unlock()
+}
+
 func (p *phone) packets() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -264,13 +299,20 @@ func (p *phone) payloadsOfType(pt uint8) [][]byte {
 
 // talk sends n 20 ms frames of the caller to port: a loud tone, or silence.
 func (p *phone) talk(port, n int, loud bool) {
+	amplitude := 0.0
+	if loud {
+		amplitude = 9000
+	}
+	p.talkAt(port, n, amplitude)
+}
+
+// talkAt sends n 20 ms frames of a 300 Hz tone of amplitude to port.
+func (p *phone) talkAt(port, n int, amplitude float64) {
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
 	pcm := make([]int16, media.FrameSamples)
 	for i := 0; i < n; i++ {
 		for j := range pcm {
-			if loud {
-				pcm[j] = int16(9000 * math.Sin(2*math.Pi*300*float64(int(p.seq)*media.FrameSamples+j)/8000))
-			}
+			pcm[j] = int16(amplitude * math.Sin(2*math.Pi*300*float64(int(p.seq)*media.FrameSamples+j)/8000))
 		}
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.codec.PayloadType, SequenceNumber: p.seq,
 			Timestamp: uint32(p.seq) * media.FrameSamples, SSRC: 0x5eed}, Payload: p.codec.Encode(nil, pcm)}
