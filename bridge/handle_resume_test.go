@@ -176,21 +176,18 @@ func TestCallerHangsUpWhileTheModelIsAway(t *testing.T) {
 	}
 }
 
-// A session the service expires while the bot speaks is replaced at
-// once: what was queued of the answer plays on to its end, the new session
-// is given the whole answer as heard, and it is a rollover, not a loss.
-func TestExpiredSessionIsReplacedAndTheAnswerPlaysOn(t *testing.T) {
-	const greetingMS = 2000
-	r := newRig(t, rigOptions{config: withResume(15*time.Second, ""),
-		server: func(o *realtimetest.Options) { o.Greeting = tone24(greetingMS, 440) }})
+// A session the service expires is replaced at once: the new session is
+// given the conversation (and not asked to greet again), the caller goes
+// on talking to it, and it counts as a rollover, not a lost connection.
+// (While the bot speaks, what is queued must play on: see
+// TestExpiredSessionEitherOrderLetsTheAnswerFinish; in a whole call which
+// order happens is a race.)
+func TestExpiredSessionIsReplaced(t *testing.T) {
+	r := newRig(t, rigOptions{config: withResume(15*time.Second, "")})
 	r.start()
-	port := r.answered()
-	s0 := r.session(0)
-	r.spoken(s0, 0)
-	r.run(200 * time.Millisecond)
-	s0.Expire()
+	port := r.greeted()
+	r.session(0).Expire()
 	r.waitFor("the replacement", func() bool { return r.metric(`voicebot_model_rollovers_total`) == 1 })
-	r.runUntil("the whole greeting to play", func() bool { return r.phone.audio() >= greetingMS/20 })
 	s1 := r.session(1)
 	if got := replayed(s1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
 		t.Errorf("the new session was given %q", got)
