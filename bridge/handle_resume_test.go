@@ -45,6 +45,18 @@ func replayed(s *realtimetest.Session) []string {
 	return out
 }
 
+// replayedTo waits for session i's replay (its events travel on after the
+// call has moved on) and returns it; empty when none came within 3 s.
+func (r *rig) replayedTo(i int) []string {
+	s := r.session(i)
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if got := replayed(s); len(got) > 0 {
+			return got
+		}
+	}
+	return nil
+}
+
 // The model connection drops: the caller hears the filler while it is
 // reopened (the first attempts fail), the new session is given the
 // conversation so far, the filler stops, and the caller goes on talking
@@ -64,7 +76,7 @@ func TestDroppedModelIsReopenedWhileTheCallerHearsTheFiller(t *testing.T) {
 	if filler := r.phone.framesOf(fillerLevel); filler < 10 {
 		t.Errorf("the caller heard %d frames of filler while the model was away", filler)
 	}
-	if got := replayed(s1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
+	if got := r.replayedTo(1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
 		t.Errorf("the new session was given %q", got)
 	}
 	if first := s1.Received()[0].Type; first != "session.update" {
@@ -189,7 +201,7 @@ func TestExpiredSessionIsReplaced(t *testing.T) {
 	r.session(0).Expire()
 	r.waitFor("the replacement", func() bool { return r.metric(`voicebot_model_rollovers_total`) == 1 })
 	s1 := r.session(1)
-	if got := replayed(s1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
+	if got := r.replayedTo(1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
 		t.Errorf("the new session was given %q", got)
 	}
 	if n := len(s1.ReceivedOfType("response.create")); n != 0 {
@@ -236,7 +248,7 @@ func TestSessionRolledOverBeforeItExpires(t *testing.T) {
 	s1 := r.session(1)
 	r.phone.talk(port, 50, true)
 	r.runUntil("the replacement to hear the caller", func() bool { return s1.SpeechStarts() > 0 })
-	if got := replayed(s1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
+	if got := r.replayedTo(1); len(got) != 1 || got[0] != "assistant: Hello, rig caller." {
 		t.Errorf("the replacement was given %q", got)
 	}
 	if r.phone.framesOf(fillerLevel) != 0 {
