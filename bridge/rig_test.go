@@ -405,7 +405,7 @@ type rigOptions struct {
 	dialect realtime.Dialect
 }
 
-// rigGreeting is what the test peer greets with: 0.4 s of a tone.
+// rigGreetingMS is how long the test peer greets (a tone).
 const rigGreetingMS = 400
 
 // newRig builds the call's world; start runs the call.
