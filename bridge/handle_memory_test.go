@@ -78,7 +78,7 @@ func memoryRig(t *testing.T, store *fakeMemory, memoryID string) *rig {
 	return newRig(t, rigOptions{
 		config: func(c *Config) { c.Memory = store },
 		profile: func(p *Profile) {
-			p.Memory = MemoryPolicy{Enabled: true, MaxTurns: 10, MaxAge: 24 * time.Hour, MaxChars: 4000,
+			p.Memory = memory.Policy{Enabled: true, MaxTurns: 10, MaxAge: 24 * time.Hour, MaxChars: 4000,
 				GreetingPrompt: "Welcome the caller back."}
 		},
 		setup: func(s *Setup) { s.MemoryID = memoryID },

@@ -207,7 +207,7 @@ func (p *phone) audio() int {
 			continue
 		}
 		for _, b := range pkt.Payload {
-			if b != p.codec.SilenceByte() {
+			if b != p.codec.Silence()[0] {
 				n++
 				break
 			}
@@ -309,13 +309,13 @@ func (p *phone) talk(port, n int, loud bool) {
 // talkAt sends n 20 ms frames of a 300 Hz tone of amplitude to port.
 func (p *phone) talkAt(port, n int, amplitude float64) {
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
-	pcm := make([]int16, media.FrameSamples)
+	pcm := make([]int16, p.codec.FrameSamples)
 	for i := 0; i < n; i++ {
 		for j := range pcm {
-			pcm[j] = int16(amplitude * math.Sin(2*math.Pi*300*float64(int(p.seq)*media.FrameSamples+j)/8000))
+			pcm[j] = int16(amplitude * math.Sin(2*math.Pi*300*float64(int(p.seq)*p.codec.FrameSamples+j)/float64(p.codec.SampleRate)))
 		}
 		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: p.codec.PayloadType, SequenceNumber: p.seq,
-			Timestamp: uint32(p.seq) * media.FrameSamples, SSRC: 0x5eed}, Payload: p.codec.Encode(nil, pcm)}
+			Timestamp: uint32(p.seq) * p.codec.FrameTimestamp(), SSRC: 0x5eed}, Payload: p.codec.Encode(nil, pcm)}
 		p.seq++
 		b, _ := pkt.Marshal()
 		_, _ = p.conn.WriteToUDP(b, to)
@@ -327,7 +327,7 @@ func (p *phone) talkAt(port, n int, amplitude float64) {
 func (p *phone) key(port int, digit rune) {
 	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)))
 	event := byte(strings.IndexRune("0123456789*#", digit))
-	ts := uint32(p.seq) * media.FrameSamples
+	ts := uint32(p.seq) * p.codec.FrameTimestamp()
 	for i, end := range []bool{false, true, true, true} {
 		flags, dur := byte(10), uint16(800)
 		if end {

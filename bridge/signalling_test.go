@@ -51,7 +51,9 @@ func TestSymmetricRTPModes(t *testing.T) {
 			t.Errorf("%s: peer %v %s", c.name, p.Remote, p.Codec.Name)
 		}
 	}
-	if p := New(Config{}).peer(CallMedia{Remote: direct.Remote}); p.Codec != media.PCMU {
-		t.Errorf("media without a codec is sent as %q, want PCMU", p.Codec.Name)
+	// Media without a codec: the session takes the zero Codec as PCMU.
+	p := New(Config{}).peer(CallMedia{Remote: direct.Remote})
+	if s := media.NewSession(nil, media.Config{Peer: p}); s.CurrentPeer().Codec != media.PCMU {
+		t.Errorf("media without a codec is sent as %q, want PCMU", s.CurrentPeer().Codec.Name)
 	}
 }

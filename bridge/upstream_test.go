@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/realtime"
 )
 
 // appendSink is a model connection that keeps the audio of each
@@ -39,10 +40,10 @@ func (s *appendSink) bytes() int {
 // second appends; then audio streams to the new session.
 func TestCallerAudioHeldDuringAGapGoesToTheNewSession(t *testing.T) {
 	old, next := newAppendSink(), newAppendSink()
-	u := newUpstream(old, 20)
-	u.passthrough(20) // G.711: a byte a sample, so what is kept can be read back
+	u := newUpstream(old, 20, media.PCMU.SampleRate, realtime.PCM16)
+	u.passthrough(realtime.PCMU, 20) // G.711: a byte a sample, so what is kept can be read back
 	u.hold(1000)
-	frame := make([]byte, media.FrameSamples)
+	frame := make([]byte, media.PCMU.FrameSamples)
 	for i := 0; i < 150; i++ { // 3 s, frame i all of byte i
 		for j := range frame {
 			frame[j] = byte(i)
@@ -70,10 +71,10 @@ func TestCallerAudioHeldDuringAGapGoesToTheNewSession(t *testing.T) {
 // The same for PCM16 at 24 kHz: whole samples are kept.
 func TestCallerAudioHeldAsWholeSamples(t *testing.T) {
 	next := newAppendSink()
-	u := newUpstream(newAppendSink(), 20)
+	u := newUpstream(newAppendSink(), 20, media.PCMU.SampleRate, realtime.PCM16)
 	u.hold(500)
 	for i := 0; i < 100; i++ { // 2 s
-		u.write(make([]int16, media.FrameSamples))
+		u.write(make([]int16, media.PCMU.FrameSamples))
 	}
 	if ms := u.release(next); ms != 500 {
 		t.Errorf("released %d ms, want 500", ms)
