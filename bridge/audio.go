@@ -143,7 +143,7 @@ func (c *callState) usePassthrough(codec media.Codec) {
 }
 
 // callerPayloadFunc is the media's raw-audio hook for a passthrough call.
-func (c *callState) callerPayloadFunc() func([]byte) {
+func (c *callState) callerPayloadFunc() func([]byte, media.Codec) {
 	if c.mode != passthrough {
 		return nil
 	}
@@ -152,10 +152,20 @@ func (c *callState) callerPayloadFunc() func([]byte) {
 
 // callerPayload takes a passthrough call's G.711 from the media receive
 // goroutine. It is decoded only for what needs PCM: the local speech
-// detector and the recording.
-func (c *callState) callerPayload(g711 []byte) {
+// detector and the recording; and recoded when a re-INVITE has changed the
+// call's codec since the model's session was set up for c.codec (G.711's
+// laws share a rate: a sample each way).
+func (c *callState) callerPayload(g711 []byte, codec media.Codec) {
+	decoded := false
+	if codec != c.codec {
+		c.callerPCM = codec.Decode(c.callerPCM[:0], g711)
+		c.recoded = c.codec.Encode(c.recoded[:0], c.callerPCM)
+		g711, decoded = c.recoded, true
+	}
 	if c.vad != nil || c.rec.Recording() {
-		c.callerPCM = c.codec.Decode(c.callerPCM[:0], g711)
+		if !decoded {
+			c.callerPCM = c.codec.Decode(c.callerPCM[:0], g711)
+		}
 		if c.vad != nil {
 			c.vad.frame(c.callerPCM)
 		}

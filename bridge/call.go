@@ -53,6 +53,7 @@ type callState struct {
 	modelPCM        []int16
 	callPCM         []int16
 	callerPCM       []int16 // passthrough: the caller's audio decoded, when something needs it
+	recoded         []byte  // passthrough: the caller's audio in the model's codec after a codec change
 
 	// What the model has sent, per item: bytes in the model's format.
 	receivedBytes map[string]int

@@ -224,7 +224,9 @@ func (c *callState) maybeRollover() {
 		return
 	}
 	old := c.conn
-	c.loseSession(false)
+	// An expired session's answer is all there will be of it: what is
+	// queued plays on (as when its close is read first, replaceExpired).
+	c.loseSession(r.expired)
 	c.takeOver()
 	c.log.Info().Bool("urgent", urgent).Msg("model: session replaced before it expired")
 	if old != nil {

@@ -59,7 +59,7 @@ func (s *Session) padSilence(now time.Time) {
 	s.rmu.Unlock()
 	for i := 0; i < frames; i++ {
 		if s.cfg.OnPayload != nil {
-			s.cfg.OnPayload(s.silentPayload())
+			s.cfg.OnPayload(s.silentPayload(), s.codec)
 			continue
 		}
 		s.cfg.OnAudio(s.silence)
@@ -168,7 +168,7 @@ func (s *Session) receiveCodec(c Codec) {
 
 func (s *Session) deliver(payload []byte) {
 	if s.cfg.OnPayload != nil {
-		s.cfg.OnPayload(payload)
+		s.cfg.OnPayload(payload, s.codec)
 		return
 	}
 	s.pcm = s.codec.Decode(s.pcm[:0], payload)

@@ -71,13 +71,16 @@ type Config struct {
 	ReorderWindow int
 	// InputSilenceAfter is the RTP gap after which silence is fed to OnAudio.
 	InputSilenceAfter time.Duration
-	// OnAudio receives the caller's audio as PCM16 at 8 kHz, in order, from
-	// the media worker. pcm is only valid during the call.
+	// OnAudio receives the caller's audio as PCM16 at its codec's
+	// SampleRate, in order, from the media worker. pcm is only valid
+	// during the call.
 	OnAudio func(pcm []int16)
-	// OnPayload, when set, receives the caller's audio as the codec's bytes
-	// (G.711, one byte per sample) instead of OnAudio's PCM: the model
-	// takes G.711 itself, and nothing is decoded. Silence is the codec's.
-	OnPayload func(payload []byte)
+	// OnPayload, when set, receives the caller's audio as the bytes of
+	// codec (the one the peer sends now: a re-INVITE may change it)
+	// instead of OnAudio's PCM: the model takes G.711 itself, and nothing
+	// is decoded. Silence is the codec's. payload is only valid during
+	// the call.
+	OnPayload func(payload []byte, codec Codec)
 	// OnDTMF receives each key the caller pressed (RFC 4733), once, from the
 	// media worker.
 	OnDTMF func(digit rune, duration time.Duration)
