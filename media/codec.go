@@ -6,6 +6,7 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/zaf/g711"
@@ -59,35 +60,48 @@ func g711Codec(name string, pt uint8, enc func([]byte, []int16) []byte, dec func
 	return c
 }
 
-// The G.711 laws code each sample on its own; the loops call the law
-// directly (one indirect call per frame, not per sample).
+// The G.711 laws code each sample on its own. The loops call the law
+// directly (one indirect call per frame, not per sample) and write into
+// the grown slice (no capacity check per sample): they run for every
+// frame both ways.
 
 func encodeUlaw(dst []byte, pcm []int16) []byte {
-	for _, s := range pcm {
-		dst = append(dst, g711.EncodeUlawFrame(s))
+	dst, out := grow(dst, len(pcm))
+	for i, s := range pcm {
+		out[i] = g711.EncodeUlawFrame(s)
 	}
 	return dst
 }
 
 func decodeUlaw(dst []int16, payload []byte) []int16 {
-	for _, b := range payload {
-		dst = append(dst, g711.DecodeUlawFrame(b))
+	dst, out := grow(dst, len(payload))
+	for i, b := range payload {
+		out[i] = g711.DecodeUlawFrame(b)
 	}
 	return dst
 }
 
 func encodeAlaw(dst []byte, pcm []int16) []byte {
-	for _, s := range pcm {
-		dst = append(dst, g711.EncodeAlawFrame(s))
+	dst, out := grow(dst, len(pcm))
+	for i, s := range pcm {
+		out[i] = g711.EncodeAlawFrame(s)
 	}
 	return dst
 }
 
 func decodeAlaw(dst []int16, payload []byte) []int16 {
-	for _, b := range payload {
-		dst = append(dst, g711.DecodeAlawFrame(b))
+	dst, out := grow(dst, len(payload))
+	for i, b := range payload {
+		out[i] = g711.DecodeAlawFrame(b)
 	}
 	return dst
+}
+
+// grow extends dst by n elements and returns it with the new part.
+func grow[T any](dst []T, n int) ([]T, []T) {
+	l := len(dst)
+	dst = slices.Grow(dst, n)[:l+n]
+	return dst, dst[l:]
 }
 
 const (
