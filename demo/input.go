@@ -94,6 +94,11 @@ func (s *Session) vadWindow(w []int16) []func() {
 			s.prefix = append(s.prefix[:0], s.prefix[len(s.prefix)-keep:]...)
 		}
 		if !s.vad.enabled {
+			// No VAD: the client commits the buffer (push to talk), and
+			// what was said is all of it.
+			if len(s.utterance) < maxUtterance {
+				s.utterance = append(s.utterance, w...)
+			}
 			return nil
 		}
 		if voiced {
@@ -155,9 +160,7 @@ func (s *Session) vadWindow(w []int16) []func() {
 		s.send(map[string]any{"type": "input_audio_buffer.committed", "previous_item_id": nullable(prev), "item_id": itemID})
 		s.sendUserItem(prev, itemID)
 		if transcribe {
-			s.send(map[string]any{"type": "conversation.item.input_audio_transcription.completed", "item_id": itemID, "content_index": 0,
-				"transcript": fmt.Sprintf("(%.1f seconds of speech)", float64(len(utter))/24000),
-				"usage":      map[string]any{"type": "duration", "seconds": float64(len(utter)) / 24000}})
+			s.sendTranscript(itemID, utter)
 		}
 		if create {
 			s.startResponse(responseRequest{})
@@ -199,9 +202,23 @@ func (s *Session) onCommit(eventID string) {
 	itemID := s.newIDLocked("item")
 	prev := s.lastItemLocked()
 	s.addItemLocked(&item{id: itemID, role: "user", kind: "message"})
-	s.pending = append([]int16(nil), s.utterance...)
+	utter := append([]int16(nil), s.utterance...)
+	s.pending = utter
+	s.utterance = s.utterance[:0]
 	s.buffered = 0
+	transcribe := s.transcribe
 	s.mu.Unlock()
 	s.send(map[string]any{"type": "input_audio_buffer.committed", "previous_item_id": nullable(prev), "item_id": itemID})
 	s.sendUserItem(prev, itemID)
+	if transcribe {
+		s.sendTranscript(itemID, utter)
+	}
+}
+
+// sendTranscript is the demo's transcription of an utterance: it cannot
+// tell words, so it says how long the speech was.
+func (s *Session) sendTranscript(itemID string, utter []int16) {
+	s.send(map[string]any{"type": "conversation.item.input_audio_transcription.completed", "item_id": itemID, "content_index": 0,
+		"transcript": fmt.Sprintf("(%.1f seconds of speech)", float64(len(utter))/24000),
+		"usage":      map[string]any{"type": "duration", "seconds": float64(len(utter)) / 24000}})
 }

@@ -24,6 +24,7 @@ type responseRequest struct {
 	// session's ("" when they are the session's).
 	prompt   string
 	metadata map[string]string
+	textOnly bool // output_modalities (beta: modalities) ["text"]: no audio
 }
 
 // ResponseInfo is a response the session generated and what governed it.
@@ -47,8 +48,10 @@ func (s *Session) observeResponse(info ResponseInfo) {
 func (s *Session) onResponseCreate(data []byte, eventID string) {
 	var ev struct {
 		Response *struct {
-			Instructions *string           `json:"instructions"`
-			Metadata     map[string]string `json:"metadata"`
+			Instructions     *string           `json:"instructions"`
+			Metadata         map[string]string `json:"metadata"`
+			OutputModalities []string          `json:"output_modalities"`
+			Modalities       []string          `json:"modalities"`
 		} `json:"response"`
 	}
 	_ = json.Unmarshal(data, &ev) // the shape was validated
@@ -64,6 +67,11 @@ func (s *Session) onResponseCreate(data []byte, eventID string) {
 	}
 	if r := ev.Response; r != nil {
 		req.metadata = r.Metadata
+		modalities := r.OutputModalities
+		if s.dialect == realtime.Beta {
+			modalities = r.Modalities
+		}
+		req.textOnly = len(modalities) == 1 && modalities[0] == "text"
 		if r.Instructions != nil {
 			req.instructions = *r.Instructions
 			req.prompt = strings.TrimSpace(strings.Replace(req.instructions, session, "", 1))
@@ -149,10 +157,10 @@ func (s *Session) startResponse(req responseRequest) {
 		audio, transcript = s.srv.opts.Greeting, s.srv.opts.GreetingText
 	}
 	r := &response{id: s.newIDLocked("resp"), itemID: s.newIDLocked("item"), cancel: make(chan string, 1), done: make(chan struct{}), call: call,
-		metadata: req.metadata}
+		metadata: req.metadata, textOnly: req.textOnly}
 	r.info = ResponseInfo{ID: r.id, Request: req.eventID, Instructions: req.instructions, Prompt: req.prompt, Transcript: transcript}
 	prev := s.lastItemLocked()
-	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: true, transcript: transcript})
+	s.addItemLocked(&item{id: r.itemID, role: "assistant", kind: "message", hasAudio: !r.textOnly, transcript: transcript})
 	if call != nil {
 		r.callItem, r.callID = s.newIDLocked("item"), s.newIDLocked("call")
 	}
@@ -161,7 +169,71 @@ func (s *Session) startResponse(req responseRequest) {
 	s.streamWG.Add(1)
 	s.mu.Unlock()
 	s.observeResponse(r.info)
+	if r.textOnly {
+		go s.streamText(r, prev, transcript)
+		return
+	}
 	go s.stream(r, prev, audio, transcript, out)
+}
+
+// streamText is a text-only response: the words the spoken answer would
+// have said, as output_text deltas (beta: response.text.*), at the pace
+// of the audio chunks.
+func (s *Session) streamText(r *response, prev, text string) {
+	defer s.streamWG.Done()
+	defer close(r.done)
+	partType, deltaType, doneType := "output_text", "response.output_text.delta", "response.output_text.done"
+	if s.dialect == realtime.Beta {
+		partType, deltaType, doneType = "text", "response.text.delta", "response.text.done"
+	}
+	itemObj := func(status string, content []map[string]any) map[string]any {
+		return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
+	}
+	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
+		"output": []any{}, "metadata": r.metadataWire()}})
+	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": itemObj("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": itemObj("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": "response.content_part.added", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0,
+		"part": map[string]any{"type": "text", "text": ""}})
+	interval := time.Duration(float64(s.srv.opts.ChunkMS)/s.srv.opts.Speed*1e6) * time.Nanosecond
+	words := strings.Fields(text)
+	reason, sent := "", 0
+loop:
+	for i, w := range words {
+		select {
+		case reason = <-r.cancel:
+			break loop
+		case <-s.closedCh:
+			reason = "client_cancelled"
+			break loop
+		case <-time.After(interval):
+		}
+		if i > 0 {
+			w = " " + w
+		}
+		s.send(map[string]any{"type": deltaType, "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "delta": w})
+		sent++
+	}
+	status, itemStatus := "completed", "completed"
+	var details any
+	said := strings.Join(words[:sent], " ")
+	if reason != "" {
+		status, itemStatus = "cancelled", "incomplete"
+		details = map[string]any{"type": "cancelled", "reason": reason}
+	}
+	s.send(map[string]any{"type": doneType, "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "text": said})
+	s.send(map[string]any{"type": "response.content_part.done", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0,
+		"part": map[string]any{"type": "text", "text": said}})
+	final := itemObj(itemStatus, []map[string]any{{"type": partType, "text": said}})
+	s.send(map[string]any{"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": final})
+	if s.dialect == realtime.GA {
+		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
+	}
+	output := []any{final}
+	if r.call != nil && reason == "" {
+		output = append(output, s.streamFunctionCall(r, r.itemID))
+	}
+	s.finish(r, status, details, output)
 }
 
 func (s *Session) onResponseCancel(data []byte, eventID string) {

@@ -299,7 +299,8 @@ func GoodbyeAudio() []int16 {
 
 // DefaultToolScript is how the demo model uses the tools it is given, so
 // that a caller (or a test) can exercise them with keys: # calls end_call,
-// 0 calls transfer_call to the first target, * calls send_dtmf with "1234".
+// 0 calls transfer_call to the first target, * calls send_dtmf with "1234";
+// a text turn saying "use <tool>" calls that tool.
 func DefaultToolScript(text string, tools []Tool) *ToolCall {
 	has := func(name string) (Tool, bool) {
 		for _, t := range tools {
@@ -333,6 +334,13 @@ func DefaultToolScript(text string, tools []Tool) *ToolCall {
 	case strings.Contains(text, "pressed *"):
 		if _, ok := has("send_dtmf"); ok {
 			return &ToolCall{Name: "send_dtmf", Arguments: `{"digits":"1234"}`, Say: beep(0.3, 440), SayText: "Pressing 1 2 3 4."}
+		}
+	}
+	// "use <tool>" calls any declared tool, without arguments: how a
+	// newcomer tries an agent's webhook against the demo.
+	for _, t := range tools {
+		if strings.Contains(text, "use "+t.Name) {
+			return &ToolCall{Name: t.Name, Arguments: "{}", Say: beep(0.3, 520), SayText: "Let me look that up."}
 		}
 	}
 	return nil

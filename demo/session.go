@@ -99,6 +99,7 @@ type response struct {
 	cancel   chan string // reason
 	done     chan struct{}
 	metadata map[string]string // echoed in response.created and response.done
+	textOnly bool              // a text answer, no audio
 	info     ResponseInfo      // for the observer
 }
 

@@ -164,6 +164,10 @@ type ResponseRequest struct {
 	// response.created and response.done: it tells which request a
 	// response answers (at most 16 pairs; keys 64, values 512 characters).
 	Metadata map[string]string
+	// TextOnly asks for a text answer and no audio (GA
+	// output_modalities ["text"], beta modalities ["text"]): cheaper, and
+	// all a text client needs.
+	TextOnly bool
 }
 
 // ResponseCreate encodes response.create; without instructions or metadata
@@ -176,6 +180,13 @@ func (d Dialect) ResponseCreate(eventID string, r ResponseRequest) ([]byte, erro
 	}
 	if len(r.Metadata) > 0 {
 		resp["metadata"] = r.Metadata
+	}
+	if r.TextOnly {
+		if d == Beta {
+			resp["modalities"] = []string{"text"}
+		} else {
+			resp["output_modalities"] = []string{"text"}
+		}
 	}
 	if len(resp) > 0 {
 		ev["response"] = resp
