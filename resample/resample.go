@@ -25,6 +25,9 @@ const (
 	tapsPerPhase = 72
 )
 
+// maxFactor bounds the up and down factors of a ratio.
+const maxFactor = 160
+
 // ErrUnsupportedRatio is returned for rate pairs without a small integer ratio.
 var ErrUnsupportedRatio = errors.New("resample: unsupported rate ratio")
 
@@ -48,14 +51,17 @@ type Resampler struct {
 }
 
 // New returns a resampler from inRate to outRate (Hz). The ratio must reduce
-// to integers up/down no larger than 12 (8k↔16k↔24k↔48k all qualify).
+// to integers up/down no larger than maxFactor: 8k↔16k↔24k↔48k (at most 6)
+// and the 44.1 kHz family to them (44.1k→24k is 80/147, 22.05k→24k
+// 160/147) all qualify. The large ratios are for converting files: their
+// filters have as many phases as up.
 func New(inRate, outRate int) (*Resampler, error) {
 	if inRate <= 0 || outRate <= 0 {
 		return nil, fmt.Errorf("%w: %d → %d Hz", ErrUnsupportedRatio, inRate, outRate)
 	}
 	g := gcd(inRate, outRate)
 	up, down := outRate/g, inRate/g
-	if up > 12 || down > 12 {
+	if up > maxFactor || down > maxFactor {
 		return nil, fmt.Errorf("%w: %d → %d Hz", ErrUnsupportedRatio, inRate, outRate)
 	}
 	r := &Resampler{inRate: inRate, outRate: outRate, up: up, down: down}

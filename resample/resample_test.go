@@ -315,3 +315,34 @@ func TestKernelsAgree(t *testing.T) {
 		t.Errorf("symmetric: %v vs %v", got, want)
 	}
 }
+
+// Files come at CD rates too: 44.1 and 22.05 kHz reach the model's 24 kHz
+// in one stage (80/147, 160/147), a tone stays the tone at its level, and
+// nothing else appears.
+func TestFileRatesToTheModelsRate(t *testing.T) {
+	for _, in := range []int{44100, 22050, 32000, 48000} {
+		r, err := New(in, 24000)
+		if err != nil {
+			t.Fatalf("%d → 24000: %v", in, err)
+		}
+		src := tone(in, float64(in), 1000, 10000) // 1 s
+		out := r.Flush(r.Process(nil, src))
+		if want := 24000; len(out) < want-10 || len(out) > want+int(2*r.Delay())+10 {
+			t.Errorf("%d → 24000: %d samples for 1 s", in, len(out))
+		}
+		body := out[2400 : len(out)-2400] // leave the filter's edges
+		var total, re, im float64
+		for i, v := range body {
+			x := float64(v)
+			total += x * x
+			re += x * math.Cos(2*math.Pi*1000*float64(i)/24000)
+			im += x * math.Sin(2*math.Pi*1000*float64(i)/24000)
+		}
+		n := float64(len(body))
+		toneShare := 2 * (re*re + im*im) / n / total
+		rmsDB := 10 * math.Log10(total/n/(10000*10000/2))
+		if toneShare < 0.999 || math.Abs(rmsDB) > 0.1 {
+			t.Errorf("%d → 24000: the tone is %.5f of the power, level %+.3f dB", in, toneShare, rmsDB)
+		}
+	}
+}

@@ -92,7 +92,13 @@ const (
 )
 
 // ParseWAV decodes a WAV file's audio as 8 kHz mono PCM16.
-func ParseWAV(b []byte) ([]int16, error) {
+func ParseWAV(b []byte) ([]int16, error) { return DecodeWAV(b, Rate, MaxSeconds) }
+
+// DecodeWAV decodes a WAV file's audio (PCM 16-bit or 8-bit, µ-law or
+// A-law, any channels, any common rate) as mono PCM16 at rate, with the
+// channels mixed down, resampled to outRate with our resampler; longer
+// than maxSeconds is refused (ErrTooLong).
+func DecodeWAV(b []byte, outRate, maxSeconds int) ([]int16, error) {
 	if len(b) < 12 || !bytes.Equal(b[0:4], []byte("RIFF")) || !bytes.Equal(b[8:12], []byte("WAVE")) {
 		return nil, fmt.Errorf("%w: no RIFF/WAVE header", ErrNotWAV)
 	}
@@ -148,8 +154,8 @@ func ParseWAV(b []byte) ([]int16, error) {
 	}
 	frame := bytesPerSample * int(channels)
 	frames := len(data) / frame
-	if frames > MaxSeconds*int(rate) {
-		return nil, fmt.Errorf("%w: longer than %d s", ErrNotWAV, MaxSeconds)
+	if frames > maxSeconds*int(rate) {
+		return nil, fmt.Errorf("%w: %w %d s", ErrNotWAV, ErrTooLong, maxSeconds)
 	}
 	mono := make([]int16, frames)
 	for i := range mono {
@@ -171,12 +177,47 @@ func ParseWAV(b []byte) ([]int16, error) {
 		}
 		mono[i] = int16(sum / int(channels))
 	}
-	if rate == Rate {
-		return mono, nil
+	return convertRate(mono, int(rate), outRate)
+}
+
+// convertRate resamples a whole clip, its filter's tail included. A rate
+// whose ratio is too large for one stage (11.025 kHz) is doubled first.
+func convertRate(pcm []int16, from, to int) ([]int16, error) {
+	if from == to {
+		return pcm, nil
 	}
-	rs, err := resample.New(int(rate), Rate)
+	rs, err := resample.New(from, to)
+	if err != nil && from*2 <= 192000 {
+		if doubled, err2 := convertRate(pcm, from, 2*from); err2 == nil {
+			return convertRate(doubled, 2*from, to)
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v (convert it: sox in.wav -r 8000 -c 1 -b 16 out.wav)", ErrNotWAV, err)
+		return nil, fmt.Errorf("%w: %v (convert it: sox in.wav -r %d -c 1 -b 16 out.wav)", ErrNotWAV, err, to)
 	}
-	return rs.Process(nil, mono), nil
+	return rs.Flush(rs.Process(nil, pcm)), nil
+}
+
+// ErrTooLong is audio over the length allowed.
+var ErrTooLong = errors.New("the audio is too long: at most")
+
+// EncodeWAV writes mono PCM16 at rate as a WAV file.
+func EncodeWAV(pcm []int16, rate int) []byte {
+	b := make([]byte, 44+2*len(pcm))
+	copy(b[0:], "RIFF")
+	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*len(pcm)))
+	copy(b[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(b[16:], 16)
+	binary.LittleEndian.PutUint16(b[20:], formatPCM)
+	binary.LittleEndian.PutUint16(b[22:], 1)
+	binary.LittleEndian.PutUint32(b[24:], uint32(rate))
+	binary.LittleEndian.PutUint32(b[28:], uint32(2*rate))
+	binary.LittleEndian.PutUint16(b[32:], 2)
+	binary.LittleEndian.PutUint16(b[34:], 16)
+	copy(b[36:], "data")
+	binary.LittleEndian.PutUint32(b[40:], uint32(2*len(pcm)))
+	for i, v := range pcm {
+		binary.LittleEndian.PutUint16(b[44+2*i:], uint16(v))
+	}
+	return b
 }

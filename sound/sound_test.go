@@ -122,3 +122,43 @@ func FuzzParseWAV(f *testing.F) {
 		}
 	})
 }
+
+// Uploads come at any common rate, mono or stereo: each reaches 24 kHz
+// mono at its length, the channels mixed.
+func TestDecodeWAVToTheModelsRate(t *testing.T) {
+	for _, rate := range []int{8000, 11025, 16000, 22050, 32000, 44100, 48000} {
+		for _, channels := range []int{1, 2} {
+			n := rate // 1 s
+			pcm := make([]int16, n*channels)
+			for i := 0; i < n; i++ {
+				v := int16(8000 * math.Sin(2*math.Pi*440*float64(i)/float64(rate)))
+				for c := 0; c < channels; c++ {
+					pcm[i*channels+c] = v
+				}
+			}
+			b := EncodeWAV(pcm, rate)
+			if channels == 2 {
+				binary.LittleEndian.PutUint16(b[22:], 2)
+				binary.LittleEndian.PutUint32(b[28:], uint32(4*rate))
+				binary.LittleEndian.PutUint16(b[32:], 4)
+			}
+			out, err := DecodeWAV(b, 24000, 60)
+			if err != nil {
+				t.Fatalf("%d Hz × %d: %v", rate, channels, err)
+			}
+			if len(out) < 24000 || len(out) > 24400 {
+				t.Errorf("%d Hz × %d: %d samples for 1 s at 24 kHz", rate, channels, len(out))
+			}
+			var peak int16
+			for _, v := range out[2400 : len(out)-2400] {
+				peak = max(peak, v)
+			}
+			if peak < 7800 || peak > 8200 {
+				t.Errorf("%d Hz × %d: peak %d, want 8000", rate, channels, peak)
+			}
+		}
+	}
+	if _, err := DecodeWAV(EncodeWAV(make([]int16, 8000*3), 8000), 24000, 2); !errors.Is(err, ErrTooLong) || !errors.Is(err, ErrNotWAV) {
+		t.Errorf("3 s against a 2 s bound: %v", err)
+	}
+}
