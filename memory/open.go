@@ -15,18 +15,21 @@ type Config struct {
 	// TTL is how long turns are kept (0: for ever); Redis expires them
 	// itself, SQLite by Sweep.
 	TTL time.Duration
+	// ConversationTTL is how long an idle conversation is kept; Redis
+	// expires them itself, SQLite by SweepConversations.
+	ConversationTTL time.Duration
 	// Timeout bounds every operation (see Guarded).
 	Timeout time.Duration
 }
 
 // Open opens the store cfg names, Guarded: its failures later cost calls
 // their memory, never the call.
-func Open(cfg Config, log zerolog.Logger) (Store, error) {
+func Open(cfg Config, log zerolog.Logger) (Backend, error) {
 	var s Store
 	switch cfg.Store {
 	case "redis":
 		rc := cfg.Redis
-		rc.TTL = cfg.TTL
+		rc.TTL, rc.ConversationTTL = cfg.TTL, cfg.ConversationTTL
 		s = OpenRedis(rc)
 		log.Info().Str("redis", rc.Addr).Dur("ttl", cfg.TTL).Msg("memory: callers remembered in Redis")
 	case "sqlite", "":
@@ -39,5 +42,5 @@ func Open(cfg Config, log zerolog.Logger) (Store, error) {
 	default:
 		return nil, fmt.Errorf("memory: unknown store %q (sqlite or redis)", cfg.Store)
 	}
-	return Guarded(s, cfg.Timeout, log), nil
+	return &guarded{Store: s, timeout: cfg.Timeout, log: log}, nil
 }

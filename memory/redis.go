@@ -13,9 +13,10 @@ import (
 // rings back may reach another box. Each caller is one list of JSON turns
 // that Redis itself expires ttl after the last call.
 type Redis struct {
-	client *redis.Client
-	ttl    time.Duration
-	prefix string
+	client          *redis.Client
+	ttl             time.Duration
+	conversationTTL time.Duration
+	prefix          string
 }
 
 // RedisConfig says which server to use.
@@ -24,6 +25,8 @@ type RedisConfig struct {
 	Password string
 	DB       int
 	TTL      time.Duration // a caller's turns are dropped this long after their last call
+	// ConversationTTL: a conversation is dropped this long after its last turn.
+	ConversationTTL time.Duration
 }
 
 // keepPerCaller bounds one caller's list; far more than any call is given.
@@ -38,8 +41,9 @@ func OpenRedis(cfg RedisConfig) *Redis {
 			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second,
 			MaxRetries: 1, PoolSize: 8,
 		}),
-		ttl:    cfg.TTL,
-		prefix: "voicebot:memory:",
+		ttl:             cfg.TTL,
+		conversationTTL: cfg.ConversationTTL,
+		prefix:          "voicebot:memory:",
 	}
 }
 

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS turns (
 );
 CREATE INDEX IF NOT EXISTS turns_by_caller ON turns (caller, at);
 CREATE INDEX IF NOT EXISTS turns_by_age ON turns (at);`
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + conversationSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("memory store %s: %w", path, err)
 	}
