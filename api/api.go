@@ -7,6 +7,9 @@
 //	GET    /v1/calls/{id}  one call, also for a while after it ended (its outcome)
 //	DELETE /v1/calls/{id}  hang up (or cancel while it rings)
 //
+// And the conversation service (conversations.go): /v1/conversations,
+// /v1/turns.
+//
 // Without the token, for probes and scrapers:
 //
 //	GET /healthz  the process is up
@@ -72,7 +75,10 @@ type Config struct {
 	// Forget deletes what memory keeps of a caller (DELETE
 	// /v1/callers/{id}/memory); nil: no memory store is configured.
 	Forget func(ctx context.Context, caller string) (turns int, err error)
-	Log    zerolog.Logger
+	// Conversations serves /v1/conversations and /v1/turns; nil: off.
+	Conversations Conversations
+	TurnLimits    TurnLimits
+	Log           zerolog.Logger
 }
 
 // Server is the API on its listener.
@@ -99,6 +105,7 @@ func Listen(cfg Config) (*Server, error) {
 	mux.HandleFunc("DELETE /v1/calls/{id}", s.auth(s.hangUp))
 	mux.HandleFunc("GET /v1/calls/{id}/events", s.auth(s.callEvents))
 	mux.HandleFunc("DELETE /v1/callers/{id}/memory", s.auth(s.forgetCaller))
+	s.routeConversations(mux)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui", http.StatusFound) })
 	mux.HandleFunc("GET /ui", s.page)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
