@@ -14,18 +14,18 @@ cd "$(dirname "$0")"
 
 install_peers() {
 	local missing=()
-	for tool in sipp baresip sox espeak-ng chromium kamailio redis-server; do
+	for tool in sipp baresip sox espeak-ng chromium kamailio redis-server curl; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	echo "==> installing SIP peers and audio tools (missing: ${missing[*]})"
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio redis-server" >&2; exit 1; }
+		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio redis-server curl" >&2; exit 1; }
 		sudo="sudo"
 	fi
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio redis-server >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio redis-server curl >/dev/null
 }
 
 install_peers
@@ -62,6 +62,7 @@ fuzz FuzzDecode ./realtime
 fuzz FuzzClientEventSchema ./realtime
 fuzz FuzzParse ./config
 fuzz FuzzPlaceCall ./api
+fuzz FuzzTurn ./api
 fuzz FuzzToolArguments ./bridge
 fuzz FuzzParseWAV ./sound
 fuzz FuzzIdentity ./memory

@@ -121,9 +121,26 @@ func (p *Profile) toolDeclarations() []realtime.Tool {
 				Parameters:  json.RawMessage(`{"type":"object","properties":{"digits":{"type":"string","pattern":"^[0-9*#A-D]{1,32}$","description":"The keys to press, in order."}},"required":["digits"]}`)})
 		default:
 			if w, ok := p.Webhooks[name]; ok {
-				out = append(out, realtime.Tool{Name: name, Description: w.Description, Parameters: w.Parameters})
+				out = append(out, w.tool())
 			}
 		}
 	}
 	return out
+}
+
+// WebhookTools are the profile's tools that need no phone line (its
+// webhooks), as declared to the model: what a conversation over HTTP can
+// run.
+func (p *Profile) WebhookTools() []realtime.Tool {
+	var out []realtime.Tool
+	for _, name := range p.Tools {
+		if w, ok := p.Webhooks[name]; ok {
+			out = append(out, w.tool())
+		}
+	}
+	return out
+}
+
+func (w Webhook) tool() realtime.Tool {
+	return realtime.Tool{Name: w.Name, Description: w.Description, Parameters: w.Parameters}
 }

@@ -264,6 +264,13 @@ func (c *callState) callID() string {
 // errNotJSON is a webhook answer the model could not use.
 var errNotJSON = errors.New("its answer is not JSON")
 
+// Call POSTs args (a JSON object) to the webhook and returns its JSON
+// answer, with meta as extra request headers: how calls run it, for the
+// conversation service.
+func (w Webhook) Call(ctx context.Context, client *http.Client, args string, meta map[string]string) (string, error) {
+	return callWebhook(ctx, client, w, args, meta)
+}
+
 // callWebhook POSTs args (a JSON object) to w and returns its JSON answer.
 func callWebhook(ctx context.Context, client *http.Client, w Webhook, args string, meta map[string]string) (string, error) {
 	if w.URL == nil {

@@ -52,9 +52,31 @@ type Config struct {
 	Records Records `yaml:"records"`
 	Audio   Audio   `yaml:"audio"`
 	// Memory is where callers' earlier conversations are kept, for the
-	// profiles that remember (agent.memory.enabled).
+	// profiles that remember (agent.memory.enabled), and the conversation
+	// service's conversations.
 	Memory Memory `yaml:"memory"`
+	// Conversations is the conversation service on the API listener:
+	// post audio or text, get the agent's answer streamed back.
+	Conversations Conversations `yaml:"conversations"`
 }
+
+// Conversations configures the conversation service (/v1/conversations,
+// /v1/turns). It runs when the API does; its conversations are kept in the
+// memory store (memory.store: redis shares them between instances).
+type Conversations struct {
+	Enabled bool     `yaml:"enabled"`
+	TTL     Duration `yaml:"ttl"` // a conversation idle this long is forgotten
+	// IdleSession keeps a conversation's model session open this long
+	// after a turn, so a quick follow-up answers at once (0: closed after
+	// every turn; the next one replays the history into a new session).
+	IdleSession Duration `yaml:"idle_session"`
+	MaxTurns    int      `yaml:"max_turns"` // turns running at once, each with a model session
+	MaxBody     int64    `yaml:"max_body"`  // bytes a turn may upload (413 above)
+	MaxAudio    Duration `yaml:"max_audio"` // audio a turn may upload (413 above)
+}
+
+// ConversationsOn reports whether the conversation service runs.
+func (c *Config) ConversationsOn() bool { return c.Conversations.Enabled && c.API.Listen != "" }
 
 // Memory is the store of callers' past turns.
 type Memory struct {
@@ -388,6 +410,8 @@ func Default() Config {
 		Audio:     Audio{Transcode: "pcm16"},
 		Memory: Memory{Store: "sqlite", Path: "voicebot-memory.db", TTL: Duration(30 * 24 * time.Hour),
 			Timeout: Duration(500 * time.Millisecond)},
+		Conversations: Conversations{Enabled: true, TTL: Duration(time.Hour), IdleSession: Duration(60 * time.Second),
+			MaxTurns: 32, MaxBody: 10 << 20, MaxAudio: Duration(60 * time.Second)},
 	}
 }
 

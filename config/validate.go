@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	}
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	c.validateMemory(bad)
+	c.validateConversations(bad)
 	oneOf(bad, "log.format", c.Log.Format, "console", "json")
 
 	if _, err := netip.ParseAddrPort(c.SIP.Listen); err != nil {
@@ -124,6 +125,28 @@ func (c *Config) Validate() error {
 }
 
 // validateMemory checks the store, and each profile's memory bounds.
+func (c *Config) validateConversations(bad func(key, format string, args ...any)) {
+	v := c.Conversations
+	if !v.Enabled {
+		return
+	}
+	if d := v.TTL.D(); d < time.Minute || d > 30*24*time.Hour {
+		bad("conversations.ttl", "want 1m to 720h, got %s", v.TTL)
+	}
+	if d := v.IdleSession.D(); d < 0 || d > 10*time.Minute {
+		bad("conversations.idle_session", "want 0 (close after every turn) to 10m, got %s", v.IdleSession)
+	}
+	if v.MaxTurns < 1 || v.MaxTurns > 10000 {
+		bad("conversations.max_turns", "want 1 to 10000, got %d", v.MaxTurns)
+	}
+	if v.MaxBody < 1<<10 || v.MaxBody > 200<<20 {
+		bad("conversations.max_body", "want 1024 to 209715200 bytes, got %d", v.MaxBody)
+	}
+	if d := v.MaxAudio.D(); d < time.Second || d > 10*time.Minute {
+		bad("conversations.max_audio", "want 1s to 10m, got %s", v.MaxAudio)
+	}
+}
+
 func (c *Config) validateMemory(bad func(key, format string, args ...any)) {
 	oneOf(bad, "memory.store", c.Memory.Store, "sqlite", "redis")
 	if c.Memory.Store == "sqlite" && c.Memory.Path == "" {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +73,8 @@ func startRig(t testing.TB, mutate func(*config.Config), model func(url string) 
 	cfg.Media.PortMin, cfg.Media.PortMax = 31000, 31999
 	cfg.Log.Level = "debug"
 	cfg.Log.Format = "json"
+	// The memory store (caller memory, conversations) goes with the test.
+	cfg.Memory.Path = filepath.Join(t.TempDir(), "memory.db")
 	if mutate != nil {
 		mutate(&cfg)
 	}

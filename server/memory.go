@@ -10,15 +10,16 @@ import (
 	"github.com/voicebot/voicebot/memory"
 )
 
-// openMemory opens the caller memory store when some profile remembers
-// callers (nil otherwise: nothing is created, nothing kept).
-func openMemory(cfg config.Config, log zerolog.Logger) (memory.Store, error) {
-	if !cfg.RemembersCallers() {
+// openMemory opens the memory store when some profile remembers callers
+// or the conversation service runs (nil otherwise: nothing is created,
+// nothing kept).
+func openMemory(cfg config.Config, log zerolog.Logger) (memory.Backend, error) {
+	if !cfg.RemembersCallers() && !cfg.ConversationsOn() {
 		return nil, nil
 	}
 	m := cfg.Memory
 	return memory.Open(memory.Config{
-		Store: m.Store, Path: m.Path, TTL: m.TTL.D(), Timeout: m.Timeout.D(),
+		Store: m.Store, Path: m.Path, TTL: m.TTL.D(), Timeout: m.Timeout.D(), ConversationTTL: cfg.Conversations.TTL.D(),
 		Redis: memory.RedisConfig{Addr: m.Redis.Addr, Password: m.Redis.Password.Reveal(), DB: m.Redis.DB},
 	}, log)
 }
@@ -32,9 +33,10 @@ func callerID(p *bridge.Profile, fromUser string, header func(string) string) st
 	return p.Memory.CallerID(fromUser, header)
 }
 
-// forgetter serves DELETE /v1/callers/{id}/memory (nil without a store).
-func forgetter(s memory.Store) func(context.Context, string) (int, error) {
-	if s == nil {
+// forgetter serves DELETE /v1/callers/{id}/memory (nil when no profile
+// remembers callers).
+func forgetter(cfg config.Config, s memory.Store) func(context.Context, string) (int, error) {
+	if s == nil || !cfg.RemembersCallers() {
 		return nil
 	}
 	return s.Forget

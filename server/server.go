@@ -22,6 +22,7 @@ import (
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/config"
+	"github.com/voicebot/voicebot/converse"
 	"github.com/voicebot/voicebot/demo"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/memory"
@@ -51,7 +52,8 @@ type Server struct {
 	opts    Options
 	routes  *atomic.Pointer[routing]
 	records *record.Store
-	memory  memory.Store
+	memory  memory.Backend
+	conv    *converse.Service
 	mx      *metrics.Metrics
 	br      *bridge.Bridge
 	ua      *sip.UA
@@ -113,6 +115,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 	if s.memory != nil {
 		s.closers = append(s.closers, func() { s.memory.Close() })
 	}
+	if s.conv = s.newConversations(cfg, model, log); s.conv != nil {
+		s.closers = append(s.closers, s.conv.Close)
+	}
 	// One media worker per core serves every call's RTP.
 	mediaEngine := media.NewEngine(clock.Real{}, runtime.GOMAXPROCS(0))
 	s.closers = append(s.closers, mediaEngine.Close)
@@ -171,7 +176,9 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 	if cfg.API.Listen != "" {
 		s.api, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
 			Metrics: s.mx.Handler(), Ready: func() error { return readiness(s.ua) }, Records: s.records,
-			Place: placer(cfg, s.routes, s.ua, s.br, calls), Forget: forgetter(s.memory)})
+			Place: placer(cfg, s.routes, s.ua, s.br, calls), Forget: forgetter(cfg, s.memory),
+			Conversations: apiConversations(s.conv),
+			TurnLimits:    api.TurnLimits{MaxBytes: cfg.Conversations.MaxBody, MaxAudioSeconds: int(cfg.Conversations.MaxAudio.D() / time.Second)}})
 		if err != nil {
 			return nil, err
 		}
@@ -258,6 +265,13 @@ func (s *Server) Run(ctx context.Context) error {
 			defer wg.Done()
 			ttl := cfg.Memory.TTL.D()
 			memory.Sweep(serveCtx, s.memory, ttl, min(time.Hour, max(ttl/4, time.Second)), time.Now, log)
+		}()
+	}
+	if s.conv != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sweepConversations(serveCtx, s.conv, cfg.Conversations.TTL.D())
 		}()
 	}
 	wg.Add(1)

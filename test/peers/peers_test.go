@@ -100,7 +100,9 @@ func withYAML(yaml string) vbOption {
 // withAPI turns on the HTTP API on a free loopback port.
 func withAPI() vbOption {
 	return func(t *testing.T, env *[]string, _ *strings.Builder) {
-		*env = append(*env, fmt.Sprintf("VOICEBOT_API_LISTEN=127.0.0.1:%d", freeTCPPort(t)), "VOICEBOT_API_TOKEN="+apiToken)
+		// The API serves conversations, kept in the memory store: in the test's directory.
+		*env = append(*env, fmt.Sprintf("VOICEBOT_API_LISTEN=127.0.0.1:%d", freeTCPPort(t)), "VOICEBOT_API_TOKEN="+apiToken,
+			"VOICEBOT_MEMORY_PATH="+filepath.Join(t.TempDir(), "memory.db"))
 	}
 }
 
