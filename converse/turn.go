@@ -431,7 +431,10 @@ func (s *Service) keepIdle(id string, sess *session, updated time.Time, turns in
 		sess.close()
 		return
 	}
-	sess.seen, sess.seenTurns, sess.taken = updated, min(turns, memory.MaxConversationTurns), make(chan struct{})
+	// The waiter below keeps its own copy of taken: the next turn sets
+	// the field again while this waiter may still be waking up.
+	taken := make(chan struct{})
+	sess.seen, sess.seenTurns, sess.taken = updated, min(turns, memory.MaxConversationTurns), taken
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -446,7 +449,7 @@ func (s *Service) keepIdle(id string, sess *session, updated time.Time, turns in
 		defer s.wg.Done()
 		defer timer.Stop()
 		select {
-		case <-sess.taken:
+		case <-taken:
 			return
 		case <-s.done:
 		case <-timer.C():

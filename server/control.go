@@ -97,7 +97,7 @@ func restartNeeded(a, b config.Config) []string {
 		"barge_in": {a.BargeIn, b.BargeIn}, "api": {a.API, b.API}, "demo": {a.Demo, b.Demo}, "calls": {a.Calls, b.Calls},
 		"admission": {a.Admission, b.Admission}, "shutdown": {a.Shutdown, b.Shutdown},
 		"memory": {a.Memory, b.Memory}, "memory (a profile now remembers callers)": {a.RemembersCallers(), a.RemembersCallers() || b.RemembersCallers()},
-		"conversations": {a.Conversations, b.Conversations},
+		"conversations": {a.Conversations, b.Conversations}, "records": {a.Records, b.Records}, "audio": {a.Audio, b.Audio},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -192,12 +192,15 @@ func TestMemoryByIdentityHeader(t *testing.T) {
 	}
 }
 
-// A profile that does not opt in keeps nothing, and creates no store.
+// A profile that does not opt in keeps nothing, and (with the
+// conversation service off, which keeps its conversations there) creates
+// no store.
 func TestNoMemoryWithoutOptIn(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "memory.db")
 	r := startRig(t, func(c *config.Config) {
 		c.Memory.Path = dbPath
 		c.API.Listen, c.API.Token = "127.0.0.1:0", apiToken
+		c.Conversations.Enabled = false
 	}, nil)
 	talkAndHangUp(t, r, "+15550100", 3)
 	second := talkAndHangUp(t, r, "+15550100", 5)

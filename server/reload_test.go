@@ -67,3 +67,18 @@ routes:
 		t.Log("sections needing a restart were named:", r.logs.String()[strings.Index(r.logs.String(), `"sections"`):][:80])
 	}
 }
+
+// Every section a reload does not apply is named, so an operator is not
+// left thinking a SIGHUP took it: the records and the audio mode too.
+func TestRestartNeededNamesWhatAReloadKeeps(t *testing.T) {
+	a := config.Default()
+	b := a
+	b.Records.Dir = "/var/lib/voicebot/records"
+	b.Audio.Transcode = "passthrough"
+	b.Conversations.TTL = config.Duration(2 * time.Hour)
+	b.Agent.Instructions = "reloaded" // a reload applies this
+	got := strings.Join(restartNeeded(a, b), ",")
+	if got != "audio,conversations,records" {
+		t.Errorf("restart needed for %q, want audio,conversations,records", got)
+	}
+}
