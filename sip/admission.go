@@ -56,6 +56,8 @@ type gate struct {
 	nonceKey []byte
 	clock    func() time.Time
 
+	onRefused func(reason string) // Config.OnRefused
+
 	mu       sync.Mutex
 	buckets  map[netip.Addr]*bucket
 	rejected map[string]uint64
@@ -146,6 +148,17 @@ func (g *gate) count(reason string) {
 	g.mu.Lock()
 	g.rejected[reason]++
 	g.mu.Unlock()
+	if reason != Challenged {
+		g.refused(reason)
+	}
+}
+
+// refused tells Config.OnRefused of an INVITE refused before it became a
+// call.
+func (g *gate) refused(reason string) {
+	if g.onRefused != nil {
+		g.onRefused(reason)
+	}
 }
 
 // Rejections counts the INVITEs refused, by reason.

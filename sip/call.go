@@ -14,9 +14,12 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
+
+	"github.com/voicebot/voicebot/outcome"
 )
 
-// EndReason says why a call ended.
+// EndReason says why a call ended, in the signalling's terms; Outcome
+// says it in the vocabulary the API, records and metrics share.
 type EndReason string
 
 // Why calls end.
@@ -34,7 +37,10 @@ const (
 	EndNoAnswer EndReason = "no_answer"
 	EndBusy     EndReason = "busy"
 	EndDeclined EndReason = "declined"
-	EndFailed   EndReason = "failed"
+	// EndUnreachable: nothing answered the INVITE (no response at all, or
+	// it could not be sent).
+	EndUnreachable EndReason = "unreachable"
+	EndFailed      EndReason = "failed"
 )
 
 // ErrCallEnded is returned by operations on a call that has ended.
@@ -107,7 +113,8 @@ type Call struct {
 	timerKick  chan struct{}
 	refer      chan sipfrag // progress of our REFER, from the peer's NOTIFYs
 	failure    *CallError
-	answerFrom string // outbound: where the callee's answer came from
+	hungUpAs   *outcome.End // set by HangupAs: why our hang-up ends the call
+	answerFrom string       // outbound: where the callee's answer came from
 }
 
 func newCall(u *UA, dir Direction, log zerolog.Logger) *Call {
@@ -315,6 +322,9 @@ func (c *Call) Reject(code int, reason string) error {
 		return nil
 	}
 	c.responded = true
+	if c.failure == nil {
+		c.failure = &CallError{Code: code, Reason: reason}
+	}
 	c.mu.Unlock()
 	c.end(EndRejected)
 	if c.tx.Err() != nil { // cancelled: the transaction already answered 487
@@ -511,6 +521,77 @@ func (c *Call) Hangup() error {
 	return c.sendBye()
 }
 
+// HangupAs hangs up like Hangup, for a reason of the caller's: an
+// answered call then ends as why says (e.g. outcome.APIHungUp) rather
+// than as hung up by voicebot; one not answered yet ends cancelled, with
+// why's detail. Nothing changes for a call that already ended.
+func (c *Call) HangupAs(why outcome.End) error {
+	c.mu.Lock()
+	if c.reason == "" && c.hungUpAs == nil {
+		c.hungUpAs = &why
+	}
+	c.mu.Unlock()
+	return c.Hangup()
+}
+
+// Outcome is how the call ended as the signalling saw it, zero while it
+// goes on. A call whose context ended without a reason was ended by the
+// UA stopping: drained.
+func (c *Call) Outcome() outcome.End {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var e outcome.End
+	if f := c.failure; f != nil {
+		e.SIPCode, e.Detail = f.Code, f.Reason
+	}
+	switch c.reason {
+	case "":
+		if c.ctx.Err() != nil {
+			return outcome.End{Outcome: outcome.Drained, Detail: "voicebot stopping"}
+		}
+		return outcome.End{}
+	case EndRemoteBye:
+		return outcome.End{Outcome: outcome.CallerHungUp, Detail: "the far end hung up"}
+	case EndLocalBye:
+		if c.hungUpAs != nil {
+			return *c.hungUpAs
+		}
+		return outcome.End{Outcome: outcome.BotHungUp, Detail: "voicebot hung up"}
+	case EndCancelled, EndRejected:
+		switch {
+		case c.hungUpAs != nil && !c.answered:
+			e.Outcome, e.Detail = outcome.Cancelled, c.hungUpAs.Detail+" before answer"
+		case c.reason == EndCancelled:
+			e.Outcome = outcome.Cancelled
+			if c.dir == Inbound {
+				e.SIPCode, e.Detail = 487, "the caller cancelled before answer"
+			}
+		default:
+			e.Outcome = outcome.Rejected
+		}
+		return e
+	case EndAckTimeout:
+		return outcome.End{Outcome: outcome.Timeout, Detail: "no ACK for our 200 OK within " + c.ua.cfg.AckTimeout.String()}
+	case EndSessionExpired:
+		return outcome.End{Outcome: outcome.Timeout, Detail: "the session timer expired"}
+	case EndTransferred:
+		return outcome.End{Outcome: outcome.Transferred, Detail: "transferred (REFER)"}
+	case EndShutdown:
+		return outcome.End{Outcome: outcome.Drained, Detail: "voicebot stopping"}
+	case EndBusy:
+		e.Outcome = outcome.Busy
+	case EndNoAnswer:
+		e.Outcome = outcome.NoAnswer
+	case EndDeclined:
+		e.Outcome = outcome.Declined
+	case EndUnreachable:
+		e.Outcome = outcome.Unreachable
+	default: // EndError, EndFailed
+		e.Outcome = outcome.Error
+	}
+	return e
+}
+
 // finish runs when the handler returns (or panicked): whatever state the
 // call is in, it ends, and its goroutines are waited for.
 func (c *Call) finish(panicked bool) {
@@ -563,17 +644,24 @@ func (c *Call) sendBye() error {
 	return nil
 }
 
-// CallError is why an outbound call did not connect: the final response
-// (or 408 for no answer in time, 487 when we cancelled).
+// CallError is why a call did not connect: for an outbound one the final
+// response (or 408 for no answer in time, 487 when we cancelled, 0 when
+// nothing answered at all); for an inbound one the response we refused it
+// with.
 type CallError struct {
 	Code   int
 	Reason string
 }
 
-func (e *CallError) Error() string { return fmt.Sprintf("sip: call failed: %d %s", e.Code, e.Reason) }
+func (e *CallError) Error() string {
+	if e.Code == 0 {
+		return "sip: call failed: " + e.Reason
+	}
+	return fmt.Sprintf("sip: call failed: %d %s", e.Code, e.Reason)
+}
 
-// Failure is why an outbound call did not connect, nil if it did or has
-// not yet failed.
+// Failure is why the call did not connect, nil if it did or has not yet
+// failed.
 func (c *Call) Failure() *CallError {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -157,6 +157,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if errors.Is(err, ErrSDPMalformed) {
 			code, reason = 400, "Bad Request"
 		}
+		u.gate.refused("offer_not_acceptable")
 		u.respond(tx, req, code, reason+" ("+sanitize(err.Error())+")", nil, sip.NewHeader("Warning", `399 voicebot "`+sanitize(err.Error())+`"`))
 		return
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/voicebot/voicebot/outcome"
 )
 
 // PlaceRequest is an outbound call to place.
@@ -183,7 +185,7 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 	c.localSDP = offer
 	c.mu.Unlock()
 	if err != nil {
-		return c.fail(EndFailed, 500, "no SDP offer: "+err.Error())
+		return c.fail(EndFailed, 0, "no SDP offer: "+err.Error())
 	}
 	req := c.invite
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -193,12 +195,16 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 	defer ring.Stop()
 	tx, err := c.ua.transaction(c.ctx, req)
 	if err != nil {
-		return c.fail(EndFailed, 503, "cannot send the INVITE: "+err.Error())
+		return c.fail(EndUnreachable, 0, "cannot send the INVITE to "+o.dest+": "+err.Error())
 	}
-	provisional, auths, intervalRetried := false, 0, false
+	// heard: anything at all came back (100 Trying included). A trunk
+	// that never says a word is unreachable, not a callee who did not
+	// answer.
+	provisional, heard, auths, intervalRetried := false, false, 0, false
 	for {
 		select {
 		case res := <-tx.Responses():
+			heard = true
 			switch {
 			case res.IsProvisional():
 				if res.StatusCode > 100 && !provisional {
@@ -220,14 +226,14 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 				req.CSeq().SeqNo++
 				req.RemoveHeader("Via")
 				if tx, err = c.ua.transaction(c.ctx, req); err != nil {
-					return c.fail(EndFailed, 503, "cannot send the INVITE: "+err.Error())
+					return c.fail(EndUnreachable, 0, "cannot send the INVITE to "+o.dest+": "+err.Error())
 				}
 			case res.StatusCode == 422 && !intervalRetried:
 				// The callee's side wants a longer session timer: ask for its Min-SE.
 				intervalRetried = true
 				th, err := parseTimerHeaders(res)
 				if err != nil || th.minSE <= 0 || th.minSE > 24*time.Hour {
-					return c.fail(EndFailed, 422, res.Reason)
+					return c.fail(endReasonFor(422), 422, res.Reason)
 				}
 				tx.Terminate()
 				req.RemoveHeader("Session-Expires")
@@ -235,15 +241,27 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 				req.CSeq().SeqNo++
 				req.RemoveHeader("Via")
 				if tx, err = c.ua.transaction(c.ctx, req); err != nil {
-					return c.fail(EndFailed, 503, "cannot send the INVITE: "+err.Error())
+					return c.fail(EndUnreachable, 0, "cannot send the INVITE to "+o.dest+": "+err.Error())
 				}
 			default:
 				return c.fail(endReasonFor(res.StatusCode), res.StatusCode, res.Reason)
 			}
 		case <-tx.Done():
-			return c.fail(EndNoAnswer, 408, "no response from the callee's side")
+			// The transaction ended without a final answer: Timer B (no
+			// response at all) or a transport error.
+			why := "no response from " + o.dest
+			if err := tx.Err(); err != nil {
+				why += ": " + sanitize(err.Error())
+			}
+			if heard {
+				return c.fail(EndNoAnswer, 408, why)
+			}
+			return c.fail(EndUnreachable, 0, why)
 		case <-ring.C:
 			c.cancelInvite(tx, req, provisional)
+			if !heard {
+				return c.fail(EndUnreachable, 0, "no response from "+o.dest+" within "+o.RingTimeout.String())
+			}
 			return c.fail(EndNoAnswer, 408, "no answer within "+o.RingTimeout.String())
 		case <-ctx.Done():
 			c.cancelInvite(tx, req, provisional)
@@ -255,14 +273,16 @@ func (c *Call) answerOutbound(ctx context.Context, localPort int) error {
 	}
 }
 
+// endReasonFor is why a call ends that the callee's side answered with a
+// final failure code (outcome.ForSIPFailure).
 func endReasonFor(code int) EndReason {
-	switch code {
-	case 486, 600:
+	switch outcome.ForSIPFailure(code) {
+	case outcome.Busy:
 		return EndBusy
-	case 603, 403:
-		return EndDeclined
-	case 408, 480, 487:
+	case outcome.NoAnswer:
 		return EndNoAnswer
+	case outcome.Declined:
+		return EndDeclined
 	}
 	return EndFailed
 }
@@ -335,7 +355,7 @@ func (c *Call) established(tx sip.ClientTransaction, req *sip.Request, res *sip.
 		c.mu.Lock()
 		c.answered = true
 		c.mu.Unlock()
-		err := c.fail(EndFailed, 488, "unusable SDP answer: "+sanitize(err.Error()))
+		err := c.fail(EndRejected, 488, "unusable SDP answer: "+sanitize(err.Error()))
 		_ = c.sendBye()
 		return err
 	}

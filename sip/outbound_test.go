@@ -3,11 +3,13 @@ package sip
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/secret"
 )
 
@@ -152,6 +154,9 @@ func TestOutboundCallsThatDoNotConnect(t *testing.T) {
 		if why := rec.ended(t); why != EndBusy || rec.call.Failure() == nil || rec.call.Failure().Code != 486 {
 			t.Errorf("ended %q, failure %v", why, rec.call.Failure())
 		}
+		if o := rec.call.Outcome(); o != (outcome.End{Outcome: outcome.Busy, SIPCode: 486, Detail: "Busy Here"}) {
+			t.Errorf("outcome %+v", o)
+		}
 	})
 	t.Run("no answer in the ring timeout", func(t *testing.T) {
 		p.Set(func(p *testpeer.PBX) { p.Final = 0 })
@@ -160,8 +165,8 @@ func TestOutboundCallsThatDoNotConnect(t *testing.T) {
 		if err := rec.answer(t); err == nil || rec.call.Failure().Code != 408 {
 			t.Errorf("Answer: %v", err)
 		}
-		if why := rec.ended(t); why != EndNoAnswer {
-			t.Errorf("ended %q", why)
+		if why := rec.ended(t); why != EndNoAnswer || rec.call.Outcome().Outcome != outcome.NoAnswer || rec.call.Outcome().SIPCode != 408 {
+			t.Errorf("ended %q, outcome %+v", why, rec.call.Outcome())
 		}
 		cancel := requestFrom(t, p.Requests, "CANCEL", before+1)
 		if cancel.CallID().Value() != rec.call.ID() {
@@ -196,11 +201,65 @@ func TestOutboundCallsThatDoNotConnect(t *testing.T) {
 		p.Set(func(p *testpeer.PBX) { p.Final = 603 })
 		rec := r.place(PlaceRequest{To: "4"})
 		rec.answer(t)
-		if why := rec.ended(t); why != EndDeclined {
-			t.Errorf("ended %q", why)
+		if why := rec.ended(t); why != EndDeclined || rec.call.Outcome().Outcome != outcome.Declined || rec.call.Outcome().SIPCode != 603 {
+			t.Errorf("ended %q, outcome %+v", why, rec.call.Outcome())
 		}
 	})
 	waitFor(t, "no calls left", func() bool { return r.ua.ActiveCalls() == 0 })
+}
+
+// A trunk where nothing answers (a closed port: no response at all) is
+// unreachable, with no SIP code, both when the ring timeout comes first
+// and, below, when the INVITE transaction gives up: not no_answer.
+func TestOutboundDeadTrunkIsUnreachable(t *testing.T) {
+	dead, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := dead.LocalAddr().String()
+	dead.Close()
+	r := newRig(t, Config{Trunks: []Trunk{{Name: "dead", Address: addr}}}, nil)
+	rec := r.place(PlaceRequest{To: "5551234", RingTimeout: 300 * time.Millisecond})
+	var ce *CallError
+	if err := rec.answer(t); !errors.As(err, &ce) || ce.Code != 0 {
+		t.Errorf("Answer: %v, want a failure without a code", err)
+	}
+	if why := rec.ended(t); why != EndUnreachable {
+		t.Errorf("ended %q", why)
+	}
+	if o := rec.call.Outcome(); o.Outcome != outcome.Unreachable || o.SIPCode != 0 || !strings.Contains(o.Detail, addr) {
+		t.Errorf("outcome %+v", o)
+	}
+}
+
+// HangupAs: an answered call ends as the caller of HangupAs says (BYE
+// sent); one still ringing is cancelled (CANCEL sent), with its detail.
+func TestOutboundHangupAs(t *testing.T) {
+	api := outcome.End{Outcome: outcome.APIHungUp, Detail: "hung up through the API"}
+	r, p := calling(t, nil, Config{})
+	rec := r.place(PlaceRequest{To: "1"})
+	if err := rec.answer(t); err != nil {
+		t.Fatalf("Answer: %v", err)
+	}
+	if o := rec.call.Outcome(); !o.Zero() {
+		t.Errorf("a call in progress has an outcome: %+v", o)
+	}
+	if err := rec.call.HangupAs(api); err != nil {
+		t.Errorf("HangupAs: %v", err)
+	}
+	requestFrom(t, p.Requests, "BYE", 1)
+	if rec.ended(t); rec.call.Outcome() != api {
+		t.Errorf("answered: outcome %+v", rec.call.Outcome())
+	}
+	p.Set(func(p *testpeer.PBX) { p.Final = 0 })
+	rec = r.place(PlaceRequest{To: "2"})
+	waitFor(t, "ringing", func() bool { return rec.call.State() == "ringing" })
+	_ = rec.call.HangupAs(api)
+	rec.answer(t)
+	requestFrom(t, p.Requests, "CANCEL", 1)
+	if o := rec.call.Outcome(); rec.ended(t) != EndCancelled || o.Outcome != outcome.Cancelled || !strings.Contains(o.Detail, "API") {
+		t.Errorf("ringing: outcome %+v", o)
+	}
 }
 
 // A trunk that wants a longer session timer (422) gets an INVITE asking

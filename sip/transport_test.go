@@ -22,6 +22,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/outcome"
 )
 
 // readSIP reads one SIP message from a stream (headers, then Content-Length bytes).
@@ -260,7 +261,7 @@ func TestOutboundSRTPRequired(t *testing.T) {
 		t.Errorf("offer:\n%s", body)
 	}
 	requestFrom(t, p.Requests, "BYE", 1)
-	if why := rec.ended(t); why != EndFailed {
+	if why := rec.ended(t); why != EndRejected || rec.call.Outcome().Outcome != outcome.Rejected || rec.call.Outcome().SIPCode != 488 {
 		t.Errorf("ended %q", why)
 	}
 }

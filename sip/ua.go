@@ -56,6 +56,11 @@ type Config struct {
 	// OnResponse, if set, is told the code of every response voicebot
 	// sends (not retransmissions), for the metrics.
 	OnResponse func(code int)
+	// OnRefused, if set, is told of every INVITE refused before it became
+	// a call (admission, capacity, shutting down, an offer voicebot cannot
+	// take; not digest challenges, which a caller answers), with the
+	// reason, for the metrics.
+	OnRefused func(reason string)
 	// TLS, with TLSListen, serves SIP over TLS (transport=tls).
 	TLS       *tls.Config
 	TLSListen netip.AddrPort
@@ -131,6 +136,7 @@ func New(cfg Config, handler Handler) (*UA, error) {
 	}
 	u := &UA{cfg: cfg, handler: handler, log: cfg.Log, dialogs: map[string]*Call{}, ready: make(chan struct{})}
 	u.gate = newGate(cfg.Admission, time.Now)
+	u.gate.onRefused = cfg.OnRefused
 	// sipgo logs through a process-wide logger that its own goroutines read
 	// at any time: set it once, before any of them exists.
 	setSipgoLogger.Do(func() { sip.SetDefaultLogger(slog.New(newSlogHandler(cfg.Log))) })
