@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
+
+	"github.com/voicebot/voicebot/outcome"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -20,10 +23,23 @@ type fakeCall struct {
 	hungUp    bool
 }
 
-func (f *fakeCall) ID() string      { return f.id }
-func (f *fakeCall) State() string   { return f.state }
-func (f *fakeCall) Outcome() string { return "" }
-func (f *fakeCall) Hangup() error   { f.hungUp = true; return nil }
+func (f *fakeCall) ID() string    { return f.id }
+func (f *fakeCall) State() string { return f.state }
+func (f *fakeCall) Hangup() error { f.hungUp = true; return nil }
+
+// The outcome is JSON fields of their own: "outcome", "sip_code", "detail".
+func TestCallInfoOutcomeFields(t *testing.T) {
+	b, _ := json.Marshal(CallInfo{ID: "a", State: "ended", End: &outcome.End{Outcome: outcome.NoAnswer, SIPCode: 408, Detail: "no answer within 8s"}})
+	for _, want := range []string{`"outcome":"no_answer"`, `"sip_code":408`, `"detail":"no answer within 8s"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	b, _ = json.Marshal(CallInfo{ID: "b", State: "answered"})
+	if strings.Contains(string(b), "outcome") {
+		t.Errorf("a call in progress has an outcome: %s", b)
+	}
+}
 
 func TestRegistryKeepsEndedCallsForTheirOutcome(t *testing.T) {
 	r := NewRegistry()
@@ -36,18 +52,21 @@ func TestRegistryKeepsEndedCallsForTheirOutcome(t *testing.T) {
 	if _, ok := r.Hangup("a"); !ok || !a.hungUp {
 		t.Error("hangup did not reach the call")
 	}
-	r.End(a)
+	if info, _ := r.Get("a"); info.End != nil {
+		t.Errorf("a call in progress has an outcome: %+v", info.End)
+	}
+	r.End(a, outcome.End{Outcome: outcome.APIHungUp, Detail: "hung up through the API"})
 	r.Add(a, CallInfo{}) // a late add after the end must not bring it back
 	if r.Len() != 0 {
 		t.Fatal("an ended call is still active")
 	}
-	if info, ok := r.Get("a"); !ok || info.State != "ended" || info.Ended == nil {
+	if info, ok := r.Get("a"); !ok || info.State != "ended" || info.Ended == nil || info.End == nil || info.Outcome != outcome.APIHungUp {
 		t.Errorf("recent call %+v %v", info, ok)
 	}
 	for i := 0; i < keepEnded+10; i++ {
 		c := &fakeCall{id: string(rune('A'+i%26)) + strings.Repeat("x", i)}
 		r.Add(c, CallInfo{})
-		r.End(c)
+		r.End(c, outcome.End{Outcome: outcome.CallerHungUp})
 	}
 	if len(r.recent) != keepEnded {
 		t.Errorf("%d ended calls kept, want %d", len(r.recent), keepEnded)

@@ -4,13 +4,16 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/voicebot/voicebot/outcome"
 )
 
 // Call is what the registry needs of a call in progress.
 type Call interface {
 	ID() string
 	State() string // dialing, ringing, answered, ended
-	Outcome() string
+	// Hangup ends the call for DELETE /v1/calls/{id}: it ends as
+	// api_hung_up, or cancelled when it was not answered yet.
 	Hangup() error
 }
 
@@ -22,9 +25,10 @@ type CallInfo struct {
 	To        string     `json:"to"`
 	Agent     string     `json:"agent"`
 	State     string     `json:"state"`
-	Outcome   string     `json:"outcome,omitempty"` // why it ended
 	Started   time.Time  `json:"started"`
 	Ended     *time.Time `json:"ended,omitempty"`
+	// How it ended (once ended): outcome, sip_code (0 when none), detail.
+	*outcome.End
 }
 
 // Registry keeps the calls in progress, and the recently ended ones for
@@ -68,8 +72,8 @@ func (r *Registry) Add(c Call, info CallInfo) {
 	r.active[c.ID()] = &entry{info: info, call: c}
 }
 
-// End moves a call to the recently ended.
-func (r *Registry) End(c Call) {
+// End moves a call to the recently ended, with how it ended.
+func (r *Registry) End(c Call, how outcome.End) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.active[c.ID()]
@@ -79,7 +83,7 @@ func (r *Registry) End(c Call) {
 	delete(r.active, c.ID())
 	info := e.snapshot()
 	now := time.Now()
-	info.State, info.Ended = "ended", &now
+	info.State, info.Ended, info.End = "ended", &now, &how
 	r.recent = append(r.recent, info)
 	r.prune(now)
 }
@@ -94,7 +98,7 @@ func (r *Registry) prune(now time.Time) {
 
 func (e *entry) snapshot() CallInfo {
 	info := e.info
-	info.State, info.Outcome = e.call.State(), e.call.Outcome()
+	info.State = e.call.State()
 	return info
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/metrics"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 )
@@ -45,6 +46,10 @@ type Call interface {
 	// Observe gives the call what to tell of its signalling: keys sent as
 	// SIP INFO, renegotiated media. Called before Answer.
 	Observe(Observer)
+	// Outcome is how the signalling ended the call (the far end hung up,
+	// it was hung up through the API, cancelled, refused with a SIP
+	// status, the session timer ran out…), zero while it goes on.
+	Outcome() outcome.End
 }
 
 // Refusal is why a call is refused before it is answered, in the bridge's
@@ -216,20 +221,10 @@ func New(cfg Config) *Bridge {
 	return &Bridge{cfg: cfg, shutdown: make(chan struct{})}
 }
 
-// Handle runs one call to its end. ctx ends when the far end hangs up.
-func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
+// Handle runs one call to its end, and returns how it ended. ctx ends when
+// the far end hangs up.
+func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcome.End) {
 	log := b.cfg.Log.With().Str("call_id", call.ID()).Logger()
-	if !setup.Outbound {
-		_ = call.Ringing()
-	}
-	conn, err := b.allocate()
-	if err != nil {
-		log.Error().Err(err).Msg("call: no RTP port")
-		_ = call.Refuse(RefusedNoMediaPort)
-		return
-	}
-	defer b.cfg.Ports.Release(conn)
-
 	c := newCallState(b, setup.Profile, nil, log)
 	c.call, c.setup = call, setup
 	profile := c.profile // the default one when setup has none
@@ -237,20 +232,50 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	if setup.Outbound {
 		direction = "outbound"
 	}
-	outcome, answeredAt := "not answered", time.Time{}
+	answeredAt := time.Time{}
 	c.rec = b.cfg.Records.Start(call.ID(), record.Event{"direction": direction, "from": setup.Caller, "to": setup.Called, "agent": profile.Name})
 	defer func() {
+		if end.Zero() {
+			end = call.Outcome() // not answered: how the signalling ended it
+		}
+		if end.Zero() {
+			end = outcome.End{Outcome: outcome.Error, Detail: "not answered"}
+		}
 		var d time.Duration
 		if !answeredAt.IsZero() {
 			d = time.Since(answeredAt)
+		} else {
+			log.Info().Str("outcome", string(end.Outcome)).Int("sip_code", end.SIPCode).Str("detail", end.Detail).
+				Bool("outbound", setup.Outbound).Msg("call: ended")
 		}
-		b.cfg.Metrics.CallEnded(direction, profile.Name, outcome, !answeredAt.IsZero(), d)
+		b.cfg.Metrics.CallEnded(direction, profile.Name, end.Outcome, !answeredAt.IsZero(), d)
 		c.rememberCall()
-		st := c.media.Stats()
-		c.rec.End(record.Event{"outcome": outcome, "answered": !answeredAt.IsZero(), "duration_s": d.Seconds(),
+		var st media.Stats
+		if c.media != nil {
+			st = c.media.Stats()
+		}
+		c.rec.End(record.Event{"outcome": string(end.Outcome), "sip_code": end.SIPCode, "detail": end.Detail,
+			"answered": !answeredAt.IsZero(), "duration_s": d.Seconds(),
 			"rtp_in": st.PacketsIn, "rtp_out": st.PacketsOut, "lost": st.Lost, "jitter_ms": float64(st.Jitter) / 1e6,
 			"barge_ins": c.bargeIns, "tool_calls": c.tools.calls, "reconnects": c.sess.reconnects})
 	}()
+	refuse := func(why Refusal) outcome.End {
+		_ = call.Refuse(why)
+		return refused(call, why)
+	}
+	if !setup.Outbound && setup.Media.Codec.Name == "" {
+		return refuse(RefusedCodec)
+	}
+	if !setup.Outbound {
+		_ = call.Ringing()
+	}
+	conn, err := b.allocate()
+	if err != nil {
+		log.Error().Err(err).Msg("call: no RTP port")
+		return refuse(RefusedNoMediaPort)
+	}
+	defer b.cfg.Ports.Release(conn)
+
 	c.sig.peerHold.Store(setup.Media.OnHold)
 	c.useCodec(setup.Media.Codec)
 	if b.cfg.Passthrough && !setup.Outbound {
@@ -299,7 +324,8 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		// the callee answers: early media is ringback, not a caller.
 		c.media.Hold(true)
 		if runMedia() != nil {
-			return // not placed yet: nobody is left waiting
+			// Not placed yet: nobody is left waiting.
+			return outcome.End{Outcome: outcome.Error, Detail: "RTP socket unusable"}
 		}
 		answered = make(chan error, 1)
 		wg.Add(1)
@@ -315,19 +341,17 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	cancelDial()
 	if err != nil {
 		if ctx.Err() != nil {
-			return // the far end gave up while we connected
+			return outcome.End{} // the far end gave up while we connected
 		}
 		log.Error().Err(err).Msg("call: model unreachable")
-		_ = call.Refuse(RefusedModelUnreachable)
-		return
+		return refuse(RefusedModelUnreachable)
 	}
 	c.conn = model
 	defer c.closeSessions()
 	c.setModel(model)
 	if err := c.configure(); err != nil {
 		log.Error().Err(err).Msg("call: session.update")
-		_ = call.Refuse(RefusedSessionUnsent)
-		return
+		return refuse(RefusedSessionUnsent)
 	}
 	// Still ringing: wait for the model to take the configuration. The
 	// greeting is requested the moment it does, so its audio is generated
@@ -337,11 +361,10 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	cancelReady()
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return outcome.End{}
 		}
 		log.Error().Err(err).Msg("call: model not ready")
-		_ = call.Refuse(RefusedModelNotReady)
-		return
+		return refuse(RefusedModelNotReady)
 	}
 
 	start := time.Now()
@@ -353,8 +376,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		}
 	} else {
 		if runMedia() != nil {
-			_ = call.Refuse(RefusedNoMedia)
-			return
+			return refuse(RefusedNoMedia)
 		}
 		err = call.Answer(callCtx, int(c.media.LocalAddr().Port()))
 	}
@@ -362,7 +384,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 		if ctx.Err() == nil || setup.Outbound {
 			log.Warn().Err(err).Msg("call: not established")
 		}
-		return
+		return outcome.End{}
 	}
 	c.connected()
 	answeredAt = start
@@ -371,13 +393,13 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).Bool("srtp", c.media.CurrentPeer().SRTP != nil).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx)
-	outcome = reason
+	end = c.outcomeOf(reason)
 	c.stopTimers()
 	cancel()
 	c.tools.wait()
 	st := c.media.Stats()
 	b.cfg.Metrics.Media(st, c.lastStats)
-	log.Info().Str("end", reason).Dur("duration", time.Since(start).Round(time.Millisecond)).
+	log.Info().Str("outcome", string(end.Outcome)).Int("sip_code", end.SIPCode).Str("detail", end.Detail).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).Uint64("rtp_held", st.HeldIn).
 		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
@@ -387,6 +409,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) {
 	if reason != endCallerHungUp {
 		_ = call.Hangup()
 	}
+	return end
 }
 
 // peer is the media session's view of negotiated media.

@@ -281,6 +281,7 @@ const (
 	endModelFailed  = "model failed to answer"
 	endBotHungUp    = "bot ended the call"
 	endTransferred  = "transferred"
+	endCallerKey    = "caller pressed " // and the key
 )
 
 // run is the call's event loop. It returns why the call ended.

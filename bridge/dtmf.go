@@ -63,7 +63,7 @@ func (c *callState) onKey(digit rune, source string) {
 	}
 	switch {
 	case action == KeyHangup:
-		c.ending = &ending{reason: "caller pressed " + string(digit), immediate: true}
+		c.ending = &ending{reason: endCallerKey + string(digit), immediate: true}
 		return
 	case strings.HasPrefix(action, KeyTransfer):
 		name := strings.TrimPrefix(action, KeyTransfer)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
 
@@ -70,7 +71,7 @@ func TestKeyByInfoEndsTheCallAfterTheGoodbye(t *testing.T) {
 	if outs := toolOutputs(s); len(outs) != 1 || !strings.Contains(outs[0], "ends") {
 		t.Errorf("end_call's outputs %v", outs)
 	}
-	if !r.endedWith(endBotHungUp) || r.metric(`voicebot_tool_calls_total{tool="end_call"}`) != 1 {
+	if !r.endedWith(outcome.BotHungUp) || r.metric(`voicebot_tool_calls_total{tool="end_call"}`) != 1 {
 		t.Error("the call is not counted as ended by the bot's end_call")
 	}
 }
@@ -95,7 +96,7 @@ func TestKeyByRTPTransfersAfterTheAnnouncement(t *testing.T) {
 	if announced := heardAtTransfer - before; announced < 500/20 { // "Transferring you now.": 0.5 s
 		t.Errorf("the caller heard %d frames of the announcement before the REFER", announced)
 	}
-	if !r.endedWith(endTransferred) {
+	if !r.endedWith(outcome.Transferred) {
 		t.Error("the call is not counted as transferred")
 	}
 }
@@ -161,7 +162,7 @@ func TestSilentCallerIsHungUpOn(t *testing.T) {
 	if got := r.call.requests(); got[len(got)-1] != "Hangup" {
 		t.Errorf("the call was asked %v", got)
 	}
-	if !r.endedWith(endRTPTimeout) {
+	if !r.endedWith(outcome.Timeout) {
 		t.Error("the call is not counted as ended for want of RTP")
 	}
 }
@@ -198,7 +199,7 @@ func TestMaximumDurationInAWholeCall(t *testing.T) {
 	if heard := r.phone.audio() - before; heard < len(realtimetest.GoodbyeAudio())/24/20 {
 		t.Errorf("the caller heard %d frames of the goodbye", heard)
 	}
-	if !r.endedWith(endMaxDuration) {
+	if !r.endedWith(outcome.BotHungUp) {
 		t.Error("the call is not counted as ended at its maximum duration")
 	}
 }
@@ -225,7 +226,7 @@ func TestWrapUpAllSaysGoodbyeAndHangsUp(t *testing.T) {
 	if got := r.call.requests(); got[len(got)-1] != "Hangup" {
 		t.Errorf("the call was asked %v", got)
 	}
-	if !r.endedWith(endShutdown) {
+	if !r.endedWith(outcome.Drained) {
 		t.Error("the call is not counted as ended by the shutdown")
 	}
 }

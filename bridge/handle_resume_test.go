@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
 
@@ -120,7 +121,7 @@ func TestModelGoneForGoodApologisesAndTransfersToTheFallback(t *testing.T) {
 	if n := r.model.count(); n < 3 {
 		t.Errorf("%d dials: the model was not retried within the budget", n)
 	}
-	if r.metric(`voicebot_model_reconnects_total{result="failed"}`) != 1 || !r.endedWith(endTransferred) {
+	if r.metric(`voicebot_model_reconnects_total{result="failed"}`) != 1 || !r.endedWith(outcome.Transferred) {
 		t.Error("the failed reconnect or the transfer is not counted")
 	}
 }
@@ -142,7 +143,7 @@ func TestUnknownFallbackHangsUp(t *testing.T) {
 	if n := r.phone.framesOf(apologyLevel); n != 500/20 {
 		t.Errorf("the caller heard %d of the apology's %d frames", n, 500/20)
 	}
-	if !r.endedWith(endModelLost) {
+	if !r.endedWith(outcome.ModelFailed) {
 		t.Error("the call is not counted as lost with its model")
 	}
 }
@@ -163,7 +164,7 @@ func TestNoReconnectBudgetEndsTheCall(t *testing.T) {
 	if r.phone.framesOf(fillerLevel) != 0 {
 		t.Error("filler played with reconnecting off")
 	}
-	if !r.endedWith(endModelLost) {
+	if !r.endedWith(outcome.ModelFailed) {
 		t.Error("the call is not counted as lost with its model")
 	}
 }
@@ -183,7 +184,7 @@ func TestCallerHangsUpWhileTheModelIsAway(t *testing.T) {
 	if got := strings.Join(r.call.requests(), ","); got != "Ringing,Answer" {
 		t.Errorf("the call was asked %s after the caller hung up", got)
 	}
-	if !r.endedWith(endCallerHungUp) {
+	if !r.endedWith(outcome.CallerHungUp) {
 		t.Error("the call is not counted as ended by the caller")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
@@ -61,10 +62,10 @@ func TestInboundCallFromRingToCallerHangup(t *testing.T) {
 	if n := r.ports.InUse(); n != 0 {
 		t.Errorf("%d RTP ports in use after the call", n)
 	}
-	if !r.endedWith(endCallerHungUp) || r.metric(`voicebot_calls_active{direction="inbound"}`) != 0 {
+	if !r.endedWith(outcome.CallerHungUp) || r.metric(`voicebot_calls_active{direction="inbound"}`) != 0 {
 		t.Error("the call is not counted as ended by the caller")
 	}
-	if !strings.Contains(r.logs.String(), `"end":"caller hung up"`) {
+	if !strings.Contains(r.logs.String(), `"outcome":"caller_hung_up"`) {
 		t.Error("no log line says how the call ended")
 	}
 }
@@ -123,8 +124,8 @@ func TestCallRefusedWhenTheModelIsUnreachable(t *testing.T) {
 	if got := strings.Join(r.call.requests(), ","); got != "Ringing,Refuse:"+string(RefusedModelUnreachable) {
 		t.Errorf("the call was asked %s", got)
 	}
-	if !r.endedWith("not answered") {
-		t.Error("the refused call is not counted as not answered")
+	if !r.endedWith(outcome.Rejected) || r.end.Detail != string(RefusedModelUnreachable) {
+		t.Error("the refused call is not counted as rejected")
 	}
 }
 
@@ -226,13 +227,41 @@ func TestOutboundCallIsSilentUntilAnswered(t *testing.T) {
 // signalling has already ended it).
 func TestOutboundCallNotAnswered(t *testing.T) {
 	r := newRig(t, rigOptions{setup: func(s *Setup) { s.Outbound = true; s.Media = CallMedia{} }})
-	r.call.answer = func(context.Context, int) error { return errors.New("486 Busy Here") }
+	r.call.answer = func(context.Context, int) error {
+		r.call.mu.Lock()
+		r.call.ended = outcome.End{Outcome: outcome.Busy, SIPCode: 486, Detail: "Busy Here"}
+		r.call.mu.Unlock()
+		return errors.New("486 Busy Here")
+	}
 	r.start()
 	r.waitFor("the call to end", r.ended)
 	if got := strings.Join(r.call.requests(), ","); got != "Answer failed" {
 		t.Errorf("the call was asked %s", got)
 	}
-	if !r.endedWith("not answered") {
-		t.Error("the call is not counted as not answered")
+	if !r.endedWith(outcome.Busy) || r.end.SIPCode != 486 {
+		t.Error("the call is not counted as busy, with the signalling's code")
+	}
+}
+
+// A call whose signalling ended it for a reason of its own (here a hang-up
+// through the API) ends with that outcome, not as hung up by the caller;
+// nothing more is asked of the call.
+func TestSignallingEndKeepsItsOutcome(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.start()
+	r.greeted()
+	r.call.mu.Lock()
+	r.call.ended = outcome.End{Outcome: outcome.APIHungUp, Detail: "hung up through the API"}
+	r.call.mu.Unlock()
+	r.hangup()
+	r.waitFor("the call to end", r.ended)
+	if !r.endedWith(outcome.APIHungUp) || r.end.Detail != "hung up through the API" {
+		t.Error("the call is not counted as hung up through the API")
+	}
+	if got := strings.Join(r.call.requests(), ","); got != "Ringing,Answer" {
+		t.Errorf("the call was asked %s", got)
+	}
+	if !strings.Contains(r.logs.String(), `"outcome":"api_hung_up"`) {
+		t.Error("the log does not say api_hung_up")
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
@@ -97,6 +98,7 @@ func (f *fakeCall) Answer(context.Context, int) error { return nil }
 func (f *fakeCall) Refuse(Refusal) error              { return nil }
 func (f *fakeCall) Hangup() error                     { return nil }
 func (f *fakeCall) Observe(Observer)                  {}
+func (f *fakeCall) Outcome() outcome.End              { return outcome.End{} }
 func (f *fakeCall) Transfer(ctx context.Context, target string) error {
 	f.transfers = append(f.transfers, target)
 	if f.block != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/metrics"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
@@ -49,6 +50,14 @@ type rigCall struct {
 	onTransfer func()
 	// answer, when set, runs in Answer (an outbound call's callee).
 	answer func(ctx context.Context, port int) error
+	// ended is how the signalling says the call ended (zero: it goes on).
+	ended outcome.End
+}
+
+func (c *rigCall) Outcome() outcome.End {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
 }
 
 func (c *rigCall) ID() string { return "rig-call-1" }
@@ -393,6 +402,7 @@ type rig struct {
 	t0     time.Time // the fake clock's start
 	hangup context.CancelFunc
 	done   chan struct{}
+	end    outcome.End // what Handle returned, once done is closed
 }
 
 // rigOptions adjust a rig before its call starts.
@@ -470,7 +480,7 @@ func (r *rig) start() {
 	r.hangup, r.done = cancel, make(chan struct{})
 	go func() {
 		defer close(r.done)
-		r.b.Handle(ctx, r.call, r.setup)
+		r.end = r.b.Handle(ctx, r.call, r.setup)
 	}()
 }
 
@@ -582,13 +592,19 @@ func (r *rig) metric(series string) float64 {
 	return 0
 }
 
-// endedWith is the outcome the call's metrics counted for it.
-func (r *rig) endedWith(outcome string) bool {
+// endedWith reports whether the call ended with o: what Handle returned
+// and what the metrics counted.
+func (r *rig) endedWith(o outcome.Outcome) bool {
 	dir := "inbound"
 	if r.setup.Outbound {
 		dir = "outbound"
 	}
-	return r.metric(`voicebot_calls_total{agent="`+r.setup.Profile.Name+`",direction="`+dir+`",outcome="`+metrics.Label(outcome)+`"}`) == 1
+	<-r.done
+	if r.end.Outcome != o {
+		r.t.Logf("Handle returned %+v, want %s", r.end, o)
+		return false
+	}
+	return r.metric(`voicebot_calls_total{agent="`+r.setup.Profile.Name+`",direction="`+dir+`",outcome="`+string(o)+`"}`) == 1
 }
 
 func (r *rig) close() {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/outcome"
 )
 
 // Metrics holds every collector, in a registry of its own.
@@ -58,7 +59,7 @@ func New() *Metrics {
 	m.callsActive = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "voicebot", Name: "calls_active",
 		Help: "Calls in progress (answered), by direction."}, []string{"direction"})
 	m.callsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "calls_total",
-		Help: "Calls ended, by direction, agent (route) and outcome."}, []string{"direction", "agent", "outcome"})
+		Help: "Calls ended, by direction, agent (route) and outcome (caller_hung_up, bot_hung_up, api_hung_up, transferred, busy, no_answer, declined, unreachable, cancelled, rejected, timeout, model_failed, drained, error). INVITEs refused before becoming calls count as rejected with agent=\"\"."}, []string{"direction", "agent", "outcome"})
 	m.callDuration = sec("call_duration_seconds", "Length of answered calls.", []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600})
 	m.sipResponses = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "sip_responses_sent_total",
 		Help: "SIP responses voicebot sent, by status code."}, []string{"code"})
@@ -123,8 +124,9 @@ func (m *Metrics) CallAnswered(direction string) {
 	}
 }
 
-// CallEnded counts a call out, answered or not.
-func (m *Metrics) CallEnded(direction, agent, outcome string, answered bool, d time.Duration) {
+// CallEnded counts a call out, answered or not, by its outcome (a value
+// outside the vocabulary counts as error: the label stays bounded).
+func (m *Metrics) CallEnded(direction, agent string, o outcome.Outcome, answered bool, d time.Duration) {
 	if m == nil {
 		return
 	}
@@ -132,7 +134,19 @@ func (m *Metrics) CallEnded(direction, agent, outcome string, answered bool, d t
 		m.callsActive.WithLabelValues(direction).Dec()
 		m.callDuration.Observe(d.Seconds())
 	}
-	m.callsTotal.WithLabelValues(direction, agent, Label(outcome)).Inc()
+	if !o.Valid() {
+		o = outcome.Error
+	}
+	m.callsTotal.WithLabelValues(direction, agent, string(o)).Inc()
+}
+
+// CallRefused counts an inbound INVITE refused before it became a call
+// (admission, capacity, an offer voicebot cannot take) as a call ended
+// rejected, with no agent: none was chosen yet.
+func (m *Metrics) CallRefused() {
+	if m != nil {
+		m.callsTotal.WithLabelValues("inbound", "", string(outcome.Rejected)).Inc()
+	}
 }
 
 // SIPResponse counts a response sent.

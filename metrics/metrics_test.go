@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/outcome"
 )
 
 func TestNilMetricsAreSafe(t *testing.T) {
 	var m *Metrics
 	m.CallAnswered("inbound")
-	m.CallEnded("inbound", "default", "caller hung up", true, time.Second)
+	m.CallEnded("inbound", "default", outcome.CallerHungUp, true, time.Second)
+	m.CallRefused()
 	m.SIPResponse(200)
 	m.Media(media.Stats{}, media.Stats{})
 	m.BargeIn(0, 1)
@@ -51,6 +53,9 @@ func TestExposition(t *testing.T) {
 	b.PacketsOut, b.PacketsIn, b.Lost, b.AvgLateness, b.Jitter = 100, 90, 2, time.Millisecond, 3*time.Millisecond
 	b.Lateness[0], b.Lateness[3] = 60, 40
 	m.Media(b, a)
+	m.CallEnded("outbound", "sales", outcome.APIHungUp, true, time.Second)
+	m.CallEnded("outbound", "sales", "caller hung up", false, 0) // not a value of the vocabulary
+	m.CallRefused()
 	m.Sources(func() map[string]uint64 { return map[string]uint64{"rate_limited": 7} },
 		func() map[string]string { return map[string]string{"pbx": "registered", "backup": "failed"} })
 	rec := httptest.NewRecorder()
@@ -67,6 +72,9 @@ func TestExposition(t *testing.T) {
 		`voicebot_registration_up{state="registered",trunk="pbx"} 1`,
 		`voicebot_registration_up{state="failed",trunk="backup"} 0`,
 		`voicebot_rtp_jitter_seconds_count 1`,
+		`voicebot_calls_total{agent="sales",direction="outbound",outcome="api_hung_up"} 1`,
+		`voicebot_calls_total{agent="sales",direction="outbound",outcome="error"} 1`,
+		`voicebot_calls_total{agent="",direction="inbound",outcome="rejected"} 1`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("exposition lacks %s", want)

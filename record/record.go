@@ -359,7 +359,15 @@ func transcript(start time.Time, events []Event) []byte {
 		case "hold", "resume", "model_lost", "model_back", "rollover", "answered":
 			fmt.Fprintf(&b, "%s(%v)\n", stamp, ev["type"])
 		case "ended":
-			fmt.Fprintf(&b, "%sended: %v\n", stamp, ev["outcome"])
+			fmt.Fprintf(&b, "%sended: %v", stamp, ev["outcome"])
+			code, detail := fmt.Sprint(ev["sip_code"]), fmt.Sprint(ev["detail"])
+			switch {
+			case code != "0" && code != "<nil>":
+				fmt.Fprintf(&b, " (%s %s)", code, detail)
+			case detail != "" && detail != "<nil>":
+				fmt.Fprintf(&b, " (%s)", detail)
+			}
+			b.WriteByte('\n')
 		}
 	}
 	return []byte(b.String())

@@ -266,7 +266,7 @@ func TestCallEndToEnd(t *testing.T) {
 			}
 			waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"message":"call: ended"`) })
 			logs := r.logs.String()
-			for _, want := range []string{`"who":"caller"`, `"who":"bot"`, `"end":"caller hung up"`} {
+			for _, want := range []string{`"who":"caller"`, `"who":"bot"`, `"outcome":"caller_hung_up"`} {
 				if !strings.Contains(logs, want) {
 					t.Errorf("log lacks %s", want)
 				}

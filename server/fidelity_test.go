@@ -140,7 +140,9 @@ func TestModelFailingEveryResponseEndsWithTheApology(t *testing.T) {
 	if n := len(r.server.Sessions()[0].ReceivedOfType("response.create")); n != 2 {
 		t.Errorf("%d response.create sent, want the greeting and one retry", n)
 	}
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"model failed to answer"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `"outcome":"model_failed","sip_code":0,"detail":"model failed to answer"`)
+	})
 }
 
 // A response the content filter stopped before it said anything is not

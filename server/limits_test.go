@@ -38,7 +38,9 @@ func TestVanishedCallerIsTornDown(t *testing.T) {
 	if gone := time.Since(sentAt); gone < 2*time.Second {
 		t.Errorf("hung up %v after the last packet, before the 2 s timeout", gone)
 	}
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"no RTP from the caller"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `"outcome":"timeout","sip_code":0,"detail":"no RTP from the caller for `)
+	})
 	waitFor(t, "the RTP port freed", 3*time.Second, func() bool {
 		l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err == nil {
@@ -77,5 +79,7 @@ func TestMaxDurationEndsTheCallPolitely(t *testing.T) {
 	if len(creates) < 2 || !strings.Contains(string(creates[len(creates)-1].Raw), "goodbye") {
 		t.Errorf("no goodbye response.create: %d", len(creates))
 	}
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"maximum call duration"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `"outcome":"bot_hung_up","sip_code":0,"detail":"maximum call duration"`)
+	})
 }

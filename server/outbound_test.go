@@ -155,48 +155,36 @@ func TestOutboundCallThroughTheAPI(t *testing.T) {
 	time.Sleep(time.Second) // the greeting plays out
 	p.PressKey('#', 1, 64000)
 	waitFor(t, "BYE from voicebot", 10*time.Second, func() bool { return len(p.Requests("BYE")) == 1 })
-	waitFor(t, "outcome", 3*time.Second, func() bool {
-		_, got := apiCall(t, r, "GET", "/v1/calls/"+id, apiToken, nil)
-		return got["state"] == "ended"
-	})
-	_, got = apiCall(t, r, "GET", "/v1/calls/"+id, apiToken, nil)
-	if got["outcome"] != "local_bye" {
+	if got = ended(t, r, id); got["outcome"] != "bot_hung_up" || got["sip_code"] != 0.0 {
 		t.Errorf("outcome %v", got)
 	}
 }
 
 // Calls that do not connect end with their reason: busy, no answer in the
-// ring timeout (CANCEL), cancelled through the API while ringing (CANCEL).
+// ring timeout (CANCEL), cancelled through the API while ringing (CANCEL);
+// the API gives the outcome, the SIP code and the detail as fields.
 func TestOutboundCallsThatDoNotConnect(t *testing.T) {
 	p := pbx(t)
 	r := startRig(t, func(c *config.Config) { withTrunk(p, false)(c); c.SIP.RingTimeout = config.Duration(time.Second) }, nil)
-	outcome := func(id string) string {
-		var got map[string]any
-		waitFor(t, "the call's end", 5*time.Second, func() bool {
-			_, got = apiCall(t, r, "GET", "/v1/calls/"+id, apiToken, nil)
-			return got["state"] == "ended"
-		})
-		o, _ := got["outcome"].(string)
-		return o
+	check := func(what, id, outcome string, code float64, detail string) {
+		t.Helper()
+		got := ended(t, r, id)
+		if got["outcome"] != outcome || got["sip_code"] != code || !strings.Contains(got["detail"].(string), detail) {
+			t.Errorf("%s: %v, want %s %v %q", what, got, outcome, code, detail)
+		}
 	}
 	p.Set(func(p *testpeer.PBX) { p.Final, p.Ring = 486, 100*time.Millisecond })
 	_, out := apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "1"})
-	if o := outcome(out["id"].(string)); !strings.HasPrefix(o, "busy (486") {
-		t.Errorf("busy callee: outcome %q", o)
-	}
+	check("busy callee", out["id"].(string), "busy", 486, "Busy Here")
 	p.Set(func(p *testpeer.PBX) { p.Final = 0 })
 	_, out = apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "2"})
-	if o := outcome(out["id"].(string)); !strings.HasPrefix(o, "no_answer (408") {
-		t.Errorf("ring timeout: outcome %q", o)
-	}
+	check("ring timeout", out["id"].(string), "no_answer", 408, "no answer within 1s")
 	_, out = apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "3"})
 	time.Sleep(300 * time.Millisecond)
 	if code, _ := apiCall(t, r, "DELETE", "/v1/calls/"+out["id"].(string), apiToken, nil); code != 202 {
 		t.Errorf("DELETE while ringing: %d", code)
 	}
-	if o := outcome(out["id"].(string)); !strings.HasPrefix(o, "cancelled") {
-		t.Errorf("cancelled call: outcome %q", o)
-	}
+	check("DELETE while ringing", out["id"].(string), "cancelled", 487, "before answer")
 	// The outcome is known when the CANCEL leaves; under load the PBX may
 	// not have it yet.
 	waitFor(t, "2 CANCELs (ring timeout and DELETE)", 3*time.Second, func() bool { return len(p.Requests("CANCEL")) == 2 })
@@ -254,13 +242,8 @@ func TestOutboundCalleeHangsUp(t *testing.T) {
 	id := out["id"].(string)
 	waitFor(t, "audio at the callee", 5*time.Second, func() bool { return len(p.Received()) > 10 })
 	p.Bye(r.sip)
-	var got map[string]any
-	waitFor(t, "the call's end", 5*time.Second, func() bool {
-		_, got = apiCall(t, r, "GET", "/v1/calls/"+id, apiToken, nil)
-		return got["state"] == "ended"
-	})
-	if got["outcome"] != "remote_bye" {
-		t.Errorf("outcome %v, want remote_bye", got["outcome"])
+	if got := ended(t, r, id); got["outcome"] != "caller_hung_up" {
+		t.Errorf("outcome %v, want caller_hung_up", got["outcome"])
 	}
 	if n := len(p.Requests("BYE")); n != 0 {
 		t.Errorf("voicebot sent %d BYEs for a call the callee ended", n)

@@ -106,7 +106,7 @@ collect:
 		t.Fatalf("event logs %v", logs)
 	}
 	b, _ := os.ReadFile(logs[0])
-	for _, want := range []string{`"type":"call"`, `"who":"bot"`, `"who":"caller"`, `"outcome":"caller hung up"`, `"direction":"inbound"`} {
+	for _, want := range []string{`"type":"call"`, `"who":"bot"`, `"who":"caller"`, `"outcome":"caller_hung_up"`, `"direction":"inbound"`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("event log lacks %s", want)
 		}

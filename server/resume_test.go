@@ -148,7 +148,9 @@ func TestModelGoneApologisesAndHangsUp(t *testing.T) {
 	if best, _ := testpeer.BestCorrelation(audible(c.Received()[from:]), apology[8000:16000]); best < 0.9 {
 		t.Errorf("apology not heard before the BYE: best correlation %.2f", best)
 	}
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"model connection lost"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool {
+		return strings.Contains(r.logs.String(), `"outcome":"model_failed","sip_code":0,"detail":"model connection lost"`)
+	})
 }
 
 // A session that would expire is replaced at a quiet moment: the call
@@ -216,5 +218,5 @@ func TestModelGoneTransfersToTheFallback(t *testing.T) {
 		t.Errorf("Refer-To %v", rt)
 	}
 	waitForBye(t, c, 5*time.Second)
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"transferred"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"outcome":"transferred"`) })
 }

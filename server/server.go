@@ -27,6 +27,7 @@ import (
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/metrics"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/secret"
@@ -156,19 +157,13 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		AckTimeout: cfg.SIP.AckTimeout.D(), SessionExpires: cfg.SIP.SessionExpires.D(), MinSE: cfg.SIP.MinSE.D(),
 		Trunks: trunks(cfg), RetryAfter: cfg.Shutdown.RetryAfter.D(), Admission: admission(cfg.Admission, listen, log),
 		SRTP: map[string]sip.SRTPPolicy{"off": sip.SRTPOff, "optional": sip.SRTPOptional, "required": sip.SRTPRequired}[cfg.Media.SRTP],
-		TLS:  tlsConfig, TLSListen: tlsListen, OnResponse: s.mx.SIPResponse, Log: log,
+		TLS:  tlsConfig, TLSListen: tlsListen, OnResponse: s.mx.SIPResponse, OnRefused: func(string) { s.mx.CallRefused() }, Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
 		name, p := s.routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
-		c := sipCall{call}
-		calls.Add(c, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
-		defer calls.End(c)
+		calls.Add(registryCall{call}, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
 		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
 			MemoryID: callerID(p, call.FromUser(), call.Header)}
-		if setup.Media.Codec.Name == "" {
-			_ = c.Refuse(bridge.RefusedCodec)
-			return
-		}
-		s.br.Handle(ctx, c, setup)
+		calls.End(registryCall{call}, s.br.Handle(ctx, sipCall{call}, setup))
 	})
 	if err != nil {
 		return nil, err
@@ -307,11 +302,9 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 		info := api.CallInfo{Direction: "outbound", From: r.From, To: r.To, Agent: name}
 		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D()},
 			func(ctx context.Context, call *sip.Call) {
-				c := sipCall{call}
-				calls.Add(c, info)
-				defer calls.End(c)
-				br.Handle(ctx, c, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To,
-					MemoryID: memory.Identity(r.To)})
+				calls.Add(registryCall{call}, info)
+				calls.End(registryCall{call}, br.Handle(ctx, sipCall{call}, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To,
+					MemoryID: memory.Identity(r.To)}))
 			})
 		if err != nil {
 			if errors.Is(err, sip.ErrShuttingDown) || errors.Is(err, sip.ErrAtCapacity) {
@@ -321,7 +314,7 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 		}
 		// Listed at once for the API's answer; the handler adds it too, so
 		// that its End always finds it, whichever of the two runs first.
-		calls.Add(sipCall{call}, info)
+		calls.Add(registryCall{call}, info)
 		return call.ID(), nil
 	}
 }
@@ -375,12 +368,13 @@ func (c sipCall) Observe(o bridge.Observer) {
 	})
 }
 
-// Outcome is why the call ended, for the API.
-func (c sipCall) Outcome() string {
-	if f := c.Call.Failure(); f != nil {
-		return fmt.Sprintf("%s (%d %s)", c.Call.EndReason(), f.Code, f.Reason)
-	}
-	return string(c.Call.EndReason())
+// registryCall adapts a SIP call to what the API's registry needs of it: a
+// DELETE of an answered call ends it as api_hung_up (one still ringing is
+// cancelled), not as hung up by the bot or the caller.
+type registryCall struct{ *sip.Call }
+
+func (c registryCall) Hangup() error {
+	return c.Call.HangupAs(outcome.End{Outcome: outcome.APIHungUp, Detail: "hung up through the API"})
 }
 
 // sipCodecs are the configured codecs as SDP needs them, from media's

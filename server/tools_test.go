@@ -61,7 +61,7 @@ func TestEndCallToolHangsUpAfterTheGoodbye(t *testing.T) {
 	if outs := sess.ReceivedOfType("conversation.item.create"); !strings.Contains(string(outs[len(outs)-1].Raw), "function_call_output") {
 		t.Errorf("end_call got no function_call_output")
 	}
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"bot ended the call"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"outcome":"bot_hung_up"`) })
 }
 
 // notifier answers voicebot's REFER with code and, when it is 202, reports
@@ -106,7 +106,7 @@ func TestTransferByREFER(t *testing.T) {
 		t.Errorf("the REFER came before the bot had said it transfers (%d audio packets)", n)
 	}
 	waitForBye(t, c, 5*time.Second)
-	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"end":"transferred"`) })
+	waitFor(t, "call log", 3*time.Second, func() bool { return strings.Contains(r.logs.String(), `"outcome":"transferred"`) })
 }
 
 // A refused REFER: the model is told, apologises, and voicebot hangs up

@@ -77,7 +77,7 @@ func TestDrainLetsCallsFinish(t *testing.T) {
 		t.Errorf("exited %v after SIGTERM: it did not wait for the calls (about 4 s left)", took)
 	}
 	logs := vb.logs()
-	if strings.Count(logs, `"end":"caller hung up"`) != 2 {
+	if strings.Count(logs, `"outcome":"caller_hung_up"`) != 2 {
 		t.Errorf("want both calls ended by their callers")
 	}
 	if !strings.Contains(logs, "drain: no calls left") {
@@ -107,7 +107,7 @@ func TestDrainDeadlineEndsCallsPolitely(t *testing.T) {
 	if goodbye := decode(rec.packets()[before:]); rms(goodbye) < 200 {
 		t.Errorf("no goodbye before the BYE (rms %.0f)", rms(goodbye))
 	}
-	if !strings.Contains(vb.logs(), `"end":"voicebot shutting down"`) {
+	if !strings.Contains(vb.logs(), `"outcome":"drained"`) {
 		t.Error("the call's end reason is not the shutdown")
 	}
 }

@@ -96,7 +96,7 @@ func TestKamailioSpreadsCallsAndSurvivesADrain(t *testing.T) {
 	if b <= a {
 		t.Errorf("the instance that stayed took %d calls, the drained one %d: the drain did not move new calls", b, a)
 	}
-	if n := strings.Count(one.logs(), `"end":"caller hung up"`); n != a {
+	if n := strings.Count(one.logs(), `"outcome":"caller_hung_up"`); n != a {
 		t.Errorf("the drained instance ended %d of its %d calls normally", n, a)
 	}
 }

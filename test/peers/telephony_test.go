@@ -90,7 +90,7 @@ func TestSIPpOutboundWithDigest(t *testing.T) {
 	if best < 0.8 {
 		t.Errorf("the callee did not hear the greeting (correlation %.3f)", best)
 	}
-	vb.waitLog(t, `"end":"bot ended the call"`, 1, 5*time.Second)
+	vb.waitLog(t, `"outcome":"bot_hung_up"`, 1, 5*time.Second)
 	if !strings.Contains(vb.logs(), id) {
 		t.Errorf("the log does not name the call id %s the API gave", id)
 	}
@@ -159,7 +159,7 @@ func TestSIPpTransferAccepted(t *testing.T) {
 	vb := startVoicebot(t, 34400, operatorTarget)
 	rec := newRecorder(t)
 	runSIPp(t, vb, rec, "uac_refer.xml")
-	vb.waitLog(t, `"end":"transferred"`, 1, 5*time.Second)
+	vb.waitLog(t, `"outcome":"transferred"`, 1, 5*time.Second)
 	if !strings.Contains(vb.logs(), `"message":"sip: transfer succeeded"`) {
 		t.Error("the NOTIFY 200 was not taken as success")
 	}
@@ -176,7 +176,7 @@ func TestSIPpTransferRefused(t *testing.T) {
 	if !strings.Contains(logs, `"message":"tool: transfer failed"`) || !strings.Contains(logs, "603") {
 		t.Error("the refusal was not reported")
 	}
-	vb.waitLog(t, `"end":"bot ended the call"`, 1, 5*time.Second)
+	vb.waitLog(t, `"outcome":"bot_hung_up"`, 1, 5*time.Second)
 	spurts := talkspurts(rec.packets())
 	t.Logf("talkspurts (ms): %v", spurts)
 	if len(spurts) < 3 || spurts[len(spurts)-1] < 300 {
@@ -268,7 +268,7 @@ func TestBaresipAnswersAnOutboundCall(t *testing.T) {
 	if r := baresipCtrl(t, ctrl, "sndcode", "#"); !strings.Contains(r, `"ok":true`) {
 		t.Fatalf("sndcode: %s", r)
 	}
-	vb.waitLog(t, `"end":"bot ended the call"`, 1, 10*time.Second)
+	vb.waitLog(t, `"outcome":"bot_hung_up"`, 1, 10*time.Second)
 	if !strings.Contains(vb.logs(), `"key":"#","source":"rfc4733"`) {
 		t.Error("baresip's # did not arrive as RFC 4733")
 	}
