@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
 	"github.com/voicebot/voicebot/config"
@@ -60,7 +61,7 @@ func run(args, environ []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.Log, stderr)
+	log := newLogger(cfg.Log, stderr, lookupEnv(environ, "NO_COLOR") != "")
 	for _, w := range cfg.Warnings() {
 		log.Warn().Msg(w)
 	}
@@ -109,7 +110,9 @@ func lookupEnv(environ []string, key string) string {
 	return ""
 }
 
-func newLogger(c config.Log, w io.Writer) zerolog.Logger {
+// newLogger writes JSON, or the console format for people: coloured only
+// on a terminal and without NO_COLOR (https://no-color.org).
+func newLogger(c config.Log, w io.Writer, noColor bool) zerolog.Logger {
 	level, err := zerolog.ParseLevel(c.Level)
 	if err != nil {
 		level = zerolog.InfoLevel
@@ -117,16 +120,25 @@ func newLogger(c config.Log, w io.Writer) zerolog.Logger {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	zerolog.DurationFieldUnit = time.Millisecond
 	zerolog.DurationFieldInteger = false
+	// Calls log their "caller" (who rang): not zerolog's source location,
+	// which the console writer would draw as one.
+	zerolog.CallerFieldName = "source"
 	var out io.Writer = w
 	if c.Format == "console" {
-		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: noColor || !isTerminal(w)}
 	}
 	return zerolog.New(out).Level(level).With().Timestamp().Logger()
 }
 
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
 // serveDemo runs the demo model alone until SIGINT or SIGTERM.
 func serveDemo(addr string, stderr io.Writer) error {
-	log := newLogger(config.Log{Level: "info", Format: "json"}, stderr)
+	log := newLogger(config.Log{Level: "info", Format: "json"}, stderr, true)
 	srv := demo.NewServer(demo.Options{ForgetClosed: true, Logger: log})
 	url, err := srv.Start(addr)
 	if err != nil {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/voicebot/voicebot/config"
 )
 
 // voicebot -check refuses beta against api.openai.com, naming the key and
@@ -25,5 +28,21 @@ func TestCheckRefusesBetaAgainstOpenAI(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "2026-04-30") {
 		t.Errorf("no deprecation warning: %s", out.String())
+	}
+}
+
+// The console format is for people: no colour codes in a file or pipe (or
+// with NO_COLOR), and a call's "caller" is a field like any other, not
+// drawn as zerolog's source location.
+func TestConsoleLogsForPeople(t *testing.T) {
+	var out bytes.Buffer
+	log := newLogger(config.Log{Level: "info", Format: "console"}, &out, false)
+	log.Info().Str("caller", "+15550100").Dur("took", 1500*time.Millisecond).Msg("call: ended")
+	line := out.String()
+	if strings.Contains(line, "\x1b[") {
+		t.Errorf("colour codes in a non-terminal: %q", line)
+	}
+	if !strings.Contains(line, "caller=+15550100") {
+		t.Errorf("the caller field is not shown as a field: %q", line)
 	}
 }
