@@ -191,3 +191,38 @@ func TestForgetCaller(t *testing.T) {
 		})
 	}
 }
+
+// A known path with the wrong method is 405 with Allow, an unknown path
+// 404; the browser's favicon request needs no token and logs nothing.
+func TestMethodsAndFavicon(t *testing.T) {
+	var logs strings.Builder
+	s, err := Listen(Config{Listen: "127.0.0.1:0", Token: "method-token-0123456789", Calls: NewRegistry(), Log: zerolog.New(&logs),
+		Place: func(CallRequest) (string, error) { return "", errors.New("no") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	for _, c := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"PUT", "/v1/calls", 405, "GET, POST"},
+		{"PATCH", "/v1/calls/abc", 405, "GET, DELETE"},
+		{"GET", "/v1/nothing", 404, ""},
+		{"GET", "/favicon.ico", 204, ""},
+	} {
+		req := httptest.NewRequest(c.method, c.path, nil)
+		if c.path != "/favicon.ico" {
+			req.Header.Set("Authorization", "Bearer method-token-0123456789")
+		}
+		w := httptest.NewRecorder()
+		s.srv.Handler.ServeHTTP(w, req)
+		if w.Code != c.want || w.Header().Get("Allow") != c.allow {
+			t.Errorf("%s %s: %d (Allow %q), want %d (Allow %q)", c.method, c.path, w.Code, w.Header().Get("Allow"), c.want, c.allow)
+		}
+	}
+	if strings.Contains(logs.String(), "unauthorized") {
+		t.Errorf("a warning was logged: %s", logs.String())
+	}
+}
