@@ -467,7 +467,7 @@ func decodeYAML(r io.Reader, cfg *Config) error {
 	dec := yaml.NewDecoder(r)
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return err
+		return keyErrors(err, "")
 	}
 	return nil
 }

@@ -269,3 +269,20 @@ func TestBadCallSettingsNameTheKey(t *testing.T) {
 		}
 	}
 }
+
+// An unknown key is named by its path in the file, as the operator wrote
+// it, not by the Go type it failed to fit.
+func TestUnknownKeyNamesItsPath(t *testing.T) {
+	for yml, want := range map[string]string{
+		"sip:\n  listn: 1\n": "line 2: sip.listn: unknown key",
+		"listn: 1\n":         "line 1: listn: unknown key",
+		"sip:\n  trunks:\n    - {name: a, adress: x}\n": "sip.trunks[].adress: unknown key",
+		"profiles:\n  sales:\n    instructons: hi\n":    "profiles.sales.instructons: unknown key",
+		"agent:\n  memory: {enabld: true}\n":            "line 2: agent.memory.enabld: unknown key",
+	} {
+		_, err := Parse([]byte(yml))
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "not found in type") {
+			t.Errorf("%q: %v, want %q", yml, err, want)
+		}
+	}
+}

@@ -76,7 +76,7 @@ func (p *Profiles) resolve(base Agent) error {
 			err = dec.Decode(&a)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("profiles.%s (line %d): %w", name, node.Line, err))
+			errs = append(errs, fmt.Errorf("profiles.%s (line %d): %w", name, node.Line, keyErrors(err, "profiles."+name)))
 			continue
 		}
 		p.byName[name] = a
