@@ -11,6 +11,7 @@ import (
 
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/internal/testpeer"
+	"github.com/voicebot/voicebot/sip"
 )
 
 func scrape(t *testing.T, r *rig) string {
@@ -110,4 +111,17 @@ func TestMetricsAndProbes(t *testing.T) {
 		t.Error("a draining voicebot is still healthy")
 	}
 	last.Bye(5 * time.Second)
+}
+
+// /readyz says in words why a trunk is not registered.
+func TestRegistrationProblemInWords(t *testing.T) {
+	for r, want := range map[sip.RegistrationStatus]string{
+		{Trunk: "pbx", State: sip.RegFailed, Code: 403, Error: "403 Forbidden", Failures: 3}: "registration to trunk pbx failed (403 Forbidden; 3 attempts in a row)",
+		{Trunk: "pbx", State: sip.RegFailed, Failures: 1}:                                    "registration to trunk pbx failed (no answer; 1 attempt)",
+		{Trunk: "pbx", State: sip.Registering}:                                               "not yet registered to trunk pbx",
+	} {
+		if got := registrationProblem(r); got != want {
+			t.Errorf("%+v: %q, want %q", r, got, want)
+		}
+	}
 }

@@ -550,10 +550,32 @@ func readiness(ua *sip.UA) error {
 	}
 	for _, r := range ua.Registrations() {
 		if r.State != sip.Registered {
-			return fmt.Errorf("registration %s is %s", r.Trunk, r.State)
+			return errors.New(registrationProblem(r))
 		}
 	}
 	return nil
+}
+
+// registrationProblem says, in words, why a trunk is not registered.
+func registrationProblem(r sip.RegistrationStatus) string {
+	switch r.State {
+	case sip.Registering:
+		return "not yet registered to trunk " + r.Trunk
+	case sip.RegFailed:
+		why := r.Error
+		if why == "" && r.Code != 0 {
+			why = fmt.Sprintf("answered %d", r.Code)
+		}
+		if why == "" {
+			why = "no answer"
+		}
+		attempts := fmt.Sprintf("%d attempts in a row", r.Failures)
+		if r.Failures == 1 {
+			attempts = "1 attempt"
+		}
+		return fmt.Sprintf("registration to trunk %s failed (%s; %s)", r.Trunk, why, attempts)
+	}
+	return fmt.Sprintf("not registered to trunk %s (%s)", r.Trunk, r.State)
 }
 
 // sweepRecords deletes records past their retention, at start and hourly.
