@@ -3,10 +3,13 @@ package memory
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // pure Go: no cgo, so the image stays static
@@ -42,9 +45,34 @@ CREATE INDEX IF NOT EXISTS turns_by_caller ON turns (caller, at);
 CREATE INDEX IF NOT EXISTS turns_by_age ON turns (at);`
 	if _, err := db.Exec(schema + conversationSchema); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("memory store %s: %w", path, err)
+		return nil, fmt.Errorf("memory store %s: %s (%w)", path, whyNotOpened(path, err), err)
 	}
 	return &SQLite{db: db}, nil
+}
+
+// whyNotOpened says, in words, why SQLite could not open path: its own
+// messages ("unable to open database file") say neither what nor why.
+func whyNotOpened(path string, err error) string {
+	if fi, statErr := os.Stat(path); statErr == nil && fi.IsDir() {
+		return "memory.path names a directory; name a file in it"
+	}
+	if strings.Contains(err.Error(), "not a database") {
+		return "the file is not an SQLite database (memory.path names another file)"
+	}
+	dir := filepath.Dir(path)
+	if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
+		probe, err := os.CreateTemp(dir, ".voicebot-probe-*")
+		if err != nil {
+			return "voicebot may not create files in " + dir
+		}
+		probe.Close()
+		os.Remove(probe.Name())
+	} else if f, err := os.OpenFile(path, os.O_RDWR, 0); err != nil {
+		return "voicebot may not read and write the file"
+	} else {
+		f.Close()
+	}
+	return "SQLite could not open it"
 }
 
 func (s *SQLite) Recent(ctx context.Context, caller string, since time.Time, max int) ([]Turn, error) {
