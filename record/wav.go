@@ -164,6 +164,11 @@ func (w *wavWriter) close() error {
 	if err := w.f.Close(); err != nil && w.err == nil {
 		w.err = err
 	}
+	if w.highest == 0 && w.err == nil {
+		// Not a sample either way (a call never answered): no file of
+		// nothing but a header is left behind.
+		w.err = os.Remove(w.f.Name())
+	}
 	if w.err != nil {
 		return fmt.Errorf("wav: %w", w.err)
 	}

@@ -118,3 +118,21 @@ func TestLiveFeedEndsAfterTheFilesAreComplete(t *testing.T) {
 		t.Errorf("header says %d data bytes, the file has %d", got, len(data)-44)
 	}
 }
+
+// A call that never carried audio (never answered) leaves no recording:
+// not an empty 44-byte WAV.
+func TestNoRecordingWithoutAudio(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStore(Config{Dir: dir, WAV: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Start("unanswered", Event{"direction": "outbound"})
+	c.End(Event{"outcome": "no_answer"})
+	if wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*.wav")); len(wavs) != 0 {
+		t.Errorf("recordings of nothing: %v", wavs)
+	}
+	if logs, _ := filepath.Glob(filepath.Join(dir, "*", "*.jsonl")); len(logs) != 1 {
+		t.Errorf("the call's record is missing: %v", logs)
+	}
+}
