@@ -267,6 +267,20 @@ func (u *UA) Serve(ctx context.Context) error {
 // transaction rules. An ACK is never answered.
 func (u *UA) wellFormed(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		if req.SipVersion != "SIP/2.0" {
+			u.log.Debug().Str("call_id", callID(req)).Str("version", req.SipVersion).Msg("sip: request refused: not SIP/2.0")
+			if req.Method != sip.ACK {
+				u.respond(tx, req, 505, "Version Not Supported", nil)
+			}
+			return
+		}
+		if name, bad := controlInHeader(req); bad {
+			u.log.Debug().Str("call_id", callID(req)).Str("header", name).Msg("sip: request refused: control character in a header")
+			if req.Method != sip.ACK {
+				u.respond(tx, req, 400, "Bad Request (control character in "+name+")", nil)
+			}
+			return
+		}
 		if cs := req.CSeq(); cs != nil && cs.MethodName != req.Method {
 			u.log.Debug().Str("call_id", callID(req)).Str("method", string(req.Method)).Str("cseq_method", string(cs.MethodName)).
 				Msg("sip: request refused: CSeq method does not match")
@@ -277,6 +291,20 @@ func (u *UA) wellFormed(h func(*sip.Request, sip.ServerTransaction)) func(*sip.R
 		}
 		h(req, tx)
 	}
+}
+
+// controlInHeader finds a header whose value holds a NUL or another
+// control character other than tab (RFC 3261 §25.1: header values are
+// text; a NUL is a smuggling attempt or a broken peer).
+func controlInHeader(req *sip.Request) (string, bool) {
+	for _, h := range req.Headers() {
+		for _, c := range []byte(h.Value()) {
+			if c < 0x20 && c != '\t' || c == 0x7f {
+				return h.Name(), true
+			}
+		}
+	}
+	return "", false
 }
 
 // Drain stops taking calls while those in progress go on: new INVITEs
