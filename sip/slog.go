@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"github.com/rs/zerolog"
 )
@@ -39,9 +40,14 @@ const maxLoggedAttr = 300
 
 func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
 	level := zerologLevel(r.Level)
-	if r.Message == "failed to parse" {
+	switch {
+	case r.Message == "failed to parse":
 		// Garbage from the network is the sender's fault, and a flood of it
 		// must not flood the log at error level.
+		level = zerolog.DebugLevel
+	case strings.HasSuffix(r.Message, "ref went negative") || strings.Contains(r.Message, "ref went negative on"):
+		// sipgo's connection reference count, off by one after every TCP
+		// call it closes: its bookkeeping, nothing an operator can act on.
 		level = zerolog.DebugLevel
 	}
 	ev := h.log.WithLevel(level)

@@ -36,3 +36,16 @@ func TestSipgoParseFailuresAreQuietAndShort(t *testing.T) {
 		t.Errorf("sipgo's other errors stay errors: %s", out.String())
 	}
 }
+
+// sipgo warns "TCP ref went negative" after every TCP call it closes: its
+// own bookkeeping, kept out of an operator's log (debug).
+func TestSipgoRefCountWarningsAreDebug(t *testing.T) {
+	var out strings.Builder
+	h := newSlogHandler(zerolog.New(&out).Level(zerolog.InfoLevel))
+	for _, msg := range []string{"TCP ref went negative", "UDP ref went negative on try close"} {
+		_ = h.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelWarn, msg, 0))
+	}
+	if out.Len() != 0 {
+		t.Errorf("logged at info: %s", out.String())
+	}
+}
