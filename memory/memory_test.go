@@ -332,3 +332,22 @@ func TestSQLiteOpenErrorsSayWhy(t *testing.T) {
 		}
 	}
 }
+
+// go-redis's own lines (a dial failure per attempt while Redis is down)
+// reach our log at debug, not stderr in their own format.
+func TestRedisLibraryLogsAreOurs(t *testing.T) {
+	var out syncBuf
+	useLogger(zerolog.New(&out))
+	redisLogger{log: zerolog.New(&out)}.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts", 5)
+	if !strings.Contains(out.String(), `"level":"debug"`) || !strings.Contains(out.String(), "failed to dial after 5 attempts") {
+		t.Errorf("logged %q", out.String())
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -28,6 +28,7 @@ func Open(cfg Config, log zerolog.Logger) (Backend, error) {
 	var s Store
 	switch cfg.Store {
 	case "redis":
+		useLogger(log)
 		rc := cfg.Redis
 		rc.TTL, rc.ConversationTTL = cfg.TTL, cfg.ConversationTTL
 		s = OpenRedis(rc)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 )
 
 // Redis is the shared store for several voicebot instances: a caller who
@@ -142,3 +144,19 @@ func (r *Redis) Expire(ctx context.Context, before time.Time) (int, error) {
 }
 
 func (r *Redis) Close() error { return r.client.Close() }
+
+// redisLogger takes go-redis's own lines (its pool's dial failures, a
+// line per attempt while the server is down) into our log at debug: the
+// outage itself is logged once, by Guarded.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Debug().Str("component", "go-redis").Msg(fmt.Sprintf(format, v...))
+}
+
+var redisLoggerOnce sync.Once
+
+// useLogger routes go-redis's logging (a process-wide setting) to log.
+func useLogger(log zerolog.Logger) {
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{log: log}) })
+}
