@@ -24,6 +24,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -220,7 +221,7 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	s.cfg.Log.Info().Str("call_id", id).Str("to", req.To).Str("agent", req.Agent).Msg("api: placing call")
+	s.cfg.Log.Info().Str("call_id", id).Str("to", req.To).Str("agent", cmp.Or(req.Agent, "default")).Msg("api: placing call")
 	info, ok := s.cfg.Calls.Get(id)
 	if !ok {
 		info = CallInfo{ID: id, Direction: "outbound", To: req.To, State: "dialing"}

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,8 @@ func (c *callState) onKey(digit rune, source string) {
 	c.keys.inWindow++
 	c.keys.pressed++
 	action := c.profile.DTMF[digit]
-	c.log.Info().Str("key", string(digit)).Str("source", source).Str("action", action).Msg("dtmf: caller pressed a key")
+	// No action of the profile's: the key is told to the model.
+	c.log.Info().Str("key", string(digit)).Str("source", source).Str("action", cmp.Or(action, "model")).Msg("dtmf: caller pressed a key")
 	c.rec.Emit("key", record.Event{"key": string(digit), "source": source})
 	if action == KeyIgnore {
 		return

@@ -116,7 +116,12 @@ YAML
 		steady_cpu=$(awk -v n="$n" -v hz="$(getconf CLK_TCK)" 'NR == 1 {c0 = $1; t0 = $2} NR == 2 {printf "%.3f", ($1 - c0) * 1000 / hz / (n * ($2 - t0))}' "$work/steady1.cpu" "$work/steady2.cpu")
 		steady_switches=$(awk 'NR == 1 {t0 = $2; v0 = $3; n0 = $4} NR == 2 {printf "%d / %d", ($3 - v0) / ($2 - t0), ($4 - n0) / ($2 - t0)}' "$work/steady1.cpu" "$work/steady2.cpu")
 	fi
-	maxlate=$(grep -o '"pacer_max_late":[0-9.]*' "$work/vb.log" | cut -d: -f2 | sort -g | tail -1)
+	# Durations are logged as Go writes them ("2.4025ms", "850µs", "1.2s"): in ms here.
+	maxlate=$(grep -o '"pacer_max_late":"[^"]*"' "$work/vb.log" | cut -d'"' -f4 | awk '
+		/ms$/ {sub(/ms$/, ""); print $0 + 0; next}
+		/(µs|us)$/ {sub(/(µs|us)$/, ""); print $0 / 1000; next}
+		/ns$/ {sub(/ns$/, ""); print $0 / 1e6; next}
+		/s$/ {sub(/s$/, ""); print $0 * 1000; next}' | sort -g | tail -1)
 	lost=$(metric voicebot_rtp_packets_lost_total)
 	# A run whose callers sent no audio, or heard no answer, measured
 	# nothing worth a row: 28 s of speech is 1,400 packets a call.

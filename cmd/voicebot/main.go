@@ -118,11 +118,12 @@ func newLogger(c config.Log, w io.Writer, noColor bool) zerolog.Logger {
 		level = zerolog.InfoLevel
 	}
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	zerolog.DurationFieldUnit = time.Millisecond
-	zerolog.DurationFieldInteger = false
+	// Durations read as durations ("30s", "8.5ms"), in either format: a
+	// bare number leaves the reader to guess its unit.
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
 	// Calls log their "caller" (who rang): not zerolog's source location,
-	// which the console writer would draw as one.
-	zerolog.CallerFieldName = "source"
+	// which the console writer would draw as one (voicebot logs none).
+	zerolog.CallerFieldName = "log_location"
 	var out io.Writer = w
 	if c.Format == "console" {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: noColor || !isTerminal(w)}

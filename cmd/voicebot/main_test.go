@@ -45,4 +45,7 @@ func TestConsoleLogsForPeople(t *testing.T) {
 	if !strings.Contains(line, "caller=+15550100") {
 		t.Errorf("the caller field is not shown as a field: %q", line)
 	}
+	if !strings.Contains(line, "took=1.5s") {
+		t.Errorf("a duration is not written as one: %q", line)
+	}
 }

@@ -11,7 +11,7 @@ import (
 
 // bargeIn is one "barge-in: bot stopped" line of voicebot's JSON log.
 type bargeIn struct {
-	StopLatency float64 `json:"stop_latency"`
+	StopLatency string `json:"stop_latency"` // a duration as Go writes it: "1.2ms"
 	DiscardedMS int     `json:"discarded_ms"`
 	Truncated   []struct {
 		ItemID     string `json:"item_id"`
