@@ -12,7 +12,7 @@ import (
 // bargeIn is one "barge-in: bot stopped" line of voicebot's JSON log.
 type bargeIn struct {
 	StopLatency string `json:"stop_latency"` // a duration as Go writes it: "1.2ms"
-	DiscardedMS int     `json:"discarded_ms"`
+	DiscardedMS int    `json:"discarded_ms"`
 	Truncated   []struct {
 		ItemID     string `json:"item_id"`
 		AudioEndMS int    `json:"audio_end_ms"`
