@@ -16,8 +16,12 @@ COPY --from=build --chown=nonroot:nonroot /out/memory /var/lib/voicebot/memory
 ENV VOICEBOT_SIP_LISTEN=0.0.0.0:5060 \
     VOICEBOT_LOG_FORMAT=json \
     VOICEBOT_MEMORY_PATH=/var/lib/voicebot/memory/voicebot-memory.db
-# SIP (UDP, TCP; 5061 when sip.tls is set), RTP, and the API with
-# /metrics, /healthz, /readyz and /ui when api.listen is set.
-EXPOSE 5060/udp 5060/tcp 5061/tcp 10000-20000/udp 8080/tcp
+# What is on by default: SIP over UDP and TCP, and RTP. (SIP over TLS on
+# 5061 and the API on 8080 are off until configured: publish them then.)
+EXPOSE 5060/udp 5060/tcp 10000-20000/udp
 USER nonroot:nonroot
+# The image has no shell: the binary probes itself (its /healthz when the
+# API is on, else an OPTIONS to its SIP listener).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["/usr/local/bin/voicebot", "-config", "/etc/voicebot/voicebot.yaml", "-healthcheck"]
 ENTRYPOINT ["/usr/local/bin/voicebot", "-config", "/etc/voicebot/voicebot.yaml"]

@@ -15,9 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mattn/go-isatty"
-	"github.com/rs/zerolog"
-
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/demo"
 	"github.com/voicebot/voicebot/server"
@@ -46,6 +43,8 @@ func run(args, environ []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML config file (default: $VOICEBOT_CONFIG, else built-in defaults)")
 	check := fs.Bool("check", false, "load and validate the configuration, then exit")
+	health := fs.Bool("healthcheck", false, "probe the voicebot this configuration describes on this host (its /healthz, else SIP OPTIONS)\n"+
+		"and exit 0 if it answers: the container's HEALTHCHECK")
 	demoAt := fs.String("serve-demo", "", "serve only the built-in demo model at this address (host:port), for load tests that\n"+
 		"measure voicebot without its model (point realtime.url at ws://host:port/v1/realtime)")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +59,9 @@ func run(args, environ []string, stderr io.Writer) error {
 	cfg, err := config.Load(*configPath, environ)
 	if err != nil {
 		return err
+	}
+	if *health {
+		return healthcheck(cfg)
 	}
 	log := newLogger(cfg.Log, stderr, lookupEnv(environ, "NO_COLOR") != "")
 	for _, w := range cfg.Warnings() {
@@ -108,33 +110,6 @@ func lookupEnv(environ []string, key string) string {
 		}
 	}
 	return ""
-}
-
-// newLogger writes JSON, or the console format for people: coloured only
-// on a terminal and without NO_COLOR (https://no-color.org).
-func newLogger(c config.Log, w io.Writer, noColor bool) zerolog.Logger {
-	level, err := zerolog.ParseLevel(c.Level)
-	if err != nil {
-		level = zerolog.InfoLevel
-	}
-	zerolog.TimeFieldFormat = time.RFC3339Nano
-	// Durations read as durations ("30s", "8.5ms"), in either format: a
-	// bare number leaves the reader to guess its unit.
-	zerolog.DurationFieldFormat = zerolog.DurationFormatString
-	// Calls log their "caller" (who rang): not zerolog's source location,
-	// which the console writer would draw as one (voicebot logs none).
-	zerolog.CallerFieldName = "log_location"
-	var out io.Writer = w
-	if c.Format == "console" {
-		out = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: noColor || !isTerminal(w)}
-	}
-	return zerolog.New(out).Level(level).With().Timestamp().Logger()
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }
 
 // serveDemo runs the demo model alone until SIGINT or SIGTERM.
