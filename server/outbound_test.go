@@ -252,3 +252,26 @@ func TestOutboundCalleeHangsUp(t *testing.T) {
 		t.Errorf("the 422 was not answered with the trunk's Min-SE: %d INVITEs", len(inv))
 	}
 }
+
+// A number written as people write it is dialled (as memory keys it), and
+// the API shows the caller ID the INVITE carries: the trunk's from_user
+// when the request gives none.
+func TestOutboundNumberAndCallerID(t *testing.T) {
+	p := pbx(t)
+	p.Set(func(p *testpeer.PBX) { p.Ring = 300 * time.Millisecond })
+	r := startRig(t, func(c *config.Config) {
+		withTrunk(p, false)(c)
+		c.SIP.Trunks[0].FromUser = "4000"
+	}, nil)
+	code, out := apiCall(t, r, "POST", "/v1/calls", apiToken, api.CallRequest{To: "+1 (555) 010-0100"})
+	if code != 201 || out["from"] != "4000" {
+		t.Fatalf("POST /v1/calls: %d %v, want from 4000", code, out)
+	}
+	waitFor(t, "the INVITE", 3*time.Second, func() bool { return len(p.Invites()) >= 1 })
+	if got := p.Invites()[0].Recipient.User; got != "+15550100100" {
+		t.Errorf("dialled %q, want +15550100100", got)
+	}
+	if _, got := apiCall(t, r, "GET", "/v1/calls/"+out["id"].(string), apiToken, nil); got["from"] != "4000" {
+		t.Errorf("GET says from %v", got["from"])
+	}
+}

@@ -299,11 +299,15 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 		if r.GreetingPrompt != "" {
 			p.GreetingPrompt = r.GreetingPrompt
 		}
-		info := api.CallInfo{Direction: "outbound", From: r.From, To: r.To, Agent: name}
+		// The caller ID is the INVITE's: the request's, else the trunk's
+		// from_user.
+		info := func(call *sip.Call) api.CallInfo {
+			return api.CallInfo{Direction: "outbound", From: call.FromUser(), To: r.To, Agent: name}
+		}
 		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D()},
 			func(ctx context.Context, call *sip.Call) {
-				calls.Add(registryCall{call}, info)
-				calls.End(registryCall{call}, br.Handle(ctx, sipCall{call}, bridge.Setup{Profile: &p, Outbound: true, Caller: r.From, Called: r.To,
+				calls.Add(registryCall{call}, info(call))
+				calls.End(registryCall{call}, br.Handle(ctx, sipCall{call}, bridge.Setup{Profile: &p, Outbound: true, Caller: call.FromUser(), Called: r.To,
 					MemoryID: memory.Identity(r.To)}))
 			})
 		if err != nil {
@@ -314,7 +318,7 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 		}
 		// Listed at once for the API's answer; the handler adds it too, so
 		// that its End always finds it, whichever of the two runs first.
-		calls.Add(registryCall{call}, info)
+		calls.Add(registryCall{call}, info(call))
 		return call.ID(), nil
 	}
 }

@@ -329,3 +329,21 @@ func TestPlaceRefusals(t *testing.T) {
 		t.Errorf("%d INVITEs sent", n)
 	}
 }
+
+// A number as people write it is dialled without its punctuation; a user
+// name is left as it is.
+func TestDialString(t *testing.T) {
+	for in, want := range map[string]string{
+		"+1 (555) 010-0100": "+15550100100",
+		"555.010.0100":      "5550100100",
+		" 0800 123 456 ":    "0800123456",
+		"*72#":              "*72#",
+		"alice":             "alice",
+		"sales-team":        "sales-team",
+		"1-800-FLOWERS":     "1-800-FLOWERS",
+	} {
+		if got := dialString(in); got != want {
+			t.Errorf("dialString(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -90,6 +90,31 @@ func (t *Trunk) aor() sip.Uri {
 
 // uri is the Request-URI for user at the trunk: a number or name, or a
 // full sip: URI used as it is.
+// dialString is a phone number as people write it ("+1 (555) 010-0100",
+// "555.010.0100") with the punctuation dropped: what a trunk dials. A user
+// name that is not a number is left as it is.
+func dialString(s string) string {
+	s = strings.TrimSpace(s)
+	digits := 0
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+			b.WriteRune(r)
+		case r == '+' && b.Len() == 0, r == '*', r == '#':
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')' || r == '/':
+		default:
+			return s // letters: a user name, not a number
+		}
+	}
+	if digits == 0 {
+		return s
+	}
+	return b.String()
+}
+
 func (t *Trunk) uri(user string) (sip.Uri, error) {
 	var u sip.Uri
 	if strings.HasPrefix(strings.ToLower(user), "sip:") {
@@ -98,6 +123,7 @@ func (t *Trunk) uri(user string) (sip.Uri, error) {
 		}
 		return u, nil
 	}
+	user = dialString(user)
 	if user == "" || strings.ContainsAny(user, " <>@;\"\r\n") {
 		return u, fmt.Errorf("bad number or user %q", user)
 	}
