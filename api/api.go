@@ -2,7 +2,8 @@
 // in progress, hang one up. It is off unless configured, and every request
 // must carry the configured bearer token.
 //
-//	POST   /v1/calls       {"to": "+15550100", "from": "", "trunk": "", "agent": "", "instructions": "", "greeting_prompt": ""}
+//	POST   /v1/calls       {"to": "+15550100", "from": "", "trunk": "", "agent": "", "instructions": "", "greeting_prompt": "",
+//	                        "variables": {"order": "4711"}, "headers": {"X-Order": "4711"}}
 //	GET    /v1/calls       the calls in progress
 //	GET    /v1/calls/{id}  one call, also for a while after it ended (its outcome)
 //	DELETE /v1/calls/{id}  hang up (or cancel while it rings)
@@ -32,6 +33,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -50,7 +52,39 @@ type CallRequest struct {
 	Agent          string `json:"agent"`           // profile name; default: agent:
 	Instructions   string `json:"instructions"`    // replaces the profile's instructions for this call
 	GreetingPrompt string `json:"greeting_prompt"` // replaces the profile's greeting prompt
+	// Variables are the call's context for the profile's templates
+	// ({{var "name"}}); they show in GET /v1/calls/{id} and the records.
+	Variables map[string]string `json:"variables"`
+	// Headers are sent on the INVITE: X- headers and User-to-User only.
+	Headers map[string]string `json:"headers"`
 }
+
+// Limits of a call request's context.
+const (
+	maxVariables     = 32
+	maxVariableValue = 1024
+)
+
+// checkContext refuses variables a template could not name, or too many.
+func (r CallRequest) checkContext() error {
+	if len(r.Variables) > maxVariables {
+		return &RequestError{Msg: fmt.Sprintf("at most %d variables", maxVariables)}
+	}
+	for k, v := range r.Variables {
+		if !variableName.MatchString(k) {
+			return &RequestError{Msg: fmt.Sprintf("variable %q: names are letters, digits, _ or - (at most 64)", k)}
+		}
+		if len(v) > maxVariableValue {
+			return &RequestError{Msg: fmt.Sprintf("variable %q: over %d bytes", k, maxVariableValue)}
+		}
+	}
+	if len(r.Headers) > 16 {
+		return &RequestError{Msg: "at most 16 headers"}
+	}
+	return nil
+}
+
+var variableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Placer places outbound calls. A *RequestError is the caller's mistake
 // (400); other errors are 503.
@@ -208,6 +242,10 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request) {
 	req.To = strings.TrimSpace(req.To)
 	if req.To == "" {
 		writeError(w, http.StatusBadRequest, `"to" is required: a number or a sip: URI`)
+		return
+	}
+	if err := req.checkContext(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	id, err := s.cfg.Place(req)

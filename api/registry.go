@@ -19,14 +19,18 @@ type Call interface {
 
 // CallInfo is a call as the API shows it.
 type CallInfo struct {
-	ID        string     `json:"id"`
-	Direction string     `json:"direction"` // inbound or outbound
-	From      string     `json:"from"`
-	To        string     `json:"to"`
-	Agent     string     `json:"agent"`
-	State     string     `json:"state"`
-	Started   time.Time  `json:"started"`
-	Ended     *time.Time `json:"ended,omitempty"`
+	ID        string `json:"id"`
+	Direction string `json:"direction"` // inbound or outbound
+	From      string `json:"from"`
+	To        string `json:"to"`
+	Agent     string `json:"agent"`
+	// The call's context: the headers it came with (sip.context_headers)
+	// or was placed with, and the API request's variables.
+	Headers   map[string]string `json:"headers,omitempty"`
+	Variables map[string]string `json:"variables,omitempty"`
+	State     string            `json:"state"`
+	Started   time.Time         `json:"started"`
+	Ended     *time.Time        `json:"ended,omitempty"`
 	// How it ended (once ended): outcome, sip_code (0 when none), detail.
 	*outcome.End
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // Call is what the bridge needs of a SIP call; cmd/voicebot adapts sip.Call
@@ -104,6 +105,8 @@ type Setup struct {
 	// of the caller's number or the profile's identity header); empty: not
 	// remembered.
 	MemoryID string
+	// Vars is the call's context, which the profile's templates use.
+	Vars vars.Vars
 }
 
 // Model opens a model session for a call.
@@ -227,13 +230,21 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 	log := b.cfg.Log.With().Str("call_id", call.ID()).Logger()
 	c := newCallState(b, setup.Profile, nil, log)
 	c.call, c.setup = call, setup
+	c.session.Instructions = vars.Render(c.session.Instructions, setup.Vars)
 	profile := c.profile // the default one when setup has none
 	direction := "inbound"
 	if setup.Outbound {
 		direction = "outbound"
 	}
 	answeredAt := time.Time{}
-	c.rec = b.cfg.Records.Start(call.ID(), record.Event{"direction": direction, "from": setup.Caller, "to": setup.Called, "agent": profile.Name})
+	begin := record.Event{"direction": direction, "from": setup.Caller, "to": setup.Called, "agent": profile.Name}
+	if len(setup.Vars.Headers) > 0 {
+		begin["headers"] = setup.Vars.Headers
+	}
+	if len(setup.Vars.Values) > 0 {
+		begin["variables"] = setup.Vars.Values
+	}
+	c.rec = b.cfg.Records.Start(call.ID(), begin)
 	defer func() {
 		if end.Zero() {
 			end = call.Outcome() // not answered: how the signalling ended it

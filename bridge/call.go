@@ -16,6 +16,7 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/resample"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // modelConn is what a call needs of its model connection.
@@ -513,5 +514,5 @@ func (c *callState) greet() {
 	if c.remembered > 0 && c.profile.Memory.GreetingPrompt != "" {
 		prompt = c.profile.Memory.GreetingPrompt
 	}
-	c.request("greeting_", prompt)
+	c.request("greeting_", vars.Render(prompt, c.setup.Vars))
 }

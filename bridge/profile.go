@@ -11,6 +11,7 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/tools"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // Profile is the agent a call talks to: what the model is told and how it
@@ -59,6 +60,32 @@ type Webhook struct {
 	Timeout     time.Duration
 	// Headers are sent with every request (an Authorization token, say).
 	Headers map[string]secret.Value
+	// Payload adds fields to the arguments from the call's context:
+	// templates (package vars), rendered per call; they win over the
+	// model's arguments of the same name.
+	Payload map[string]string
+}
+
+// withPayload is args (the model's JSON object) with w's payload fields,
+// rendered with the call's context, set in it.
+func (w Webhook) withPayload(args string, v vars.Vars) string {
+	if len(w.Payload) == 0 {
+		return args
+	}
+	fields := map[string]any{}
+	if strings.TrimSpace(args) != "" {
+		if err := json.Unmarshal([]byte(args), &fields); err != nil || fields == nil {
+			return args // not an object: the webhook says what it makes of it
+		}
+	}
+	for k, text := range w.Payload {
+		fields[k] = vars.Render(text, v)
+	}
+	b, err := json.Marshal(fields)
+	if err != nil {
+		return args
+	}
+	return string(b)
 }
 
 // The built-in tools, as package tools names them.

@@ -245,6 +245,7 @@ func (c *callState) startWebhook(callID string, w Webhook, args string) {
 		"X-Voicebot-Call-Id": c.callID(), "X-Voicebot-Tool": w.Name,
 		"X-Voicebot-Caller": c.setup.Caller, "X-Voicebot-Called": c.setup.Called,
 	}
+	args = w.withPayload(args, c.setup.Vars)
 	c.goTool(func(ctx context.Context) toolResult {
 		out, err := callWebhook(ctx, client, w, args, meta)
 		if err != nil {

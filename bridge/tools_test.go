@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/voicebot/voicebot/secret"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // functionCall makes the model call a tool in response resp.
@@ -404,4 +405,27 @@ func FuzzToolArguments(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A webhook's payload fields come from the call's context and win over the
+// model's arguments of the same name: the model cannot make a customer up.
+func TestWebhookPayloadFromTheCallsContext(t *testing.T) {
+	w := Webhook{Name: "order_status", Payload: map[string]string{"customer": `{{header "X-Customer-Id"}}`, "caller": "{{caller}}"}}
+	v := vars.Vars{Caller: "+15550100", Headers: map[string]string{"X-Customer-Id": "C-42"}}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(w.withPayload(`{"order":"4711","customer":"made-up"}`, v)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["order"] != "4711" || got["customer"] != "C-42" || got["caller"] != "+15550100" {
+		t.Errorf("payload %v", got)
+	}
+	if out := w.withPayload("", v); !strings.Contains(out, `"customer":"C-42"`) {
+		t.Errorf("empty arguments: %s", out)
+	}
+	if out := w.withPayload(`[1,2]`, v); out != `[1,2]` {
+		t.Errorf("arguments that are not an object were changed: %s", out)
+	}
+	if out := (Webhook{}).withPayload(`{"a":1}`, v); out != `{"a":1}` {
+		t.Errorf("no payload changed the arguments: %s", out)
+	}
 }

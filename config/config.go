@@ -180,6 +180,10 @@ type Tool struct {
 	// Headers are sent with every call (an Authorization token, say);
 	// "${NAME}" takes the value from the environment.
 	Headers map[string]Secret `yaml:"headers"`
+	// Payload adds fields to the arguments POSTed, from the call's context:
+	// templates such as {{header "X-Customer-Id"}}. They win over the
+	// model's arguments of the same name: the model cannot make them up.
+	Payload map[string]string `yaml:"payload"`
 }
 
 // Trunk is an upstream SIP server (PBX, carrier) calls are placed through
@@ -231,6 +235,10 @@ type SIP struct {
 	RingTimeout     Duration `yaml:"ring_timeout"`     // outbound calls ring this long at most
 	Trunks          []Trunk  `yaml:"trunks"`
 	TLS             TLS      `yaml:"tls"`
+	// ContextHeaders are the headers of an inbound INVITE that become the
+	// call's variables ({{header "X-Customer-Id"}} in a profile's
+	// templates; shown in the API, the records and the call-ended webhook).
+	ContextHeaders []string `yaml:"context_headers"`
 }
 
 // TLS serves SIP over TLS (transport tls, usually port 5061).

@@ -286,3 +286,22 @@ func TestUnknownKeyNamesItsPath(t *testing.T) {
 		}
 	}
 }
+
+// Templates and context headers are checked at load: a call never meets a
+// template that does not parse.
+func TestTemplatesAreCheckedAtLoad(t *testing.T) {
+	for yml, want := range map[string]string{
+		"agent:\n  instructions: 'Hello {{caller'\n":                                     "agent.instructions",
+		"agent:\n  greeting_prompt: '{{nosuch}}'\n":                                      "agent.greeting_prompt",
+		"profiles:\n  sales:\n    instructions: '{{var}}{{end}}'\n":                      "profiles.sales.instructions",
+		"sip:\n  context_headers: ['X Bad']\n":                                           "sip.context_headers",
+		"tools:\n  t:\n    description: d\n    url: http://x/\n    payload: {a: '{{'}\n": "tools.t.payload.a",
+	} {
+		if _, err := Parse([]byte(yml)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %s", yml, err, want)
+		}
+	}
+	if _, err := Parse([]byte("sip:\n  context_headers: [X-Customer-Id, User-to-User]\nagent:\n  instructions: 'Hi {{header \"X-Customer-Id\"}} {{var \"x\"}}'\n")); err != nil {
+		t.Errorf("a good template refused: %v", err)
+	}
+}

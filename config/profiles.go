@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/voicebot/voicebot/tools"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // DefaultProfile names the agent under agent:.
@@ -176,6 +177,9 @@ func expandSecrets(cfg *Config, env map[string]string) error {
 
 var namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
+// headerName is a SIP header name (RFC 3261 token characters).
+var headerName = regexp.MustCompile(`^[A-Za-z0-9!%*_+` + "`" + `'~.-]{1,64}$`)
+
 // validateCalls checks what calls are placed, routed and given tools by.
 func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 	seen := map[string]bool{}
@@ -240,6 +244,16 @@ func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 				bad(key+".parameters", "must be a JSON Schema with type: object")
 			}
 		}
+		for field, text := range t.Payload {
+			if err := vars.Check(text); err != nil {
+				bad(key+".payload."+field, "%v", err)
+			}
+		}
+	}
+	for _, h := range c.SIP.ContextHeaders {
+		if !headerName.MatchString(h) {
+			bad("sip.context_headers", "%q is not a SIP header name", h)
+		}
 	}
 
 	agents := map[string]Agent{DefaultProfile: c.Agent}
@@ -286,6 +300,12 @@ func (c *Config) validateCalls(bad func(key, format string, args ...any)) {
 // validateAgent checks one agent's settings (the VAD and the rest are
 // checked for agent: in Validate; profiles get the same checks here).
 func (c *Config) validateAgent(key string, a Agent, bad func(key, format string, args ...any)) {
+	for k, text := range map[string]string{"instructions": a.Instructions, "greeting_prompt": a.GreetingPrompt,
+		"memory.greeting_prompt": a.Memory.GreetingPrompt} {
+		if err := vars.Check(text); err != nil {
+			bad(key+"."+k, "%v", err)
+		}
+	}
 	for _, t := range a.Tools {
 		if !tools.IsBuiltin(t) {
 			if _, ok := c.Tools[t]; !ok {

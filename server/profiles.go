@@ -97,7 +97,7 @@ func buildProfile(cfg config.Config, name string, a config.Agent) (*bridge.Profi
 			return nil, fmt.Errorf("tool %s: url: %w", t, err)
 		}
 		p.Webhooks[t] = bridge.Webhook{Name: t, Description: w.Description, Parameters: params, URL: u,
-			Timeout: w.Timeout.D(), Headers: w.Headers}
+			Timeout: w.Timeout.D(), Headers: w.Headers, Payload: w.Payload}
 	}
 	return p, nil
 }

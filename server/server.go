@@ -33,6 +33,7 @@ import (
 	"github.com/voicebot/voicebot/secret"
 	"github.com/voicebot/voicebot/sip"
 	"github.com/voicebot/voicebot/sound"
+	"github.com/voicebot/voicebot/vars"
 )
 
 // Options are what a Server takes besides its configuration.
@@ -160,9 +161,10 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		TLS:  tlsConfig, TLSListen: tlsListen, OnResponse: s.mx.SIPResponse, OnRefused: func(string) { s.mx.CallRefused() }, Log: log,
 	}, func(ctx context.Context, call *sip.Call) {
 		name, p := s.routes.Load().route(call.ToUser(), call.ToHeaderUser(), call.FromUser())
-		calls.Add(registryCall{call}, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name})
+		callVars := inboundVars(call, cfg.SIP.ContextHeaders)
+		calls.Add(registryCall{call}, api.CallInfo{Direction: "inbound", From: call.FromUser(), To: call.ToUser(), Agent: name, Headers: callVars.Headers})
 		setup := bridge.Setup{Profile: p, Media: callMedia(call, call.Media()), Caller: call.FromUser(), Called: call.ToUser(),
-			MemoryID: callerID(p, call.FromUser(), call.Header)}
+			MemoryID: callerID(p, call.FromUser(), call.Header), Vars: callVars}
 		calls.End(registryCall{call}, s.br.Handle(ctx, sipCall{call}, setup))
 	})
 	if err != nil {
@@ -293,6 +295,11 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 			return "", &api.RequestError{Msg: fmt.Sprintf("no agent named %q", name)}
 		}
 		p := *base
+		for key, text := range map[string]string{"instructions": r.Instructions, "greeting_prompt": r.GreetingPrompt} {
+			if err := vars.Check(text); err != nil {
+				return "", &api.RequestError{Msg: key + ": " + err.Error()}
+			}
+		}
 		if r.Instructions != "" {
 			p.Session.Instructions = r.Instructions
 		}
@@ -302,13 +309,14 @@ func placer(cfg config.Config, routes *atomic.Pointer[routing], ua *sip.UA, br *
 		// The caller ID is the INVITE's: the request's, else the trunk's
 		// from_user.
 		info := func(call *sip.Call) api.CallInfo {
-			return api.CallInfo{Direction: "outbound", From: call.FromUser(), To: r.To, Agent: name}
+			return api.CallInfo{Direction: "outbound", From: call.FromUser(), To: r.To, Agent: name, Headers: r.Headers, Variables: r.Variables}
 		}
-		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D()},
+		call, err := ua.Place(sip.PlaceRequest{To: r.To, From: r.From, Trunk: r.Trunk, RingTimeout: cfg.SIP.RingTimeout.D(), Headers: r.Headers},
 			func(ctx context.Context, call *sip.Call) {
 				calls.Add(registryCall{call}, info(call))
 				calls.End(registryCall{call}, br.Handle(ctx, sipCall{call}, bridge.Setup{Profile: &p, Outbound: true, Caller: call.FromUser(), Called: r.To,
-					MemoryID: memory.Identity(r.To)}))
+					MemoryID: memory.Identity(r.To),
+					Vars:     vars.Vars{Caller: call.FromUser(), Called: r.To, Headers: r.Headers, Values: r.Variables}}))
 			})
 		if err != nil {
 			if errors.Is(err, sip.ErrShuttingDown) || errors.Is(err, sip.ErrAtCapacity) {
@@ -379,6 +387,21 @@ type registryCall struct{ *sip.Call }
 
 func (c registryCall) Hangup() error {
 	return c.Call.HangupAs(outcome.End{Outcome: outcome.APIHungUp, Detail: "hung up through the API"})
+}
+
+// inboundVars is an inbound call's context: its numbers and the headers
+// sip.context_headers names (those it carries).
+func inboundVars(call *sip.Call, headers []string) vars.Vars {
+	v := vars.Vars{Caller: call.FromUser(), Called: call.ToUser()}
+	for _, name := range headers {
+		if value := call.Header(name); value != "" {
+			if v.Headers == nil {
+				v.Headers = map[string]string{}
+			}
+			v.Headers[name] = value
+		}
+	}
+	return v
 }
 
 // sipCodecs are the configured codecs as SDP needs them, from media's

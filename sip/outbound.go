@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ type PlaceRequest struct {
 	Trunk string
 	// RingTimeout is how long the callee may ring (default 30 s).
 	RingTimeout time.Duration
+	// Headers are sent on the INVITE: context for the far end (a CRM id,
+	// User-to-User). Only X- headers and User-to-User (CheckHeader).
+	Headers map[string]string
 
 	trunk *Trunk
 	dest  string // where the INVITE goes (host:port)
@@ -160,9 +164,53 @@ func (u *UA) buildInvite(r *PlaceRequest) (*sip.Request, error) {
 		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprint(int(u.cfg.SessionExpires/time.Second))))
 		req.AppendHeader(sip.NewHeader("Min-SE", fmt.Sprint(int(u.cfg.MinSE/time.Second))))
 	}
+	names := make([]string, 0, len(r.Headers))
+	for name := range r.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := CheckHeader(name, r.Headers[name]); err != nil {
+			return nil, err
+		}
+		req.AppendHeader(sip.NewHeader(name, r.Headers[name]))
+	}
 	req.SetTransport(strings.ToUpper(transport))
 	req.SetDestination(r.dest)
 	return req, nil
+}
+
+// CheckHeader says whether a header may be sent on a call voicebot places:
+// context for the far end, X- headers and User-to-User only (nothing that
+// would change how SIP routes or authenticates the call), a token for a
+// name and a value of printable text.
+func CheckHeader(name, value string) error {
+	lower := strings.ToLower(name)
+	if !strings.HasPrefix(lower, "x-") && lower != "user-to-user" {
+		return fmt.Errorf("sip: header %q may not be set: only X- headers and User-to-User", name)
+	}
+	if len(name) > 64 || len(name) < 3 {
+		return fmt.Errorf("sip: header name %q: 3 to 64 characters", name)
+	}
+	for _, c := range []byte(name) {
+		if !tokenChar(c) {
+			return fmt.Errorf("sip: header name %q: not a SIP token", name)
+		}
+	}
+	if len(value) > 1024 {
+		return fmt.Errorf("sip: header %s: the value is over 1024 bytes", name)
+	}
+	for _, c := range []byte(value) {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return fmt.Errorf("sip: header %s: the value has a control character", name)
+		}
+	}
+	return nil
+}
+
+// tokenChar is a character of an RFC 3261 token.
+func tokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-.!%*_+`'~", c) >= 0
 }
 
 // answerOutbound sends the INVITE with our offer (RTP at localPort) and

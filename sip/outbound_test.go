@@ -347,3 +347,17 @@ func TestDialString(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckHeader(t *testing.T) {
+	for _, ok := range [][2]string{{"X-Customer-Id", "C-42"}, {"User-to-User", "04a1;encoding=hex"}, {"x-lower", "a\tb"}} {
+		if err := CheckHeader(ok[0], ok[1]); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, bad := range [][2]string{{"Via", "x"}, {"Authorization", "x"}, {"X-A b", "x"}, {"X-Id", "a\r\nVia: evil"},
+		{"X-Id", "a\x00b"}, {"X-Long", strings.Repeat("a", 1025)}, {"X-", "x"}} {
+		if err := CheckHeader(bad[0], bad[1]); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
