@@ -70,7 +70,7 @@ func (c *callState) onKey(digit rune, source string) {
 	case strings.HasPrefix(action, KeyTransfer):
 		name := strings.TrimPrefix(action, KeyTransfer)
 		if t, ok := c.profile.TransferTargets[name]; ok && c.tools.inFlight == 0 {
-			c.startTransfer("", name, t.URI)
+			c.startTransfer("", name, t.referTo("", c.setup.Vars))
 			return
 		}
 	}

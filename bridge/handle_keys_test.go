@@ -90,7 +90,7 @@ func TestKeyByRTPTransfersAfterTheAnnouncement(t *testing.T) {
 	r.spoken(r.session(0), 1)
 	r.finish()
 	got := strings.Join(r.call.requests(), ",")
-	if got != "Ringing,Answer,Transfer:sip:0@pbx.example,Hangup" {
+	if got != "Ringing,Answer,Transfer:sip:0@pbx.example?X-Summary=The%20caller%20pressed%200%20and%20asked%20for%20a%20person.,Hangup" {
 		t.Fatalf("the call was asked %s", got)
 	}
 	if announced := heardAtTransfer - before; announced < 500/20 { // "Transferring you now.": 0.5 s

@@ -2,10 +2,12 @@ package bridge
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/voicebot/voicebot/memory"
 	"github.com/voicebot/voicebot/realtime"
@@ -47,6 +49,65 @@ type Profile struct {
 type TransferTarget struct {
 	URI         string // sip: URI the caller is referred to
 	Description string // tells the model when to use it
+	// Headers go to the next party with the caller: templates of the
+	// call's context, carried in the Refer-To URI.
+	Headers map[string]string
+}
+
+// maxSummary bounds the summary the model gives the next party.
+const maxSummary = 500
+
+// referTo is the URI the caller is referred to: the target's, with the
+// headers the next party's INVITE is to carry (RFC 3261 §19.1.1: the
+// transferee copies a Refer-To URI's headers into its INVITE): the
+// model's summary of the call (X-Summary) and the target's headers,
+// rendered with the call's context. Empty values are left out.
+func (t TransferTarget) referTo(summary string, v vars.Vars) string {
+	headers := map[string]string{}
+	for name, text := range t.Headers {
+		headers[name] = vars.Render(text, v)
+	}
+	if summary = strings.TrimSpace(summary); summary != "" {
+		if utf8.RuneCountInString(summary) > maxSummary {
+			summary = string([]rune(summary)[:maxSummary])
+		}
+		headers["X-Summary"] = summary
+	}
+	names := make([]string, 0, len(headers))
+	for name, value := range headers {
+		if value != "" {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return t.URI
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString(t.URI)
+	sep := "?"
+	if strings.Contains(t.URI, "?") {
+		sep = "&"
+	}
+	for _, name := range names {
+		b.WriteString(sep + uriEscape(name) + "=" + uriEscape(headers[name]))
+		sep = "&"
+	}
+	return b.String()
+}
+
+// uriEscape percent-encodes all but a SIP URI header's unreserved
+// characters (RFC 3261 §25.1 hname/hvalue): spaces are %20, not +.
+func uriEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-_.!~*'()", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	return b.String()
 }
 
 // Webhook is a tool the model calls that voicebot forwards over HTTP: the
@@ -141,7 +202,8 @@ func (p *Profile) toolDeclarations() []realtime.Tool {
 			enum, _ := json.Marshal(names)
 			out = append(out, realtime.Tool{Name: name, Description: strings.TrimSuffix(desc.String(), ";") + ".",
 				Parameters: json.RawMessage(`{"type":"object","properties":{"target":{"type":"string","enum":` + string(enum) +
-					`,"description":"Who to transfer the caller to."}},"required":["target"]}`)})
+					`,"description":"Who to transfer the caller to."},"summary":{"type":"string","description":` +
+					`"One or two sentences for the person taking over: who the caller is and what they need."}},"required":["target"]}`)})
 		case ToolSendDTMF:
 			out = append(out, realtime.Tool{Name: name,
 				Description: "Press keys on the phone line (DTMF tones), for example to navigate an automated menu.",

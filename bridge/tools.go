@@ -137,9 +137,11 @@ func (c *callState) onFunctionCall(respID string, item *realtime.Item) {
 			c.toolOutput(item.CallID, toolError("unknown transfer target %q; the targets are %v", target, c.profile.targetNames()), true)
 			return
 		}
-		log.Info().Str("target", target).Msg("tool: transferring once the bot has finished speaking")
+		summary, _ := args["summary"].(string)
+		log.Info().Str("target", target).Str("summary", summary).Msg("tool: transferring once the bot has finished speaking")
+		uri := t.referTo(summary, c.setup.Vars)
 		c.endAfterSpeech(endTransferred, respID, false, func() bool {
-			c.startTransfer(item.CallID, target, t.URI)
+			c.startTransfer(item.CallID, target, uri)
 			return false
 		})
 	case ToolSendDTMF:

@@ -429,3 +429,23 @@ func TestWebhookPayloadFromTheCallsContext(t *testing.T) {
 		t.Errorf("no payload changed the arguments: %s", out)
 	}
 }
+
+// A transfer takes the model's summary and the target's headers (the
+// call's context) to the next party, in the Refer-To URI.
+func TestReferToCarriesContext(t *testing.T) {
+	target := TransferTarget{URI: "sip:desk@pbx.example.com", Headers: map[string]string{
+		"X-Customer-Id": `{{header "X-Customer-Id"}}`, "X-Empty": `{{var "nothing"}}`}}
+	v := vars.Vars{Headers: map[string]string{"X-Customer-Id": "C 42&x"}}
+	got := target.referTo("Wants a refund for order 4711; angry.", v)
+	want := "sip:desk@pbx.example.com?X-Customer-Id=C%2042%26x&X-Summary=Wants%20a%20refund%20for%20order%204711%3B%20angry."
+	if got != want {
+		t.Errorf("refer to\n %s\nwant\n %s", got, want)
+	}
+	if got := (TransferTarget{URI: "sip:op@pbx"}).referTo("", vars.Vars{}); got != "sip:op@pbx" {
+		t.Errorf("no context: %s", got)
+	}
+	long := strings.Repeat("é", 600)
+	if got := (TransferTarget{URI: "sip:op@pbx"}).referTo(long, vars.Vars{}); strings.Count(got, "%C3%A9") != maxSummary {
+		t.Errorf("the summary is not cut to %d characters", maxSummary)
+	}
+}

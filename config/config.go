@@ -317,6 +317,10 @@ type Agent struct {
 type TransferTarget struct {
 	URI         string `yaml:"uri"`         // sip: URI the caller is referred to
 	Description string `yaml:"description"` // tells the model when to pick it
+	// Headers go to the next party with the caller (in the Refer-To URI,
+	// so the transferee's INVITE carries them): X- headers and
+	// User-to-User, templates of the call's context.
+	Headers map[string]string `yaml:"headers"`
 }
 
 // clone copies an agent deeply, so a profile's overrides leave it alone.

@@ -317,6 +317,15 @@ func (c *Config) validateAgent(key string, a Agent, bad func(key, format string,
 		if !namePattern.MatchString(name) {
 			bad(key+".transfer_targets."+name, "target names are letters, digits, _ or -")
 		}
+		for h, text := range t.Headers {
+			lower := strings.ToLower(h)
+			if !headerName.MatchString(h) || (!strings.HasPrefix(lower, "x-") && lower != "user-to-user") {
+				bad(key+".transfer_targets."+name+".headers."+h, "only X- headers and User-to-User go to the next party")
+			}
+			if err := vars.Check(text); err != nil {
+				bad(key+".transfer_targets."+name+".headers."+h, "%v", err)
+			}
+		}
 		if !strings.HasPrefix(strings.ToLower(t.URI), "sip:") || strings.ContainsAny(t.URI, " <>\"\r\n") || len(t.URI) < 6 {
 			bad(key+".transfer_targets."+name+".uri", "want a sip: URI, got %q", t.URI)
 		}

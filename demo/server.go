@@ -328,7 +328,7 @@ func DefaultToolScript(text string, tools []Tool) *ToolCall {
 			if json.Unmarshal(t.Parameters, &schema) == nil && len(schema.Properties.Target.Enum) > 0 {
 				target = schema.Properties.Target.Enum[0]
 			}
-			args, _ := json.Marshal(map[string]string{"target": target})
+			args, _ := json.Marshal(map[string]string{"target": target, "summary": "The caller pressed 0 and asked for a person."})
 			return &ToolCall{Name: "transfer_call", Arguments: string(args), Say: beep(0.5, 440), SayText: "Transferring you now."}
 		}
 	case strings.Contains(text, "pressed *"):

@@ -72,7 +72,7 @@ func buildProfile(cfg config.Config, name string, a config.Agent) (*bridge.Profi
 		}.Within(cfg.Memory.TTL.D()),
 	}
 	for n, t := range a.TransferTargets {
-		p.TransferTargets[n] = bridge.TransferTarget{URI: t.URI, Description: t.Description}
+		p.TransferTargets[n] = bridge.TransferTarget{URI: t.URI, Description: t.Description, Headers: t.Headers}
 	}
 	for k, action := range a.DTMF {
 		if action != "model" {

@@ -85,19 +85,26 @@ func notifier(c *testpeer.Caller, code int, final string) {
 }
 
 // The caller presses 0: the demo model says it is transferring and calls
-// transfer_call; voicebot REFERs the caller to the profile's target, and
-// when the NOTIFY says the target answered, hangs up.
+// transfer_call; voicebot REFERs the caller to the profile's target, with
+// the model's summary and the target's headers (the call's context) for
+// the next party, and when the NOTIFY says the target answered, hangs up.
 func TestTransferByREFER(t *testing.T) {
-	r := startRig(t, withTargets, nil)
+	r := startRig(t, func(c *config.Config) {
+		withTargets(c)
+		c.SIP.ContextHeaders = []string{"X-Customer-Id"}
+		c.Agent.TransferTargets["operator"] = config.TransferTarget{URI: "sip:operator@127.0.0.1:5999", Description: "a human",
+			Headers: map[string]string{"X-Customer-Id": `{{header "X-Customer-Id"}}`}}
+	}, nil)
 	c := r.caller()
 	notifier(c, 202, "SIP/2.0 200 OK\r\n")
-	call(t, c)
+	call(t, c, "X-Customer-Id: C-42")
 	c.SendAudio(make([]int16, 800), 1, 0, 9)
 	c.PressKey('0', 101, 6, 800, 9)
 	waitFor(t, "REFER", 10*time.Second, func() bool { return len(c.RequestsOf("REFER")) == 1 })
 	refer := c.RequestsOf("REFER")[0]
-	if rt := refer.GetHeader("Refer-To"); rt == nil || rt.Value() != "<sip:operator@127.0.0.1:5999>" {
-		t.Errorf("Refer-To %v", rt)
+	want := "<sip:operator@127.0.0.1:5999?X-Customer-Id=C-42&X-Summary=The%20caller%20pressed%200%20and%20asked%20for%20a%20person.>"
+	if rt := refer.GetHeader("Refer-To"); rt == nil || rt.Value() != want {
+		t.Errorf("Refer-To %v, want %s", rt, want)
 	}
 	if refer.GetHeader("Referred-By") == nil {
 		t.Error("REFER without Referred-By")
