@@ -24,6 +24,7 @@ import (
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/vars"
+	"github.com/voicebot/voicebot/webhook"
 )
 
 // Call is what the bridge needs of a SIP call; cmd/voicebot adapts sip.Call
@@ -168,6 +169,10 @@ type Config struct {
 	// remember (nil: none). It should be memory.Guarded: a slow or broken
 	// store must cost a call its memory only.
 	Memory memory.Store
+	// OnEnded, if set, is told every call's end (answered or not), for the
+	// call-ended webhook. It must not block: it runs in the call's
+	// teardown.
+	OnEnded func(webhook.CallEnded)
 	// Passthrough sends the call's G.711 to the model and takes G.711 back
 	// (audio/pcmu, audio/pcma): no resampling, no decoding of the caller.
 	// Inbound calls only: an outbound call's codec is known only at answer,
@@ -236,7 +241,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 	if setup.Outbound {
 		direction = "outbound"
 	}
-	answeredAt := time.Time{}
+	answeredAt, startedAt := time.Time{}, b.cfg.Clock.Now()
 	begin := record.Event{"direction": direction, "from": setup.Caller, "to": setup.Called, "agent": profile.Name}
 	if len(setup.Vars.Headers) > 0 {
 		begin["headers"] = setup.Vars.Headers
@@ -269,6 +274,9 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 			"answered": !answeredAt.IsZero(), "duration_s": d.Seconds(),
 			"rtp_in": st.PacketsIn, "rtp_out": st.PacketsOut, "lost": st.Lost, "jitter_ms": float64(st.Jitter) / 1e6,
 			"barge_ins": c.bargeIns, "tool_calls": c.tools.calls, "reconnects": c.sess.reconnects})
+		if b.cfg.OnEnded != nil {
+			b.cfg.OnEnded(c.endedSummary(direction, profile.Name, startedAt, answeredAt, d, end))
+		}
 	}()
 	refuse := func(why Refusal) outcome.End {
 		_ = call.Refuse(why)

@@ -13,10 +13,12 @@ import (
 
 	"github.com/voicebot/voicebot/clock"
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/outcome"
 	"github.com/voicebot/voicebot/realtime"
 	"github.com/voicebot/voicebot/record"
 	"github.com/voicebot/voicebot/resample"
 	"github.com/voicebot/voicebot/vars"
+	"github.com/voicebot/voicebot/webhook"
 )
 
 // modelConn is what a call needs of its model connection.
@@ -108,6 +110,25 @@ type callState struct {
 	resp        responseState
 	wg          sync.WaitGroup // session openers
 	limits      limitState
+}
+
+// endedSummary is what the call-ended webhook tells of the call.
+func (c *callState) endedSummary(direction, agent string, started, answered time.Time, d time.Duration, end outcome.End) webhook.CallEnded {
+	ev := webhook.CallEnded{CallID: c.callID(), Direction: direction, Caller: c.setup.Caller, Called: c.setup.Called, Agent: agent,
+		Variables: c.setup.Vars.Values, StartedAt: started.UTC(), EndedAt: c.clock.Now().UTC(), DurationMS: d.Milliseconds(),
+		Outcome: string(end.Outcome), SIPCode: end.SIPCode, Detail: end.Detail, Transcript: []webhook.Turn{},
+		ToolCalls: c.tools.calls, BargeIns: c.bargeIns, Recording: c.rec.RecordingFile()}
+	if ev.Variables == nil {
+		ev.Variables = map[string]string{}
+	}
+	if !answered.IsZero() {
+		at := answered.UTC()
+		ev.AnsweredAt = &at
+	}
+	for _, t := range c.hist.thisCall(c.callID()) {
+		ev.Transcript = append(ev.Transcript, webhook.Turn{Role: t.Role, Text: t.Text, At: t.At.UTC()})
+	}
+	return ev
 }
 
 func newCallState(b *Bridge, p *Profile, model modelConn, log zerolog.Logger) *callState {

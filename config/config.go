@@ -55,9 +55,25 @@ type Config struct {
 	// profiles that remember (agent.memory.enabled), and the conversation
 	// service's conversations.
 	Memory Memory `yaml:"memory"`
+	// Webhooks tell other systems what happened.
+	Webhooks Webhooks `yaml:"webhooks"`
 	// Conversations is the conversation service on the API listener:
 	// post audio or text, get the agent's answer streamed back.
 	Conversations Conversations `yaml:"conversations"`
+}
+
+// Webhooks are the HTTP notifications voicebot sends.
+type Webhooks struct {
+	// CallEnded is POSTed once per call that ended, answered or not.
+	CallEnded CallEndedWebhook `yaml:"call_ended"`
+}
+
+// CallEndedWebhook is where and how the call-ended webhook is sent.
+type CallEndedWebhook struct {
+	URL     string   `yaml:"url"`     // empty: none sent
+	Secret  Secret   `yaml:"secret"`  // signs each body: X-Voicebot-Signature: sha256=<hex HMAC-SHA256>
+	Timeout Duration `yaml:"timeout"` // per attempt
+	Retries int      `yaml:"retries"` // attempts after the first, on 5xx and timeouts, with backoff
 }
 
 // Conversations configures the conversation service (/v1/conversations,
@@ -422,6 +438,7 @@ func Default() Config {
 		Audio:     Audio{Transcode: "pcm16"},
 		Memory: Memory{Store: "sqlite", Path: "voicebot-memory.db", TTL: Duration(30 * 24 * time.Hour),
 			Timeout: Duration(500 * time.Millisecond)},
+		Webhooks: Webhooks{CallEnded: CallEndedWebhook{Timeout: Duration(5 * time.Second), Retries: 3}},
 		Conversations: Conversations{Enabled: true, TTL: Duration(time.Hour), IdleSession: Duration(60 * time.Second),
 			MaxTurns: 32, MaxBody: 10 << 20, MaxAudio: Duration(60 * time.Second)},
 	}

@@ -23,6 +23,20 @@ func (c *Config) Validate() error {
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	c.validateMemory(bad)
 	c.validateConversations(bad)
+	if w := c.Webhooks.CallEnded; w.URL != "" {
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("webhooks.call_ended.url", "want an http:// or https:// URL")
+		}
+		if w.Secret == "" {
+			bad("webhooks.call_ended.secret", "required: it signs every delivery (X-Voicebot-Signature)")
+		}
+		if d := w.Timeout.D(); d < 100*time.Millisecond || d > time.Minute {
+			bad("webhooks.call_ended.timeout", "must be 100ms-1m, got %s", w.Timeout)
+		}
+		if w.Retries < 0 || w.Retries > 10 {
+			bad("webhooks.call_ended.retries", "want 0 to 10, got %d", w.Retries)
+		}
+	}
 	oneOf(bad, "log.format", c.Log.Format, "console", "json")
 
 	if _, err := netip.ParseAddrPort(c.SIP.Listen); err != nil {

@@ -27,6 +27,7 @@ type Metrics struct {
 
 	callsActive     *prometheus.GaugeVec
 	callsTotal      *prometheus.CounterVec
+	webhooks        *prometheus.CounterVec
 	callDuration    prometheus.Histogram
 	sipResponses    *prometheus.CounterVec
 	rtpPackets      *prometheus.CounterVec
@@ -60,6 +61,8 @@ func New() *Metrics {
 		Help: "Calls in progress (answered), by direction."}, []string{"direction"})
 	m.callsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "calls_total",
 		Help: "Calls ended, by direction, agent (route) and outcome (caller_hung_up, bot_hung_up, api_hung_up, transferred, busy, no_answer, declined, unreachable, cancelled, rejected, timeout, model_failed, drained, error). INVITEs refused before becoming calls count as rejected with agent=\"\"."}, []string{"direction", "agent", "outcome"})
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "webhook_deliveries_total",
+		Help: "Call-ended webhook deliveries, by result: delivered, failed (attempts used up or refused), dropped (the queue was full)."}, []string{"result"})
 	m.callDuration = sec("call_duration_seconds", "Length of answered calls.", []float64{5, 15, 30, 60, 120, 300, 600, 1800, 3600})
 	m.sipResponses = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voicebot", Name: "sip_responses_sent_total",
 		Help: "SIP responses voicebot sent, by status code."}, []string{"code"})
@@ -91,6 +94,7 @@ func New() *Metrics {
 		Help: "Tool calls the model made, by tool."}, []string{"tool"})
 	m.lateness.desc = prometheus.NewDesc("voicebot_pacer_lateness_seconds",
 		"How late each 20 ms frame was sent against its exact schedule.", nil, nil)
+	m.reg.MustRegister(m.webhooks)
 	m.reg.MustRegister(m.callsActive, m.callsTotal, m.callDuration, m.sipResponses, m.rtpPackets, m.rtpLost, m.jitter,
 		m.responseLatency, m.bargeIns, m.bargeInStop, m.truncates, m.reconnects, m.rollovers, m.modelErrors, m.modelResponses, m.tools,
 		m.memory, &m.lateness, (*funcCollector)(m),
@@ -147,6 +151,14 @@ func (m *Metrics) CallRefused() {
 	if m != nil {
 		m.callsTotal.WithLabelValues("inbound", "", string(outcome.Rejected)).Inc()
 	}
+}
+
+// WebhookDelivery counts a call-ended webhook's delivery by its result.
+func (m *Metrics) WebhookDelivery(result string) {
+	if m == nil {
+		return
+	}
+	m.webhooks.WithLabelValues(result).Inc()
 }
 
 // SIPResponse counts a response sent.

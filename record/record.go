@@ -210,6 +210,18 @@ func (c *Call) Subscribe() (past []Event, live <-chan Event, cancel func()) {
 	}
 }
 
+// RecordingFile is the call's WAV once the call has ended, "" when there
+// is none (not recorded, or no audio was ever carried).
+func (c *Call) RecordingFile() string {
+	if c == nil || c.base == "" || !c.store.cfg.WAV {
+		return ""
+	}
+	if _, err := os.Stat(c.base + ".wav"); err != nil {
+		return ""
+	}
+	return c.base + ".wav"
+}
+
 // Recording reports whether the call is being recorded to a WAV.
 func (c *Call) Recording() bool { return c != nil && c.wav != nil }
 

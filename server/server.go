@@ -34,6 +34,7 @@ import (
 	"github.com/voicebot/voicebot/sip"
 	"github.com/voicebot/voicebot/sound"
 	"github.com/voicebot/voicebot/vars"
+	"github.com/voicebot/voicebot/webhook"
 )
 
 // Options are what a Server takes besides its configuration.
@@ -56,10 +57,12 @@ type Server struct {
 	records *record.Store
 	memory  memory.Backend
 	conv    *converse.Service
-	mx      *metrics.Metrics
-	br      *bridge.Bridge
-	ua      *sip.UA
-	api     *api.Server
+	// webhooks sends the call-ended webhook (nil: none configured).
+	webhooks *webhook.Sender
+	mx       *metrics.Metrics
+	br       *bridge.Bridge
+	ua       *sip.UA
+	api      *api.Server
 	// closers release what New opened, last first, when Run ends (or New
 	// fails).
 	closers   []func()
@@ -120,6 +123,19 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 	if s.conv = s.newConversations(cfg, model, log); s.conv != nil {
 		s.closers = append(s.closers, s.conv.Close)
 	}
+	var onEnded func(webhook.CallEnded)
+	if w := cfg.Webhooks.CallEnded; w.URL != "" {
+		s.webhooks = webhook.New(webhook.Config{URL: w.URL, Secret: w.Secret, Timeout: w.Timeout.D(), Retries: w.Retries,
+			Counted: s.mx.WebhookDelivery, Log: log})
+		onEnded = s.webhooks.Send
+		// Deliveries outlive the calls: a graceful stop waits for them,
+		// bounded, after the last call ended.
+		s.closers = append(s.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), webhookDrain)
+			defer cancel()
+			s.webhooks.Close(ctx)
+		})
+	}
 	// One media worker per core serves every call's RTP.
 	mediaEngine := media.NewEngine(clock.Real{}, runtime.GOMAXPROCS(0))
 	s.closers = append(s.closers, mediaEngine.Close)
@@ -140,6 +156,7 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		Metrics:            s.mx,
 		Records:            s.records,
 		Memory:             s.memory,
+		OnEnded:            onEnded,
 		Passthrough:        cfg.Audio.Transcode == "passthrough",
 		RTPTimeout:         cfg.Calls.RTPTimeout.D(),
 		MaxDuration:        cfg.Calls.MaxDuration.D(),
@@ -618,3 +635,7 @@ func sweepRecords(ctx context.Context, s *record.Store, log zerolog.Logger) {
 		}
 	}
 }
+
+// webhookDrain bounds how long a stopping voicebot waits for call-ended
+// deliveries still queued or being retried.
+const webhookDrain = 15 * time.Second
