@@ -226,3 +226,18 @@ func TestMethodsAndFavicon(t *testing.T) {
 		t.Errorf("a warning was logged: %s", logs.String())
 	}
 }
+
+// A call whose signalling ended is not listed as in progress while its
+// handler tears down; it can still be fetched by id.
+func TestEndedCallsAreNotListedAsActive(t *testing.T) {
+	r := NewRegistry()
+	live, gone := &fakeCall{id: "live", state: "answered"}, &fakeCall{id: "gone", state: "ended"}
+	r.Add(live, CallInfo{Direction: "inbound"})
+	r.Add(gone, CallInfo{Direction: "inbound"})
+	if got := r.Active(); len(got) != 1 || got[0].ID != "live" {
+		t.Errorf("active %+v, want only the live call", got)
+	}
+	if info, ok := r.Get("gone"); !ok || info.State != "ended" {
+		t.Errorf("the ended call by id: %+v %v", info, ok)
+	}
+}

@@ -112,7 +112,11 @@ func (r *Registry) Active() []CallInfo {
 	defer r.mu.Unlock()
 	out := make([]CallInfo, 0, len(r.active))
 	for _, e := range r.active {
-		out = append(out, e.snapshot())
+		// A call whose signalling has ended is no longer in progress, though
+		// its handler may still be tearing down (GET /v1/calls/{id} has it).
+		if info := e.snapshot(); info.State != "ended" {
+			out = append(out, info)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out
