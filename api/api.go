@@ -113,7 +113,11 @@ type Config struct {
 	// Conversations serves /v1/conversations and /v1/turns; nil: off.
 	Conversations Conversations
 	TurnLimits    TurnLimits
-	Log           zerolog.Logger
+	// Cluster finds the calls of the other instances (GET, DELETE and the
+	// events of a call held elsewhere are forwarded to its instance; the
+	// list shows every instance's); nil: this instance alone.
+	Cluster Cluster
+	Log     zerolog.Logger
 }
 
 // Server is the API on its listener.
@@ -121,6 +125,8 @@ type Server struct {
 	cfg Config
 	ln  net.Listener
 	srv *http.Server
+	// proxy carries requests forwarded to another instance (Cluster).
+	proxy *http.Transport
 }
 
 // maxBody bounds a request body.
@@ -132,7 +138,7 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api listen %s: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, ln: ln}
+	s := &Server{cfg: cfg, ln: ln, proxy: newProxyTransport()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/calls", s.auth(s.placeCall))
 	mux.HandleFunc("GET /v1/calls", s.auth(s.listCalls))
@@ -198,6 +204,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer cancel()
 	_ = s.srv.Shutdown(sctx)
 	_ = s.srv.Close()
+	s.proxy.CloseIdleConnections()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("api: %w", err)
 	}
@@ -268,13 +275,23 @@ func (s *Server) placeCall(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, info)
 }
 
-func (s *Server) listCalls(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"calls": s.cfg.Calls.Active()})
+func (s *Server) listCalls(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"calls": s.clusterCalls(r, s.cfg.Calls.Active())})
 }
 
 func (s *Server) getCall(w http.ResponseWriter, r *http.Request) {
 	info, ok := s.cfg.Calls.Get(r.PathValue("id"))
 	if !ok {
+		if c := s.cluster(r); c != nil {
+			if rem, ok := s.find(w, r, c, "no such call"); ok {
+				if rem.Info.Ended != nil {
+					writeJSON(w, http.StatusOK, rem.Info) // final: its instance need not be asked
+					return
+				}
+				s.forward(w, r, rem.API)
+			}
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such call")
 		return
 	}
@@ -285,6 +302,16 @@ func (s *Server) hangUp(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	info, ok := s.cfg.Calls.Hangup(id)
 	if !ok {
+		if c := s.cluster(r); c != nil {
+			if rem, ok := s.find(w, r, c, "no such call in progress"); ok {
+				if rem.Info.Ended != nil {
+					writeError(w, http.StatusNotFound, "no such call in progress")
+					return
+				}
+				s.forward(w, r, rem.API)
+			}
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such call in progress")
 		return
 	}

@@ -26,11 +26,20 @@ func (s *Server) callEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, ok := s.cfg.Records.Get(r.PathValue("id"))
+	rc := http.NewResponseController(w)
 	if !ok {
+		if cl := s.cluster(r); cl != nil {
+			if rem, ok := s.find(w, r, cl, "no such call"); ok {
+				// Streamed from the call's instance, as long as it lasts.
+				_ = rc.SetReadDeadline(time.Time{})
+				_ = rc.SetWriteDeadline(time.Time{})
+				s.forward(w, r, rem.API)
+			}
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such call")
 		return
 	}
-	rc := http.NewResponseController(w)
 	// A stream lives as long as its call: past the server's read and write
 	// timeouts (each write gets its own deadline below).
 	_ = rc.SetReadDeadline(time.Time{})

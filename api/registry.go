@@ -41,6 +41,26 @@ type Registry struct {
 	mu     sync.Mutex
 	active map[string]*entry
 	recent []CallInfo // ended, oldest first
+	// changed is told, outside the lock, that a call was added or ended.
+	changed func()
+}
+
+// OnChange has f called (outside the registry's lock, on the caller's
+// goroutine; it must not block) whenever a call is added or ends: the
+// cluster publishes the registry when it changes.
+func (r *Registry) OnChange(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changed = f
+}
+
+func (r *Registry) notify() {
+	r.mu.Lock()
+	f := r.changed
+	r.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }
 
 type entry struct {
@@ -59,14 +79,20 @@ func NewRegistry() *Registry { return &Registry{active: map[string]*entry{}} }
 
 // Add records a call in progress (again is harmless).
 func (r *Registry) Add(c Call, info CallInfo) {
+	if r.add(c, info) {
+		r.notify()
+	}
+}
+
+func (r *Registry) add(c Call, info CallInfo) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.active[c.ID()]; ok {
-		return
+		return false
 	}
 	for _, e := range r.recent {
 		if e.ID == c.ID() {
-			return // it ended already
+			return false // it ended already
 		}
 	}
 	info.ID = c.ID()
@@ -74,15 +100,22 @@ func (r *Registry) Add(c Call, info CallInfo) {
 		info.Started = time.Now()
 	}
 	r.active[c.ID()] = &entry{info: info, call: c}
+	return true
 }
 
 // End moves a call to the recently ended, with how it ended.
 func (r *Registry) End(c Call, how outcome.End) {
+	if r.end(c, how) {
+		r.notify()
+	}
+}
+
+func (r *Registry) end(c Call, how outcome.End) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.active[c.ID()]
 	if !ok {
-		return
+		return false
 	}
 	delete(r.active, c.ID())
 	info := e.snapshot()
@@ -90,6 +123,7 @@ func (r *Registry) End(c Call, how outcome.End) {
 	info.State, info.Ended, info.End = "ended", &now, &how
 	r.recent = append(r.recent, info)
 	r.prune(now)
+	return true
 }
 
 func (r *Registry) prune(now time.Time) {

@@ -60,7 +60,24 @@ type Config struct {
 	// Conversations is the conversation service on the API listener:
 	// post audio or text, get the agent's answer streamed back.
 	Conversations Conversations `yaml:"conversations"`
+	// Cluster lets several instances answer for each other's calls
+	// through a call registry in Redis (off without cluster.redis.addr).
+	Cluster Cluster `yaml:"cluster"`
 }
+
+// Cluster is the call registry several instances share, so that any of
+// them answers the API for any call.
+type Cluster struct {
+	Redis MemoryRedis `yaml:"redis"` // empty addr: no cluster (one instance, as ever)
+	// Instance names this instance, unique in the cluster; default: its
+	// API's advertised address.
+	Instance  string   `yaml:"instance"`
+	TTL       Duration `yaml:"ttl"`       // an instance and its calls are forgotten this long after its last heartbeat
+	Heartbeat Duration `yaml:"heartbeat"` // how often it says it lives
+}
+
+// ClusterOn reports whether this instance joins a cluster.
+func (c *Config) ClusterOn() bool { return c.Cluster.Redis.Addr != "" }
 
 // Webhooks are the HTTP notifications voicebot sends.
 type Webhooks struct {
@@ -175,6 +192,9 @@ type Shutdown struct {
 type API struct {
 	Listen string `yaml:"listen"` // host:port; empty: no API
 	Token  Secret `yaml:"token"`  // bearer token every request must carry
+	// Advertise is the host:port the other instances of a cluster reach
+	// this API at; default: Listen (which must then be a specific IP).
+	Advertise string `yaml:"advertise"`
 }
 
 // Route sends calls to a profile. Patterns are globs (* any run, ? one
@@ -441,6 +461,7 @@ func Default() Config {
 		Webhooks: Webhooks{CallEnded: CallEndedWebhook{Timeout: Duration(5 * time.Second), Retries: 3}},
 		Conversations: Conversations{Enabled: true, TTL: Duration(time.Hour), IdleSession: Duration(60 * time.Second),
 			MaxTurns: 32, MaxBody: 10 << 20, MaxAudio: Duration(60 * time.Second)},
+		Cluster: Cluster{TTL: Duration(30 * time.Second), Heartbeat: Duration(10 * time.Second)},
 	}
 }
 

@@ -76,6 +76,11 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{yaml: "memory:\n  timeout: 0s\n", want: "memory.timeout"},
 		{yaml: "agent:\n  memory: {enabled: true, max_turns: 0}\n", want: "agent.memory.max_turns"},
 		{yaml: "profiles:\n  sales:\n    memory: {enabled: true, max_chars: 5}\n", want: "profiles.sales.memory.max_chars"},
+		{yaml: "cluster:\n  redis: {addr: 127.0.0.1:6379}\n", want: "api.listen"},
+		{yaml: "cluster:\n  redis: {addr: redis}\n", want: "cluster.redis.addr"},
+		{yaml: "api: {listen: 0.0.0.0:8080, token: abcdefghijklmnopq}\ncluster:\n  redis: {addr: 127.0.0.1:6379}\n", want: "api.advertise"},
+		{yaml: "api: {listen: 127.0.0.1:8080, token: abcdefghijklmnopq}\ncluster:\n  redis: {addr: 127.0.0.1:6379}\n  heartbeat: 20s\n", want: "cluster.heartbeat"},
+		{yaml: "api: {listen: 127.0.0.1:8080, token: abcdefghijklmnopq}\ncluster:\n  redis: {addr: 127.0.0.1:6379}\n  ttl: 500ms\n", want: "cluster.ttl"},
 	}
 	for _, c := range cases {
 		path := ""

@@ -168,6 +168,7 @@ func expandSecrets(cfg *Config, env map[string]string) error {
 	}
 	expand("api.token", &cfg.API.Token)
 	expand("memory.redis.password", &cfg.Memory.Redis.Password)
+	expand("cluster.redis.password", &cfg.Cluster.Redis.Password)
 	expand("webhooks.call_ended.secret", &cfg.Webhooks.CallEnded.Secret)
 	for u, v := range cfg.Admission.Auth.Users {
 		expand("admission.auth.users."+u, &v)

@@ -22,6 +22,7 @@ func (c *Config) Validate() error {
 	}
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	c.validateMemory(bad)
+	c.validateCluster(bad)
 	c.validateConversations(bad)
 	if w := c.Webhooks.CallEnded; w.URL != "" {
 		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -195,5 +196,33 @@ func (c *Config) validateMemory(bad func(key, format string, args ...any)) {
 	for _, name := range c.Profiles.Names() {
 		p, _ := c.Profiles.Get(name)
 		check("profiles."+name+".memory", p.Memory)
+	}
+}
+
+// validateCluster checks the call registry and that the others can reach
+// this instance's API.
+func (c *Config) validateCluster(bad func(key, format string, args ...any)) {
+	if c.API.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.API.Advertise); err != nil {
+			bad("api.advertise", "want host:port, got %q", c.API.Advertise)
+		}
+	}
+	if !c.ClusterOn() {
+		return
+	}
+	if _, _, err := net.SplitHostPort(c.Cluster.Redis.Addr); err != nil {
+		bad("cluster.redis.addr", "want host:port, got %q", c.Cluster.Redis.Addr)
+	}
+	if c.API.Listen == "" {
+		bad("api.listen", "a cluster needs the API: the instances forward requests to each other")
+	} else if ap, err := netip.ParseAddrPort(c.API.Listen); err == nil && ap.Addr().IsUnspecified() && c.API.Advertise == "" {
+		bad("api.advertise", "api.listen %s is not an address the other instances can reach: set api.advertise", c.API.Listen)
+	}
+	ttl, hb := c.Cluster.TTL.D(), c.Cluster.Heartbeat.D()
+	if ttl < time.Second {
+		bad("cluster.ttl", "want at least 1s, got %s", c.Cluster.TTL)
+	}
+	if hb < 100*time.Millisecond || hb > ttl/2 {
+		bad("cluster.heartbeat", "want at least 100ms and at most half of cluster.ttl, got %s", c.Cluster.Heartbeat)
 	}
 }

@@ -98,7 +98,7 @@ func restartNeeded(a, b config.Config) []string {
 		"admission": {a.Admission, b.Admission}, "shutdown": {a.Shutdown, b.Shutdown},
 		"memory": {a.Memory, b.Memory}, "memory (a profile now remembers callers)": {a.RemembersCallers(), a.RemembersCallers() || b.RemembersCallers()},
 		"conversations": {a.Conversations, b.Conversations}, "records": {a.Records, b.Records}, "audio": {a.Audio, b.Audio},
-		"webhooks": {a.Webhooks, b.Webhooks},
+		"webhooks": {a.Webhooks, b.Webhooks}, "cluster": {a.Cluster, b.Cluster},
 	} {
 		if !reflect.DeepEqual(pair[0], pair[1]) {
 			out = append(out, name)

@@ -21,6 +21,7 @@ import (
 	"github.com/voicebot/voicebot/api"
 	"github.com/voicebot/voicebot/bridge"
 	"github.com/voicebot/voicebot/clock"
+	"github.com/voicebot/voicebot/cluster"
 	"github.com/voicebot/voicebot/config"
 	"github.com/voicebot/voicebot/converse"
 	"github.com/voicebot/voicebot/demo"
@@ -63,6 +64,9 @@ type Server struct {
 	br       *bridge.Bridge
 	ua       *sip.UA
 	api      *api.Server
+	// cluster publishes this instance's calls for the others (nil: no
+	// cluster configured).
+	cluster *cluster.Node
 	// closers release what New opened, last first, when Run ends (or New
 	// fails).
 	closers   []func()
@@ -188,13 +192,25 @@ func New(cfg config.Config, log zerolog.Logger, opts Options) (s *Server, err er
 		return nil, err
 	}
 	if cfg.API.Listen != "" {
-		s.api, err = api.Listen(api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
+		// The cluster needs the API's address, the API the cluster: the
+		// node is built once the listener is bound, before it serves.
+		var peers clusterRef
+		acfg := api.Config{Listen: cfg.API.Listen, Token: cfg.API.Token, Calls: calls, Log: log,
 			Metrics: s.mx.Handler(), Ready: func() error { return readiness(s.ua) }, Records: s.records,
 			Place: placer(cfg, s.routes, s.ua, s.br, calls), Forget: forgetter(cfg, s.memory),
 			Conversations: apiConversations(s.conv),
-			TurnLimits:    api.TurnLimits{MaxBytes: cfg.Conversations.MaxBody, MaxAudioSeconds: int(cfg.Conversations.MaxAudio.D() / time.Second)}})
+			TurnLimits:    api.TurnLimits{MaxBytes: cfg.Conversations.MaxBody, MaxAudioSeconds: int(cfg.Conversations.MaxAudio.D() / time.Second)}}
+		if cfg.ClusterOn() {
+			acfg.Cluster = &peers
+		}
+		s.api, err = api.Listen(acfg)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.ClusterOn() {
+			s.cluster = newCluster(cfg, s.api.Addr(), calls, log)
+			s.closers = append(s.closers, s.cluster.Close)
+			peers.Node = s.cluster
 		}
 	}
 	s.mx.Sources(s.ua.Rejections, func() map[string]string {
@@ -273,6 +289,17 @@ func (s *Server) Run(ctx context.Context) error {
 		defer wg.Done()
 		sweepRecords(serveCtx, s.records, log)
 	}()
+	// The cluster outlives the calls: their ends are published before the
+	// instance says it is gone.
+	clusterCtx, leaveCluster := context.WithCancel(context.Background())
+	defer leaveCluster()
+	if s.cluster != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.cluster.Run(clusterCtx)
+		}()
+	}
 	if s.memory != nil && cfg.Memory.TTL > 0 {
 		wg.Add(1)
 		go func() {
@@ -295,6 +322,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	err := s.ua.Serve(serveCtx)
 	stopServing()
+	leaveCluster()
 	wg.Wait()
 	log.Info().Msg("voicebot stopped")
 	return errors.Join(err, apiErr)
