@@ -22,6 +22,9 @@
 // With the token: GET /v1/calls/{id}/events, the call's events as
 // Server-Sent Events (everything so far, then live: transcript deltas,
 // transcripts, barge-ins, keys, tool calls, the end).
+//
+// With a Cluster (several instances, one call registry), a call another
+// instance holds is forwarded to it, and the list is the whole cluster's.
 package api
 
 import (

@@ -241,3 +241,55 @@ func TestEndedCallsAreNotListedAsActive(t *testing.T) {
 		t.Errorf("the ended call by id: %+v %v", info, ok)
 	}
 }
+
+type fakeCluster struct {
+	finds int
+	at    Remote
+}
+
+func (c *fakeCluster) Find(context.Context, string) (Remote, bool, error) {
+	c.finds++
+	return c.at, c.at.API != "", nil
+}
+
+func (c *fakeCluster) Calls(context.Context) ([]CallInfo, error) { return []CallInfo{c.at.Info}, nil }
+
+// A request another instance forwarded is answered from this instance's
+// calls only: never forwarded again, nor listed with the cluster's.
+func TestForwardedRequestsStayHere(t *testing.T) {
+	cl := &fakeCluster{at: Remote{Instance: "b", API: "127.0.0.1:1", Info: CallInfo{ID: "elsewhere", State: "answered"}}}
+	s, err := Listen(Config{Listen: "127.0.0.1:0", Token: "fwd-token-0123456789", Calls: NewRegistry(), Log: zerolog.Nop(), Cluster: cl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	do := func(method, path string, forwarded bool) (int, string) {
+		req := httptest.NewRequest(method, path, nil)
+		req.Header.Set("Authorization", "Bearer fwd-token-0123456789")
+		if forwarded {
+			req.Header.Set(forwardedHeader, "1")
+		}
+		w := httptest.NewRecorder()
+		s.srv.Handler.ServeHTTP(w, req)
+		return w.Code, w.Body.String()
+	}
+	for _, m := range []string{"GET", "DELETE"} {
+		if code, _ := do(m, "/v1/calls/elsewhere", true); code != 404 {
+			t.Errorf("forwarded %s: %d", m, code)
+		}
+	}
+	if _, body := do("GET", "/v1/calls", true); strings.Contains(body, "elsewhere") {
+		t.Errorf("a forwarded list has the cluster's calls: %s", body)
+	}
+	if cl.finds != 0 {
+		t.Errorf("the cluster was asked %d times for forwarded requests", cl.finds)
+	}
+	if _, body := do("GET", "/v1/calls", false); !strings.Contains(body, "elsewhere") {
+		t.Errorf("the list lacks the cluster's calls: %s", body)
+	}
+	// Not forwarded: the owner is asked (here it does not answer: 502).
+	if code, _ := do("GET", "/v1/calls/elsewhere", false); code != http.StatusBadGateway || cl.finds != 1 {
+		t.Errorf("GET of a call elsewhere, its owner down: %d (finds %d)", code, cl.finds)
+	}
+	s.proxy.CloseIdleConnections()
+}
