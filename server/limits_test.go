@@ -35,7 +35,9 @@ func TestVanishedCallerIsTornDown(t *testing.T) {
 	c.SendAudio(testpeer.Speech(0.5, 1), 1, 160, 0xBEEF)
 	sentAt := time.Now()
 	waitForBye(t, c, 8*time.Second)
-	if gone := time.Since(sentAt); gone < 2*time.Second {
+	// voicebot times the silence from the packet's arrival, a hair after
+	// sentAt was read: a few ms of slack, not the timeout's whole.
+	if gone := time.Since(sentAt); gone < 2*time.Second-10*time.Millisecond {
 		t.Errorf("hung up %v after the last packet, before the 2 s timeout", gone)
 	}
 	waitFor(t, "call log", 3*time.Second, func() bool {

@@ -333,7 +333,11 @@ func (c *Caller) SendAudio(pcm []int16, seq uint16, ts uint32, ssrc uint32) (uin
 		_, _ = c.RTP.WriteToUDPAddrPort(b, c.RemoteRTP)
 		seq++
 		ts += 160
-		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
+		if (i+1)*160 < len(pcm) {
+			// Paced between packets only: it returns as the last one
+			// leaves, so a caller timing what follows starts there.
+			time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
+		}
 	}
 	return seq, ts
 }
