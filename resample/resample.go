@@ -197,9 +197,9 @@ func (r *Resampler) flushInput() int {
 	return (r.taps*r.up - 1 + 2*r.up - 1) / (2 * r.up)
 }
 
-// silence feeds Flush: the longest filter (12 × tapsPerPhase taps at the
-// intermediate rate) holds half its length in input samples.
-var silence [tapsPerPhase*12/2 + 12]int16
+// silence feeds Flush: the longest filter (maxFactor × tapsPerPhase taps
+// at the intermediate rate) holds half its length in input samples.
+var silence [tapsPerPhase*maxFactor/2 + maxFactor]int16
 
 // Flush ends the stream: the samples the filter still holds (its delay's
 // worth, the last few milliseconds of what was put in) are appended to dst,

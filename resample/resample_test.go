@@ -346,3 +346,21 @@ func TestFileRatesToTheModelsRate(t *testing.T) {
 		}
 	}
 }
+
+// Flush serves every ratio New takes, the file rates' large ones too
+// (144 kHz → 8 kHz is a factor of 18; it once ran past Flush's silence).
+func TestFlushAtEveryFactor(t *testing.T) {
+	for _, pair := range [][2]int{{144000, 8000}, {44100, 24000}, {11025 * 2, 24000}, {8000, 48000}, {192000, 8000}} {
+		r, err := New(pair[0], pair[1])
+		if err != nil {
+			continue // not a ratio New takes
+		}
+		out := r.Flush(r.Process(nil, tone(pair[0]/10, float64(pair[0]), 440, 8000)))
+		if len(out) == 0 {
+			t.Errorf("%v: nothing out", pair)
+		}
+		if got := r.Flush(nil); len(got) == 0 {
+			t.Errorf("%v: a Flush of nothing gave nothing (it should give the filter's silence)", pair)
+		}
+	}
+}
