@@ -187,9 +187,13 @@ func convertRate(pcm []int16, from, to int) ([]int16, error) {
 		return pcm, nil
 	}
 	rs, err := resample.New(from, to)
-	if err != nil && from*2 <= 192000 {
-		if doubled, err2 := convertRate(pcm, from, 2*from); err2 == nil {
-			return convertRate(doubled, 2*from, to)
+	if err != nil {
+		// One doubling, and only when it leads somewhere: it is checked
+		// before any audio is converted.
+		if _, ok := resample.New(2*from, to); ok == nil {
+			if doubled, err2 := convertRate(pcm, from, 2*from); err2 == nil {
+				return convertRate(doubled, 2*from, to)
+			}
 		}
 	}
 	if err != nil {
