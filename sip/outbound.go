@@ -200,10 +200,8 @@ func CheckHeader(name, value string) error {
 	if len(value) > 1024 {
 		return fmt.Errorf("sip: header %s: the value is over 1024 bytes", name)
 	}
-	for _, c := range []byte(value) {
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			return fmt.Errorf("sip: header %s: the value has a control character", name)
-		}
+	if hasControl(value) {
+		return fmt.Errorf("sip: header %s: the value has a control character", name)
 	}
 	return nil
 }

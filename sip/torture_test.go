@@ -39,6 +39,7 @@ func tortures(target, from string) []torture {
 		{"keepalive CRLF", "\r\n\r\n", "drop"},
 		{"empty", "", "drop"},
 		{"unknown SIP version", strings.Replace(hdr("OPTIONS", "v7"), "SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1) + "Content-Length: 0\r\n\r\n", "refuse"},
+		{"lower-case SIP version (RFC 3261 §7.1: case-insensitive)", strings.Replace(hdr("OPTIONS", "vlower"), "SIP/2.0\r\nVia", "sip/2.0\r\nVia", 1) + "Content-Length: 0\r\n\r\n", "ok"},
 		{"no Call-ID", strings.Replace(body(hdr("INVITE", "nocallid"), sdp), "Call-ID: nocallid\r\n", "", 1), "refuse"},
 		{"no CSeq", strings.Replace(body(hdr("INVITE", "nocseq"), sdp), "CSeq: 1 INVITE\r\n", "", 1), "refuse"},
 		{"no Via", strings.Replace(body(hdr("INVITE", "novia"), sdp), "Via: SIP/2.0/UDP "+from+";branch=z9hG4bK-novia;rport\r\n", "", 1), "refuse"},

@@ -267,7 +267,8 @@ func (u *UA) Serve(ctx context.Context) error {
 // transaction rules. An ACK is never answered.
 func (u *UA) wellFormed(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
-		if req.SipVersion != "SIP/2.0" {
+		// RFC 3261 §7.1: the version is case-insensitive ("sip/2.0" is 2.0).
+		if !strings.EqualFold(req.SipVersion, "SIP/2.0") {
 			u.log.Debug().Str("call_id", callID(req)).Str("version", req.SipVersion).Msg("sip: request refused: not SIP/2.0")
 			if req.Method != sip.ACK {
 				u.respond(tx, req, 505, "Version Not Supported", nil)
@@ -293,18 +294,27 @@ func (u *UA) wellFormed(h func(*sip.Request, sip.ServerTransaction)) func(*sip.R
 	}
 }
 
-// controlInHeader finds a header whose value holds a NUL or another
-// control character other than tab (RFC 3261 §25.1: header values are
-// text; a NUL is a smuggling attempt or a broken peer).
+// controlInHeader finds a header whose value holds a control character
+// (hasControl).
 func controlInHeader(req *sip.Request) (string, bool) {
 	for _, h := range req.Headers() {
-		for _, c := range []byte(h.Value()) {
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				return h.Name(), true
-			}
+		if hasControl(h.Value()) {
+			return h.Name(), true
 		}
 	}
 	return "", false
+}
+
+// hasControl reports whether a header value holds a NUL or another control
+// character than tab (RFC 3261 §25.1: header values are text; a NUL is a
+// smuggling attempt or a broken peer), whether we receive it or send it.
+func hasControl(value string) bool {
+	for _, c := range []byte(value) {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // Drain stops taking calls while those in progress go on: new INVITEs
