@@ -186,15 +186,7 @@ func (s *Session) streamText(r *response, prev, text string) {
 	if s.dialect == realtime.Beta {
 		partType, deltaType, doneType = "text", "response.text.delta", "response.text.done"
 	}
-	itemObj := func(status string, content []map[string]any) map[string]any {
-		return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
-	}
-	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
-		"output": []any{}, "metadata": r.metadataWire()}})
-	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": itemObj("in_progress", []map[string]any{})})
-	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": itemObj("in_progress", []map[string]any{})})
-	s.send(map[string]any{"type": "response.content_part.added", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0,
-		"part": map[string]any{"type": "text", "text": ""}})
+	s.begin(r, prev, map[string]any{"type": "text", "text": ""})
 	interval := time.Duration(float64(s.srv.opts.ChunkMS)/s.srv.opts.Speed*1e6) * time.Nanosecond
 	words := strings.Fields(text)
 	reason, sent := "", 0
@@ -214,17 +206,39 @@ loop:
 		s.send(map[string]any{"type": deltaType, "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "delta": w})
 		sent++
 	}
+	said := strings.Join(words[:sent], " ")
+	s.send(map[string]any{"type": doneType, "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "text": said})
+	s.end(r, prev, map[string]any{"type": "text", "text": said}, map[string]any{"type": partType, "text": said}, reason)
+}
+
+// messageItem is the response's message item as events describe it.
+func (r *response) messageItem(status string, content []map[string]any) map[string]any {
+	return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
+}
+
+// begin opens a response's message: response.created, the item added (to
+// the response and the conversation), its content part (part).
+func (s *Session) begin(r *response, prev string, part map[string]any) {
+	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
+		"output": []any{}, "metadata": r.metadataWire()}})
+	s.send(map[string]any{"type": "rate_limits.updated", "rate_limits": []map[string]any{{"name": "tokens", "limit": 20000, "remaining": 19000, "reset_seconds": 1.0}}})
+	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": r.messageItem("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": r.messageItem("in_progress", []map[string]any{})})
+	s.send(map[string]any{"type": "response.content_part.added", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": part})
+}
+
+// end closes it: the content part done (part), the item done with its
+// content, the function call the response makes (unless cancelled, reason
+// set), and response.done.
+func (s *Session) end(r *response, prev string, part, content map[string]any, reason string) {
 	status, itemStatus := "completed", "completed"
 	var details any
-	said := strings.Join(words[:sent], " ")
 	if reason != "" {
 		status, itemStatus = "cancelled", "incomplete"
 		details = map[string]any{"type": "cancelled", "reason": reason}
 	}
-	s.send(map[string]any{"type": doneType, "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "text": said})
-	s.send(map[string]any{"type": "response.content_part.done", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0,
-		"part": map[string]any{"type": "text", "text": said}})
-	final := itemObj(itemStatus, []map[string]any{{"type": partType, "text": said}})
+	s.send(map[string]any{"type": "response.content_part.done", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": part})
+	final := r.messageItem(itemStatus, []map[string]any{content})
 	s.send(map[string]any{"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": final})
 	if s.dialect == realtime.GA {
 		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
@@ -264,16 +278,8 @@ func (s *Session) cancelResponse(r *response, reason string) {
 func (s *Session) stream(r *response, prev string, audio []int16, transcript string, format realtime.AudioFormat) {
 	defer s.streamWG.Done()
 	defer close(r.done)
-	itemObj := func(status string, content []map[string]any) map[string]any {
-		return map[string]any{"id": r.itemID, "object": "realtime.item", "type": "message", "status": status, "role": "assistant", "content": content}
-	}
 	partType := "audio"
-	s.send(map[string]any{"type": "response.created", "response": map[string]any{"id": r.id, "object": "realtime.response", "status": "in_progress",
-		"output": []any{}, "metadata": r.metadataWire()}})
-	s.send(map[string]any{"type": "rate_limits.updated", "rate_limits": []map[string]any{{"name": "tokens", "limit": 20000, "remaining": 19000, "reset_seconds": 1.0}}})
-	s.send(map[string]any{"type": "response.output_item.added", "response_id": r.id, "output_index": 0, "item": itemObj("in_progress", []map[string]any{})})
-	s.send(map[string]any{"type": s.name("conversation.item.added"), "previous_item_id": nullable(prev), "item": itemObj("in_progress", []map[string]any{})})
-	s.send(map[string]any{"type": "response.content_part.added", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": map[string]any{"type": partType, "transcript": ""}})
+	s.begin(r, prev, map[string]any{"type": partType, "transcript": ""})
 
 	chunk := s.srv.opts.ChunkMS * 24
 	words := strings.Fields(transcript)
@@ -310,28 +316,14 @@ loop:
 			sentWords = want
 		}
 	}
-	status, itemStatus := "completed", "completed"
-	var details any
 	heard := transcript
 	if reason != "" {
-		status, itemStatus = "cancelled", "incomplete"
-		details = map[string]any{"type": "cancelled", "reason": reason}
 		heard = strings.Join(words[:sentWords], " ")
 	}
 	part := map[string]any{"type": partType, "transcript": heard}
 	s.send(map[string]any{"type": s.name("response.output_audio.done"), "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0})
 	s.send(map[string]any{"type": s.name("response.output_audio_transcript.done"), "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "transcript": heard})
-	s.send(map[string]any{"type": "response.content_part.done", "response_id": r.id, "item_id": r.itemID, "output_index": 0, "content_index": 0, "part": part})
-	final := itemObj(itemStatus, []map[string]any{part})
-	s.send(map[string]any{"type": "response.output_item.done", "response_id": r.id, "output_index": 0, "item": final})
-	if s.dialect == realtime.GA {
-		s.send(map[string]any{"type": "conversation.item.done", "previous_item_id": nullable(prev), "item": final})
-	}
-	output := []any{final}
-	if r.call != nil && reason == "" {
-		output = append(output, s.streamFunctionCall(r, r.itemID))
-	}
-	s.finish(r, status, details, output)
+	s.end(r, prev, part, part, reason)
 }
 
 // finish ends a response: it is no longer active, and response.done says how.
