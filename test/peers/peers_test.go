@@ -71,6 +71,41 @@ func freePort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// freeSIPPort returns a loopback port free for UDP and TCP whose next port
+// is free too: baresip listens for SIP on the port over UDP and TCP and for
+// SIP over TLS on the port after it, and fails to start when that one is
+// taken (CI saw "SIP/TLS transport failed: Address already in use").
+func freeSIPPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		port := freePort(t)
+		var held []io.Closer
+		free := true
+		for _, p := range []int{port, port + 1} {
+			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			if err != nil {
+				free = false
+				break
+			}
+			held = append(held, u)
+			l, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			if err != nil {
+				free = false
+				break
+			}
+			held = append(held, l)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		if free {
+			return port
+		}
+	}
+	t.Fatal("no loopback port free with its neighbour for baresip")
+	return 0
+}
+
 // voicebot is a running voicebot process.
 type voicebot struct {
 	addr    string
@@ -525,7 +560,7 @@ type baresipPhone struct {
 // with account, plus extra config lines (modules).
 func newBaresip(t *testing.T, work, source, account string, extra ...string) baresipPhone {
 	t.Helper()
-	p := baresipPhone{dir: filepath.Join(work, "baresip"), recordings: filepath.Join(work, "rec"), sipPort: freePort(t)}
+	p := baresipPhone{dir: filepath.Join(work, "baresip"), recordings: filepath.Join(work, "rec"), sipPort: freeSIPPort(t)}
 	os.MkdirAll(p.recordings, 0o755)
 	os.MkdirAll(p.dir, 0o755)
 	rtpPort := freePort(t) &^ 1
