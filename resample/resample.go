@@ -16,8 +16,11 @@ import (
 // everything from the Nyquist of the narrower rate up is removed.
 const (
 	// PassbandHz is the top of the telephone voice band at 8 kHz; at other
-	// rates the pass band scales with the narrower rate (6.8 kHz at 16 kHz).
+	// rates but 16 kHz the pass band scales with the narrower rate.
 	PassbandHz = 3400
+	// WidebandPassbandHz is the top of the wideband voice band (G.722's
+	// 50-7000 Hz), kept flat when the narrower rate is 16 kHz.
+	WidebandPassbandHz = 7000
 	// StopbandAttenuationDB is the design attenuation above the narrow rate's
 	// Nyquist frequency (tests hold the implementation to at least 70 dB).
 	StopbandAttenuationDB = 80
@@ -93,16 +96,14 @@ func filterFor(inRate, outRate, up, down int) [][]float32 {
 	narrow := min(inRate, outRate)
 	high := float64(inRate * up)
 	stop := float64(narrow) / 2
-	pass := PassbandHz * float64(narrow) / 8000
+	pass := passband(narrow)
 	// Slightly below the middle of the transition band: found by sweeping the
 	// design (see TestDesignMargins) to balance ripple against rejection at stop.
 	cutoff := pass + 0.46*(stop-pass)
-	n := tapsPerPhase * up
-	if down > up {
-		n = tapsPerPhase * down
-	}
-	// Round the length up to a multiple of up so every phase has the same number of taps.
-	n = (n + up - 1) / up * up
+	n := tapsFor(narrow, pass) * max(up, down)
+	// Round the length up so every phase has the same number of taps, a
+	// multiple of 8 (the vector kernels' width).
+	n = (n + 8*up - 1) / (8 * up) * (8 * up)
 	h := design(n, high, cutoff, kaiserBeta(StopbandAttenuationDB), float64(up))
 	taps := n / up
 	phases := make([][]float32, up)
@@ -116,6 +117,26 @@ func filterFor(inRate, outRate, up, down int) [][]float32 {
 	}
 	f, _ := filters.LoadOrStore(key, phases)
 	return f.([][]float32)
+}
+
+// passband is the band a conversion keeps flat, by the narrower rate.
+func passband(narrow int) float64 {
+	if narrow == 16000 {
+		return WidebandPassbandHz
+	}
+	return PassbandHz * float64(narrow) / 8000
+}
+
+// tapsFor is the filter's taps per phase: tapsPerPhase for the telephone
+// band's transition (3.4 to 4 kHz at 8 kHz), more for a band that leaves a
+// narrower share of the rate to the transition (7 to 8 kHz at 16 kHz: 88),
+// since a Kaiser filter's length goes with the inverse of its transition.
+// It is a multiple of 8, the vector kernels' width.
+func tapsFor(narrow int, pass float64) int {
+	const reference = 0.5 - PassbandHz/8000.0 // the telephone band's transition, as a share of the rate
+	share := 0.5 - pass/float64(narrow)
+	taps := int(math.Ceil(tapsPerPhase*reference/share - 1e-9)) // exactly tapsPerPhase at 8 kHz, whatever the rounding
+	return (taps + 7) &^ 7
 }
 
 // streamsFor splits a decimator's filter over the input's interleaved
@@ -178,6 +199,9 @@ func MustNew(inRate, outRate int) *Resampler {
 func (r *Resampler) String() string {
 	return fmt.Sprintf("resample %d→%d Hz (×%d/%d, %d taps)", r.inRate, r.outRate, r.up, r.down, r.taps*r.up)
 }
+
+// OutRate is the rate the resampler converts to.
+func (r *Resampler) OutRate() int { return r.outRate }
 
 // Delay is the group delay the filter adds, in output samples. It is
 // fractional: the filter's length is even, so its centre falls between two

@@ -68,14 +68,16 @@ type measure struct {
 	worstRejectDB float64 // weakest stop-band rejection (positive dB)
 }
 
-// measureUp: 8k→24k. Passband gain from tones 100…3400 Hz; image rejection from
-// the residual after removing the fitted tone (all energy that is not the tone).
-func measureUp(t testing.TB, r *Resampler) measure {
+// measureUp: narrow→24k. Passband gain from tones 100 Hz to the rate's
+// pass band; image rejection from the residual after removing the fitted
+// tone (all energy that is not the tone).
+func measureUp(t testing.TB, r *Resampler, narrow int) measure {
 	m := measure{worstRejectDB: math.Inf(1)}
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for f := 100.0; f <= PassbandHz; f += 100 {
+	frame := narrow / 50
+	for f := 100.0; f <= passband(narrow); f += 100 {
 		r.Reset()
-		out := runFrames(r, tone(8000, 8000, f, testAmp), 160)
+		out := runFrames(r, tone(narrow, float64(narrow), f, testAmp), frame)
 		steady := out[2000:]
 		amp, res := fitTone(steady, 24000, f)
 		g := db(amp / testAmp)
@@ -87,20 +89,21 @@ func measureUp(t testing.TB, r *Resampler) measure {
 	return m
 }
 
-// measureDown: 24k→8k. Passband as above; aliasing from tones 4…12 kHz, which
-// must all but vanish (anything left is aliased into the telephone band).
-func measureDown(t testing.TB, r *Resampler) measure {
+// measureDown: 24k→narrow. Passband as above; aliasing from tones between
+// the narrow rate's Nyquist and 24 kHz's, which must all but vanish
+// (anything left is aliased into the voice band).
+func measureDown(t testing.TB, r *Resampler, narrow int) measure {
 	m := measure{worstRejectDB: math.Inf(1)}
 	lo, hi := math.Inf(1), math.Inf(-1)
-	for f := 100.0; f <= PassbandHz; f += 100 {
+	for f := 100.0; f <= passband(narrow); f += 100 {
 		r.Reset()
 		out := runFrames(r, tone(24000, 24000, f, testAmp), 480)
-		amp, _ := fitTone(out[1000:], 8000, f)
+		amp, _ := fitTone(out[1000:], float64(narrow), f)
 		g := db(amp / testAmp)
 		lo, hi = math.Min(lo, g), math.Max(hi, g)
 	}
 	m.rippleDB = hi - lo
-	for f := 4000.0; f < 12000; f += 50 {
+	for f := float64(narrow) / 2; f < 12000; f += 50 {
 		r.Reset()
 		out := runFrames(r, tone(24000, 24000, f, testAmp), 480)
 		rej := db(testAmp / math.Sqrt2 / math.Max(rms(out[1000:]), 1e-9))
@@ -109,25 +112,31 @@ func measureDown(t testing.TB, r *Resampler) measure {
 	return m
 }
 
+// The quality bars hold at both call rates: G.711's 8 kHz (flat to 3.4 kHz)
+// and G.722's 16 kHz (flat to 7 kHz).
 func TestUpsampleQuality(t *testing.T) {
-	m := measureUp(t, MustNew(8000, 24000))
-	t.Logf("8k→24k: passband ripple %.4f dB, worst image rejection %.1f dB", m.rippleDB, m.worstRejectDB)
-	if m.rippleDB > 0.1 {
-		t.Errorf("passband ripple %.3f dB > 0.1 dB", m.rippleDB)
-	}
-	if m.worstRejectDB < 70 {
-		t.Errorf("image rejection %.1f dB < 70 dB", m.worstRejectDB)
+	for _, narrow := range []int{8000, 16000} {
+		m := measureUp(t, MustNew(narrow, 24000), narrow)
+		t.Logf("%d→24k: passband ripple %.4f dB to %.0f Hz, worst image rejection %.1f dB", narrow, m.rippleDB, passband(narrow), m.worstRejectDB)
+		if m.rippleDB > 0.1 {
+			t.Errorf("%d→24k: passband ripple %.3f dB > 0.1 dB", narrow, m.rippleDB)
+		}
+		if m.worstRejectDB < 70 {
+			t.Errorf("%d→24k: image rejection %.1f dB < 70 dB", narrow, m.worstRejectDB)
+		}
 	}
 }
 
 func TestDownsampleQuality(t *testing.T) {
-	m := measureDown(t, MustNew(24000, 8000))
-	t.Logf("24k→8k: passband ripple %.4f dB, worst alias rejection %.1f dB", m.rippleDB, m.worstRejectDB)
-	if m.rippleDB > 0.1 {
-		t.Errorf("passband ripple %.3f dB > 0.1 dB", m.rippleDB)
-	}
-	if m.worstRejectDB < 70 {
-		t.Errorf("alias rejection %.1f dB < 70 dB", m.worstRejectDB)
+	for _, narrow := range []int{8000, 16000} {
+		m := measureDown(t, MustNew(24000, narrow), narrow)
+		t.Logf("24k→%d: passband ripple %.4f dB to %.0f Hz, worst alias rejection %.1f dB", narrow, m.rippleDB, passband(narrow), m.worstRejectDB)
+		if m.rippleDB > 0.1 {
+			t.Errorf("24k→%d: passband ripple %.3f dB > 0.1 dB", narrow, m.rippleDB)
+		}
+		if m.worstRejectDB < 70 {
+			t.Errorf("24k→%d: alias rejection %.1f dB < 70 dB", narrow, m.worstRejectDB)
+		}
 	}
 }
 
@@ -220,6 +229,26 @@ func BenchmarkUp8kTo24kFrame(b *testing.B) {
 	}
 }
 
+func BenchmarkUp16kTo24kFrame(b *testing.B) {
+	r := MustNew(16000, 24000)
+	in := tone(320, 16000, 440, 8000)
+	out := make([]int16, 0, r.OutLen(320))
+	b.ReportAllocs()
+	for b.Loop() {
+		out = r.Process(out[:0], in)
+	}
+}
+
+func BenchmarkDown24kTo16kFrame(b *testing.B) {
+	r := MustNew(24000, 16000)
+	in := tone(480, 24000, 440, 8000)
+	out := make([]int16, 0, r.OutLen(480))
+	b.ReportAllocs()
+	for b.Loop() {
+		out = r.Process(out[:0], in)
+	}
+}
+
 func BenchmarkDown24kTo8kFrame(b *testing.B) {
 	r := MustNew(24000, 8000)
 	in := tone(480, 24000, 440, 8000)
@@ -233,23 +262,30 @@ func BenchmarkDown24kTo8kFrame(b *testing.B) {
 // The prototype itself, checked analytically on a fine frequency grid: the
 // stream tests above sample it with tones, this checks between the tones too.
 func TestDesignMargins(t *testing.T) {
-	r := MustNew(24000, 8000)
-	h := make([]float64, 0, r.taps)
-	for _, c := range r.phases[0] {
-		h = append(h, float64(c))
-	}
-	worst := math.Inf(-1)
-	for f := 4000.0; f <= 12000; f += 5 {
-		worst = math.Max(worst, Response(h, 24000, f))
-	}
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for f := 0.0; f <= PassbandHz; f += 5 {
-		g := Response(h, 24000, f)
-		lo, hi = math.Min(lo, g), math.Max(hi, g)
-	}
-	t.Logf("prototype: %d taps, stop band peak %.1f dB, pass band ripple %.4f dB", len(h), worst, hi-lo)
-	if worst > -70 || hi-lo > 0.1 {
-		t.Errorf("design out of spec: stop %.1f dB, ripple %.4f dB", worst, hi-lo)
+	for _, narrow := range []int{8000, 16000} {
+		r := MustNew(24000, narrow)
+		// The prototype, at the intermediate rate, from its polyphase
+		// branches: branch p holds h[p + k·up] reversed.
+		h := make([]float64, r.taps*r.up)
+		for p, ph := range r.phases {
+			for k := range ph {
+				h[p+k*r.up] = float64(ph[r.taps-1-k]) / float64(r.up)
+			}
+		}
+		rate := float64(24000 * r.up)
+		worst := math.Inf(-1)
+		for f := float64(narrow) / 2; f <= rate/2; f += 5 {
+			worst = math.Max(worst, Response(h, rate, f))
+		}
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for f := 0.0; f <= passband(narrow); f += 5 {
+			g := Response(h, rate, f)
+			lo, hi = math.Min(lo, g), math.Max(hi, g)
+		}
+		t.Logf("24k→%d prototype: %d taps, stop band peak %.1f dB, pass band ripple %.4f dB to %.0f Hz", narrow, len(h), worst, hi-lo, passband(narrow))
+		if worst > -70 || hi-lo > 0.1 {
+			t.Errorf("24k→%d design out of spec: stop %.1f dB, ripple %.4f dB", narrow, worst, hi-lo)
+		}
 	}
 }
 

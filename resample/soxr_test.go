@@ -64,7 +64,7 @@ func TestCompareWithSoxr(t *testing.T) {
 		lo, hi = math.Min(lo, g), math.Max(hi, g)
 		worst = math.Min(worst, db(amp/(res*math.Sqrt2)))
 	}
-	ours := measureUp(t, MustNew(8000, 24000))
+	ours := measureUp(t, MustNew(8000, 24000), 8000)
 	t.Logf("8k→24k  ours:   ripple %.4f dB, worst image rejection %.1f dB", ours.rippleDB, ours.worstRejectDB)
 	t.Logf("8k→24k  soxr -v: ripple %.4f dB, worst image rejection %.1f dB", hi-lo, worst)
 
@@ -79,7 +79,7 @@ func TestCompareWithSoxr(t *testing.T) {
 		out := down.process(tone(24000, 24000, f, testAmp))
 		worst = math.Min(worst, db(testAmp/math.Sqrt2/math.Max(rms(out[1000:7000]), 1e-9)))
 	}
-	oursDown := measureDown(t, MustNew(24000, 8000))
+	oursDown := measureDown(t, MustNew(24000, 8000), 8000)
 	t.Logf("24k→8k  ours:   ripple %.4f dB, worst alias rejection %.1f dB", oursDown.rippleDB, oursDown.worstRejectDB)
 	t.Logf("24k→8k  soxr -v: ripple %.4f dB, worst alias rejection %.1f dB", hi-lo, worst)
 	r := MustNew(24000, 8000)
