@@ -25,22 +25,31 @@ const (
 	passthrough
 )
 
-// useCodec sets the transcoded path up for the call's codec: resamplers
-// between the model's rate and the codec's. A codec of the same rate
-// keeps them (and their state).
+// useCodec sets the transcoded path up for the call's codec, at the call's
+// setup: resamplers between the model's rate and the codec's. A codec of
+// the same rate keeps them (and their state). Mid-call, each direction
+// follows a change of rate on its own goroutine (followCodec,
+// upstream.write).
 func (c *callState) useCodec(codec media.Codec) {
 	if !codec.Valid() {
 		codec = media.PCMU
 	}
-	if c.down == nil || c.codec.SampleRate != codec.SampleRate {
-		c.down = resample.MustNew(c.format.SampleRate(), codec.SampleRate)
-		c.callPCM = make([]int16, 0, deltaPiece*codec.SampleRate/c.format.SampleRate()+1)
-	}
+	c.followCodec(codec)
 	if c.up.callRate != codec.SampleRate {
 		c.up.useRates(codec.SampleRate, c.format)
 	}
 	if c.vad != nil {
 		c.vad.perMS = codec.SampleRate / 1000
+	}
+}
+
+// followCodec converts the model's audio to codec's rate from here on; a
+// codec of the same rate keeps the resampler (and its state). It runs on
+// the bridge goroutine, which owns the model → caller path.
+func (c *callState) followCodec(codec media.Codec) {
+	if c.down == nil || c.codec.SampleRate != codec.SampleRate {
+		c.down = resample.MustNew(c.format.SampleRate(), codec.SampleRate)
+		c.callPCM = make([]int16, 0, deltaPiece*codec.SampleRate/c.format.SampleRate()+1)
 	}
 	c.codec = codec
 }
@@ -70,7 +79,7 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 			piece := audio[:min(len(audio), c.codec.FrameBytes)]
 			audio = audio[len(piece):]
 			c.callPCM = c.codec.Decode(c.callPCM[:0], piece)
-			c.media.Enqueue(ref, c.callPCM)
+			c.media.Enqueue(ref, c.callPCM, c.codec.SampleRate)
 		}
 		return
 	}
@@ -81,8 +90,12 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 		for i := 0; i < len(piece); i += 2 {
 			c.modelPCM = append(c.modelPCM, int16(binary.LittleEndian.Uint16(piece[i:])))
 		}
+		if now := c.media.CurrentPeer().Codec; now.SampleRate != c.codec.SampleRate {
+			c.log.Info().Str("codec", now.Name).Str("rate", now.Rate()).Msg("call: the codec's rate changed: the bot's audio follows")
+			c.followCodec(now)
+		}
 		c.callPCM = c.down.Process(c.callPCM[:0], c.modelPCM)
-		c.media.Enqueue(ref, c.callPCM)
+		c.media.Enqueue(ref, c.callPCM, c.codec.SampleRate)
 	}
 }
 
@@ -94,17 +107,24 @@ func (c *callState) onAudioDone(ev realtime.ServerEvent) {
 		return // passthrough has no resampler; an interrupted answer's tail was dropped with it
 	}
 	c.callPCM = c.down.Flush(c.callPCM[:0])
-	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.callPCM)
+	c.media.Enqueue(media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}, c.callPCM, c.codec.SampleRate)
 }
 
 // enqueueSound queues one of voicebot's own sounds (filler, apology), which
-// are PCM16 at sound.Rate, converted when the call's codec has another rate.
+// are PCM16 at sound.Rate, converted when the call's codec has another rate
+// (by one resampler the call keeps: a sound is a whole stream, flushed).
 func (c *callState) enqueueSound(ref media.ItemRef, pcm []int16) {
-	if c.codec.SampleRate != sound.Rate {
-		rs := resample.MustNew(sound.Rate, c.codec.SampleRate)
-		pcm = rs.Flush(rs.Process(nil, pcm))
+	if now := c.media.CurrentPeer().Codec; now.SampleRate != c.codec.SampleRate && c.mode == transcoded {
+		c.followCodec(now)
 	}
-	c.media.Enqueue(ref, pcm)
+	rate := c.codec.SampleRate
+	if rate != sound.Rate {
+		if c.soundRS == nil || c.soundRS.OutRate() != rate {
+			c.soundRS = resample.MustNew(sound.Rate, rate)
+		}
+		pcm = c.soundRS.Flush(c.soundRS.Process(nil, pcm))
+	}
+	c.media.Enqueue(ref, pcm, rate)
 }
 
 // deltaPiece is how many samples of a model's PCM16 audio delta are
@@ -135,6 +155,8 @@ var modelFormats = map[string]realtime.AudioFormat{"PCMU": realtime.PCMU, "PCMA"
 func (c *callState) usePassthrough(codec media.Codec) {
 	format, ok := modelFormats[codec.Name]
 	if !ok {
+		c.log.Info().Str("codec", codec.Name).Str("rate", codec.Rate()).
+			Msg("call: passthrough is for G.711 only (the model speaks no other codec): this call is transcoded")
 		return
 	}
 	c.format, c.mode = format, passthrough
@@ -170,7 +192,7 @@ func (c *callState) callerPayload(g711 []byte, codec media.Codec) {
 			c.vad.frame(c.callerPCM)
 		}
 		if c.rec.Recording() {
-			c.rec.CallerAudio(c.clock.Now(), c.callerPCM)
+			c.rec.CallerAudio(c.clock.Now(), c.callerPCM, c.codec.SampleRate)
 		}
 	}
 	c.up.writeRaw(g711)
@@ -178,9 +200,9 @@ func (c *callState) callerPayload(g711 []byte, codec media.Codec) {
 
 // callerAudio takes the caller's audio from a media worker:
 // into the recording, then to the model.
-func (c *callState) callerAudio(pcm []int16) {
+func (c *callState) callerAudio(pcm []int16, rate int) {
 	if c.rec.Recording() {
-		c.rec.CallerAudio(c.clock.Now(), pcm)
+		c.rec.CallerAudio(c.clock.Now(), pcm, rate)
 	}
-	c.up.write(pcm)
+	c.up.write(pcm, rate)
 }

@@ -309,7 +309,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 		Engine: b.cfg.Media,
 	}
 	if c.rec.Recording() {
-		// The playout holds the call's codec: a frame is decoded back to
+		// The playout holds G.711 encoded: a frame is decoded back to
 		// PCM only for a recording.
 		mcfg.OnSent = c.rec.BotAudio
 	}
@@ -408,8 +408,9 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 	c.connected()
 	answeredAt = start
 	b.cfg.Metrics.CallAnswered(direction)
-	c.rec.Emit("answered", record.Event{"codec": c.media.CurrentPeer().Codec.Name, "srtp": c.media.CurrentPeer().SRTP != nil})
-	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", c.media.CurrentPeer().Codec.Name).Bool("srtp", c.media.CurrentPeer().SRTP != nil).
+	peer := c.media.CurrentPeer()
+	c.rec.Emit("answered", record.Event{"codec": peer.Codec.Name, "rate": peer.Codec.SampleRate, "srtp": peer.SRTP != nil})
+	log.Info().Str("local_rtp", c.media.LocalAddr().String()).Str("codec", peer.Codec.Name).Str("rate", peer.Codec.Rate()).Bool("srtp", peer.SRTP != nil).
 		Str("profile", profile.Name).Bool("outbound", setup.Outbound).Msg("call: answered")
 	reason := c.run(callCtx)
 	end = c.outcomeOf(reason)

@@ -53,6 +53,7 @@ type callState struct {
 	greetingStarted bool
 	ready           bool
 	down            *resample.Resampler // the model's rate to the call's
+	soundRS         *resample.Resampler // voicebot's sounds' rate to the call's, when they differ
 	modelPCM        []int16
 	callPCM         []int16
 	callerPCM       []int16 // passthrough: the caller's audio decoded, when something needs it

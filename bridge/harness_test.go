@@ -263,7 +263,7 @@ func (h *harness) caller(ms int, loud bool) {
 				frame[j] = int16(8000 * math.Sin(float64(j)/2))
 			}
 		}
-		h.c.up.write(frame)
+		h.c.up.write(frame, 8000)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/record"
 )
 
 // signalling is the call's side of its SIP events (the Observer). Its
@@ -35,8 +36,11 @@ func (c *callState) MediaChanged(m CallMedia, early bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := c.b.peer(m)
-	if !samePeer(c.media.CurrentPeer(), p) {
+	if was := c.media.CurrentPeer(); !samePeer(was, p) {
 		c.media.SetPeer(p)
+		if p.Codec != was.Codec && p.Codec.Valid() {
+			c.rec.Emit("codec", record.Event{"codec": p.Codec.Name, "rate": p.Codec.SampleRate, "was": was.Codec.Name})
+		}
 	}
 	if early {
 		return

@@ -69,7 +69,23 @@ func (u *upstream) useRates(callRate int, format realtime.AudioFormat) {
 
 func (u *upstream) setConn(conn sender) { u.conn.Store(&conn) }
 
-func (u *upstream) write(pcm []int16) {
+// followRate resamples from a new call rate mid-call. What is pending,
+// already in the model's format, stays.
+func (u *upstream) followRate(rate int) {
+	u.callRate = rate
+	u.rs = resample.MustNew(rate, u.format.SampleRate())
+	if u.vad != nil {
+		u.vad.perMS = rate / 1000
+	}
+}
+
+// write takes a frame of the caller's audio at rate. A re-INVITE may have
+// changed the codec, and with it the rate: the path follows it here, on
+// the media worker that owns it.
+func (u *upstream) write(pcm []int16, rate int) {
+	if rate != u.callRate {
+		u.followRate(rate)
+	}
 	if u.vad != nil {
 		u.vad.frame(pcm)
 	}

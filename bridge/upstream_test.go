@@ -74,7 +74,7 @@ func TestCallerAudioHeldAsWholeSamples(t *testing.T) {
 	u := newUpstream(newAppendSink(), 20, media.PCMU.SampleRate, realtime.PCM16)
 	u.hold(500)
 	for i := 0; i < 100; i++ { // 2 s
-		u.write(make([]int16, media.PCMU.FrameSamples))
+		u.write(make([]int16, media.PCMU.FrameSamples), media.PCMU.SampleRate)
 	}
 	if ms := u.release(next); ms != 500 {
 		t.Errorf("released %d ms, want 500", ms)

@@ -38,14 +38,14 @@ func TestEngineSendsBeforeReceiveWork(t *testing.T) {
 		t.Cleanup(func() { conn.Close() })
 		s := NewSession(conn, Config{Peer: Peer{Remote: peer.LocalAddr().(*net.UDPAddr).AddrPort(), Codec: PCMU},
 			Clock: clk, Engine: e, Log: zerolog.Nop(),
-			OnAudio: func([]int16) { note(name + ":heard") },
+			OnAudio: func([]int16, int) { note(name + ":heard") },
 			Output:  func([]byte) error { note(name + ":sent"); return nil }})
 		return s, conn
 	}
 	a, connA := session("a")
 	b, _ := session("b")
 	toA := connA.LocalAddr().(*net.UDPAddr)
-	b.Enqueue(ItemRef{ItemID: "early"}, make([]int16, PCMU.FrameSamples))
+	b.Enqueue(ItemRef{ItemID: "early"}, make([]int16, PCMU.FrameSamples), 8000)
 	if got := seen(); got != "" {
 		t.Fatalf("sent before Start: %s", got)
 	}
@@ -84,7 +84,7 @@ func TestEngineSendsBeforeReceiveWork(t *testing.T) {
 	mu.Lock()
 	events = nil
 	mu.Unlock()
-	a.Enqueue(ItemRef{ItemID: "now"}, make([]int16, 2*PCMU.FrameSamples))
+	a.Enqueue(ItemRef{ItemID: "now"}, make([]int16, 2*PCMU.FrameSamples), 8000)
 	if got := seen(); got != "a:sent" {
 		t.Errorf("talkspurt start: %q, want a's frame at once", got)
 	}

@@ -17,12 +17,19 @@ import (
 // instant with one thread wake instead of one each. The frame after a
 // talkspurt's first follows it by 18 to 20 ms.
 //
+// A stateful codec (G.722) is encoded here, as each frame leaves, by the
+// one encoder of the call's stream: the far end's decoder follows exactly
+// the state of what was sent, silence and DTMF gaps included, and never of
+// audio a barge-in dropped from the queue.
+//
 // pacer holds no goroutine or clock of its own: a media worker calls tick,
 // and Session talkspurt, with the time, which keeps it testable on a fake
 // clock.
 type pacer struct {
-	onSent  func(at time.Time, pcm []int16) // each frame of bot audio sent, for recordings
+	onSent  func(at time.Time, pcm []int16, rate int) // each frame of bot audio sent, for recordings
 	codec   Codec
+	queued  Codec   // the form the queue holds: codec, or linear PCM for a stateful codec
+	encoder Encoder // a stateful codec's, for the stream sent; nil otherwise
 	queue   *playout
 	write   func(packet []byte) error
 	anchor  time.Time
@@ -35,9 +42,11 @@ type pacer struct {
 
 	header  rtp.Header
 	tsStep  uint32  // timestamp units per frame: the codec's
-	frame   []int16 // a frame decoded, for onSent
-	payload []byte
-	silence []byte // the codec's, shared
+	frame   []int16 // a frame decoded, for onSent and a stateful encoder
+	payload []byte  // a frame taken from the queue
+	wire    []byte  // a frame a stateful encoder coded
+	zeros   []int16 // a frame of silence for a stateful encoder
+	silence []byte  // the codec's, shared (stateless codecs)
 	packet  []byte
 
 	stats pacerStats
@@ -81,17 +90,37 @@ func newPacer(codec Codec, queue *playout, ssrc uint32, seq uint16, ts uint32, w
 // change it); sequence numbers and timestamps carry on. Buffers are sized
 // for the codec's frame, so they are only made again for a larger one.
 func (p *pacer) setCodec(codec Codec) {
-	p.codec = codec
+	p.codec, p.queued = codec, queued(codec)
+	p.encoder = nil
+	if codec.Stateful() {
+		p.encoder = codec.NewEncoder()
+	}
 	p.header.PayloadType = codec.PayloadType
 	p.tsStep = codec.FrameTimestamp()
 	p.silence = codec.Silence()
-	if cap(p.payload) < codec.FrameBytes {
-		p.payload = make([]byte, 0, codec.FrameBytes)
+	if cap(p.payload) < p.queued.FrameBytes {
+		p.payload = make([]byte, 0, p.queued.FrameBytes)
+	}
+	if cap(p.wire) < codec.FrameBytes {
+		p.wire = make([]byte, 0, codec.FrameBytes)
 		p.packet = make([]byte, 12+max(codec.FrameBytes, dtmfPayloadLen))
 	}
 	if cap(p.frame) < codec.FrameSamples {
 		p.frame = make([]int16, 0, codec.FrameSamples)
 	}
+	if len(p.zeros) < codec.FrameSamples {
+		p.zeros = make([]int16, codec.FrameSamples)
+	}
+}
+
+// silentFrame is a frame of silence in the codec: a stateless codec's
+// shared one, or a stateful codec's stream carried on over silence.
+func (p *pacer) silentFrame() []byte {
+	if p.encoder == nil {
+		return p.silence
+	}
+	p.wire = p.encoder.Encode(p.wire[:0], p.zeros[:p.codec.FrameSamples])
+	return p.wire
 }
 
 // next is the deadline of the next frame.
@@ -151,7 +180,7 @@ func (p *pacer) talkspurt(now time.Time) {
 
 func (p *pacer) sendAt(now time.Time) {
 	keys := p.dtmf.busy()
-	p.payload = p.payload[:p.codec.FrameBytes]
+	p.payload = p.payload[:p.queued.FrameBytes]
 	n, held := p.queue.take(p.payload, keys)
 	if held {
 		// On hold nothing is sent (RFC 3264: the peer is recvonly or
@@ -164,19 +193,27 @@ func (p *pacer) sendAt(now time.Time) {
 		p.sendDTMF()
 		return
 	}
-	payload := p.silence
+	var payload []byte
 	p.header.Marker = false
 	if n > 0 {
-		copy(p.payload[n:], p.silence[n:]) // the end of a talkspurt
-		if p.onSent != nil {
-			p.onSent(now, p.codec.Decode(p.frame[:0], p.payload))
-		}
+		copy(p.payload[n:], p.queued.Silence()[n:]) // the end of a talkspurt
 		payload = p.payload
+		if p.onSent != nil || p.encoder != nil {
+			p.frame = p.queued.Decode(p.frame[:0], p.payload)
+		}
+		if p.onSent != nil {
+			p.onSent(now, p.frame, p.codec.SampleRate)
+		}
+		if p.encoder != nil {
+			p.wire = p.encoder.Encode(p.wire[:0], p.frame)
+			payload = p.wire
+		}
 		p.header.Marker = !p.talking
 		p.talking = true
 		p.stats.audioFrames++
 	} else {
 		p.talking = false
+		payload = p.silentFrame()
 	}
 	hn, err := p.header.MarshalTo(p.packet)
 	if err == nil {
@@ -199,12 +236,14 @@ func (p *pacer) sendDTMF() {
 	p.talking = false
 	event, start := p.dtmf.next(p.header.Timestamp, p.tsStep)
 	h := p.header
-	payload := p.silence
+	var payload []byte
 	h.Marker = false
 	if event != nil {
 		h.PayloadType, h.Timestamp, h.Marker = p.dtmfPT, p.dtmf.startTS, start
 		payload = event
 		p.stats.dtmfPackets++
+	} else {
+		payload = p.silentFrame()
 	}
 	if hn, err := h.MarshalTo(p.packet); err == nil {
 		if err := p.write(append(p.packet[:hn], payload...)); err != nil {

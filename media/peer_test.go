@@ -104,7 +104,7 @@ func TestHoldMutesBothWaysAndKeepsTheQueue(t *testing.T) {
 	s.pacer, s.queue = r.p, r.q
 	now := r.clk.Now()
 	s.Tick(now)
-	s.Enqueue(ItemRef{ItemID: "a"}, tone160(3000))
+	s.Enqueue(ItemRef{ItemID: "a"}, tone160(3000), 8000)
 	s.Hold(true)
 	before := len(r.sent)
 	r.run(200*time.Millisecond, time.Millisecond)
@@ -228,7 +228,7 @@ func TestQueuedAudioFollowsACodecChange(t *testing.T) {
 		return nil
 	}})
 	tone := tone160(3000)
-	s.Enqueue(ItemRef{ItemID: "a"}, tone)
+	s.Enqueue(ItemRef{ItemID: "a"}, tone, 8000)
 	s.SetPeer(Peer{Codec: PCMA})
 	s.Tick(time.Unix(1000, 0))
 	if len(sent) != 1 || sent[0].PayloadType != PCMA.PayloadType {

@@ -26,8 +26,10 @@ func (p ItemPlayed) QueuedMS() int { return p.QueuedSamples * 1000 / p.SampleRat
 
 // playout is the queue between the model's audio (arriving in bursts, faster
 // than real time) and the pacer (taking a frame every 20 ms). It holds
-// the audio encoded, in the call's codec (G.711: a byte a sample, half
-// the memory of PCM, and nothing left to encode when the frame goes). It is
+// the audio in the form queued gives for the call's codec: G.711 encoded
+// (a byte a sample, half the memory of PCM, and nothing left to encode
+// when the frame goes); a stateful codec's as linear PCM, encoded as it
+// leaves. It is
 // shared by the bridge goroutine (enqueue, flush) and the media worker
 // (pop), hence the mutex; every operation is short.
 //
@@ -56,7 +58,7 @@ type span struct {
 // maxAccounts bounds the per-item history kept for truncation decisions.
 const maxAccounts = 16
 
-// chunk holds queued audio: 100 ms of G.711.
+// chunk holds queued audio: 100 ms of G.711, 25 ms of 16 kHz PCM.
 type chunk [800]byte
 
 var chunkPool = sync.Pool{New: func() any { return new(chunk) }}

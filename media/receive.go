@@ -62,7 +62,7 @@ func (s *Session) padSilence(now time.Time) {
 			s.cfg.OnPayload(s.silentPayload(), s.codec)
 			continue
 		}
-		s.cfg.OnAudio(s.silence)
+		s.cfg.OnAudio(s.silence, s.codec.SampleRate)
 	}
 	s.in.silence.Add(uint64(frames))
 }
@@ -122,6 +122,7 @@ func (s *Session) handle(data []byte, from netip.AddrPort, pkt *rtp.Packet, now 
 		// Same peer, new stream (a re-INVITE, a transfer on the far side).
 		s.ssrc = pkt.SSRC
 		s.jitter.reset()
+		s.decoder = s.codec.NewDecoder() // a new stream starts from a new encoder's state
 		s.in.ssrcChanges.Add(1)
 		s.rmu.Lock()
 		s.reorder.flush(s.deliver)
@@ -156,6 +157,7 @@ func (s *Session) newPeer(p *peerState) {
 // silence put in for gaps. Buffers are made only when they must grow.
 func (s *Session) receiveCodec(c Codec) {
 	s.codec = c
+	s.decoder = c.NewDecoder()
 	s.jitter.clockRate = float64(c.ClockRate)
 	s.dtmf.clockRate = c.ClockRate
 	if need := MaxPayload * c.FrameSamples / c.FrameBytes; cap(s.pcm) < need {
@@ -171,8 +173,8 @@ func (s *Session) deliver(payload []byte) {
 		s.cfg.OnPayload(payload, s.codec)
 		return
 	}
-	s.pcm = s.codec.Decode(s.pcm[:0], payload)
-	s.cfg.OnAudio(s.pcm)
+	s.pcm = s.decoder.Decode(s.pcm[:0], payload)
+	s.cfg.OnAudio(s.pcm, s.codec.SampleRate)
 }
 
 // silentPayload is a frame of the current codec's silence.

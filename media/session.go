@@ -71,10 +71,10 @@ type Config struct {
 	ReorderWindow int
 	// InputSilenceAfter is the RTP gap after which silence is fed to OnAudio.
 	InputSilenceAfter time.Duration
-	// OnAudio receives the caller's audio as PCM16 at its codec's
-	// SampleRate, in order, from the media worker. pcm is only valid
-	// during the call.
-	OnAudio func(pcm []int16)
+	// OnAudio receives the caller's audio as PCM16 at rate (its codec's
+	// SampleRate: a re-INVITE may change it), in order, from the media
+	// worker. pcm is only valid during the call.
+	OnAudio func(pcm []int16, rate int)
 	// OnPayload, when set, receives the caller's audio as the bytes of
 	// codec (the one the peer sends now: a re-INVITE may change it)
 	// instead of OnAudio's PCM: the model takes G.711 itself, and nothing
@@ -85,8 +85,9 @@ type Config struct {
 	// media worker.
 	OnDTMF func(digit rune, duration time.Duration)
 	// OnSent, if set, receives each 20 ms frame of bot audio as it is sent
-	// (PCM16 8 kHz, valid during the call only), from the pacer.
-	OnSent func(at time.Time, pcm []int16)
+	// (PCM16 at rate, the codec's; valid during the call only), from the
+	// pacer.
+	OnSent func(at time.Time, pcm []int16, rate int)
 	// Output, if set, receives every outgoing RTP packet instead of the
 	// socket (benchmarks and tests). packet is only valid during the call.
 	Output func(packet []byte) error
@@ -112,19 +113,22 @@ type latch struct {
 
 // Stats counts what happened on the call's RTP.
 type Stats struct {
-	PacketsIn, BytesIn       uint64
-	Lost, Late, Duplicate    uint64
-	WrongPayloadType         uint64
-	FromStranger             uint64
-	Malformed                uint64
-	DTMFPackets              uint64
-	SSRCChanges              uint64
-	SilenceFramesIn          uint64 // 20 ms frames padded for the model
-	HeldIn                   uint64 // packets dropped while the call was on hold
-	SRTPFailed               uint64 // packets that failed SRTP authentication or replay checks
-	PacketsOut, AudioOut     uint64
-	DTMFOut                  uint64 // telephone-event packets sent
-	SkippedOut               uint64
+	PacketsIn, BytesIn    uint64
+	Lost, Late, Duplicate uint64
+	WrongPayloadType      uint64
+	FromStranger          uint64
+	Malformed             uint64
+	DTMFPackets           uint64
+	SSRCChanges           uint64
+	SilenceFramesIn       uint64 // 20 ms frames padded for the model
+	HeldIn                uint64 // packets dropped while the call was on hold
+	SRTPFailed            uint64 // packets that failed SRTP authentication or replay checks
+	PacketsOut, AudioOut  uint64
+	DTMFOut               uint64 // telephone-event packets sent
+	SkippedOut            uint64
+	// MisratedOut counts pieces of bot audio dropped for coming at a rate
+	// the call's codec no longer had (see Enqueue).
+	MisratedOut              uint64
 	MaxLateness, AvgLateness time.Duration
 	// Lateness counts pacer sends by how late they were (LatenessBounds).
 	Lateness LatenessHistogram
@@ -157,7 +161,8 @@ type Session struct {
 	source  netip.AddrPort
 	ssrc    uint32
 	locked  bool
-	codec   Codec // the codec of the packets being delivered
+	codec   Codec   // the codec of the packets being delivered
+	decoder Decoder // the codec's, for the stream being received
 	jitter  jitter
 	pcm     []int16
 	silence []int16
@@ -167,8 +172,9 @@ type Session struct {
 	}
 	rmu      sync.Mutex // guards the reorderer's counters for Stats
 	pmu      sync.Mutex // guards the pacer (Stats reads its counters)
-	emu      sync.Mutex // guards encoded, Enqueue's scratch
+	emu      sync.Mutex // guards encoded, Enqueue's scratch, and misrated
 	encoded  []byte
+	misrated uint64 // bot audio dropped for arriving at a rate the call no longer has
 	pacer    *pacer
 	flushBuf []ItemPlayed
 
@@ -189,7 +195,7 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 		cfg.InputSilenceAfter = 500 * time.Millisecond
 	}
 	if cfg.OnAudio == nil {
-		cfg.OnAudio = func([]int16) {}
+		cfg.OnAudio = func([]int16, int) {}
 	}
 	if cfg.OnDTMF == nil {
 		cfg.OnDTMF = func(rune, time.Duration) {}
@@ -198,7 +204,7 @@ func NewSession(conn *net.UDPConn, cfg Config) *Session {
 	s := &Session{
 		cfg:     cfg,
 		conn:    conn,
-		queue:   newPlayout(cfg.Codec),
+		queue:   newPlayout(queued(cfg.Codec)),
 		reorder: newReorderer(cfg.ReorderWindow),
 	}
 	s.padder.after = cfg.InputSilenceAfter
@@ -255,7 +261,7 @@ func (s *Session) SetPeer(p Peer) {
 	s.emu.Lock() // no audio is encoded in the old codec from here on
 	s.peer.Store(next)
 	if p.Codec != s.pacer.codec {
-		s.queue.recode(p.Codec)
+		s.queue.recode(queued(p.Codec))
 		s.pacer.setCodec(p.Codec)
 	}
 	s.emu.Unlock()
@@ -313,11 +319,20 @@ func (s *Session) LocalAddr() netip.AddrPort {
 	return s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Enqueue queues bot audio (PCM16 at the call's codec's SampleRate) of one
-// item for playout, encoded in the call's codec. pcm is copied.
-func (s *Session) Enqueue(ref ItemRef, pcm []int16) {
+// Enqueue queues bot audio (PCM16 at rate) of one item for playout, in the
+// call's codec's form (see queued). pcm is copied. Audio at a rate the
+// call's codec no longer has (a re-INVITE changed it while the audio was
+// being converted) is dropped: the caller converts what follows at the new
+// rate (CurrentPeer), and the queue was dropped by the change anyway.
+func (s *Session) Enqueue(ref ItemRef, pcm []int16, rate int) {
 	s.emu.Lock()
-	s.encoded = s.peer.Load().Codec.Encode(s.encoded[:0], pcm)
+	codec := s.peer.Load().Codec
+	if rate != codec.SampleRate {
+		s.misrated++
+		s.emu.Unlock()
+		return
+	}
+	s.encoded = queued(codec).Encode(s.encoded[:0], pcm)
 	first := s.queue.enqueue(ref, s.encoded)
 	s.emu.Unlock()
 	if first {
@@ -326,8 +341,15 @@ func (s *Session) Enqueue(ref ItemRef, pcm []int16) {
 }
 
 // EnqueuePayload is Enqueue for audio already in the call's codec (a
-// passthrough model's G.711): nothing is decoded or encoded.
+// passthrough model's G.711): nothing is decoded or encoded. The codec
+// must be stateless: a stateful one's audio is encoded as it leaves.
 func (s *Session) EnqueuePayload(ref ItemRef, payload []byte) {
+	if s.peer.Load().Codec.Stateful() {
+		s.emu.Lock()
+		s.misrated++
+		s.emu.Unlock()
+		return
+	}
 	if s.queue.enqueue(ref, payload) {
 		s.startTalkspurt()
 	}
@@ -382,6 +404,9 @@ func (s *Session) Stats() Stats {
 	st.PacketsOut, st.AudioOut, st.SkippedOut, st.DTMFOut = ps.packets, ps.audioFrames, ps.skipped, ps.dtmfPackets
 	st.MaxLateness, st.Lateness = ps.maxLateness, ps.lateness
 	st.Jitter = time.Duration(s.jitterNS.Load())
+	s.emu.Lock()
+	st.MisratedOut = s.misrated
+	s.emu.Unlock()
 	if ps.packets > 0 {
 		st.AvgLateness = ps.sumLateness / time.Duration(ps.packets)
 	}

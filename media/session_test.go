@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,15 +16,35 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type audioSink struct {
-	mu      sync.Mutex
-	samples []int16
-	calls   int
+	mu       sync.Mutex
+	samples  []int16
+	calls    int
+	lastRate int
 }
 
-func (a *audioSink) write(pcm []int16) {
+func (a *audioSink) write(pcm []int16, rate int) {
 	a.mu.Lock()
 	a.samples = append(a.samples, pcm...)
 	a.calls++
+	a.lastRate = rate
+	a.mu.Unlock()
+}
+
+func (a *audioSink) all() []int16 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.samples)
+}
+
+func (a *audioSink) rate() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastRate
+}
+
+func (a *audioSink) reset() {
+	a.mu.Lock()
+	a.samples, a.calls = nil, 0
 	a.mu.Unlock()
 }
 
@@ -158,15 +179,20 @@ func FuzzHandleDatagram(f *testing.F) {
 	f.Add([]byte{0x90, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 1, 0x10, 0xff, 0, 0}) // header extension
 	f.Add([]byte{0xa0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xff, 0xff, 0, 3})                   // padding
 	f.Add([]byte{0x8f, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})                                     // 15 CSRCs promised
+	f.Add(packet(1, 9, 1, 0x7f, 161))                                                        // G.722, an odd size
 	peer := netip.MustParseAddrPort("127.0.0.1:4000")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, DTMFPayloadType: 101}, ReorderWindow: 3, OnAudio: func(pcm []int16) {
-			if len(pcm) > MaxPayload {
-				t.Fatalf("delivered %d samples from one datagram", len(pcm))
-			}
-		}})
-		var p rtp.Packet
-		s.HandleDatagram(data, peer, &p)
-		s.HandleDatagram(data, peer, &p) // and again, as a duplicate
+		// The same datagram to a G.711 call and to a G.722 one (two
+		// samples a byte, a decoder with state).
+		for _, codec := range []Codec{PCMU, G722} {
+			s := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: codec, DTMFPayloadType: 101}, ReorderWindow: 3, OnAudio: func(pcm []int16, rate int) {
+				if len(pcm) > MaxPayload*codec.FrameSamples/codec.FrameBytes || rate != codec.SampleRate {
+					t.Fatalf("%s: delivered %d samples at %d Hz from one datagram", codec.Name, len(pcm), rate)
+				}
+			}})
+			var p rtp.Packet
+			s.HandleDatagram(data, peer, &p)
+			s.HandleDatagram(data, peer, &p) // and again, as a duplicate
+		}
 	})
 }

@@ -33,7 +33,7 @@ func TestSRTPBetweenTwoSessions(t *testing.T) {
 			for i := range tone {
 				tone[i] = int16(4000 * (i%16 - 8))
 			}
-			a.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, tone)
+			a.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, tone, 8000)
 			now := time.Unix(0, 0)
 			for i := 0; i < 5; i++ {
 				a.Tick(now.Add(time.Duration(i) * 20 * time.Millisecond))
@@ -129,7 +129,7 @@ func BenchmarkSRTPFrame(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		a.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, frame)
+		a.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, frame, 8000)
 		now = now.Add(20 * time.Millisecond)
 		a.Tick(now)
 		rx.HandleDatagram(last, addrA, &scratch)
@@ -150,7 +150,7 @@ func FuzzSRTPDatagram(f *testing.F) {
 	var wire [][]byte
 	tx := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, SRTP: ours}, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error { wire = append(wire, append([]byte(nil), pkt...)); return nil }})
-	tx.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, make([]int16, 480))
+	tx.Enqueue(ItemRef{ResponseID: "r", ItemID: "i"}, make([]int16, 480), 8000)
 	for i := 0; i < 3; i++ {
 		tx.Tick(time.Unix(0, 0).Add(time.Duration(i) * 20 * time.Millisecond))
 	}
@@ -160,7 +160,7 @@ func FuzzSRTPDatagram(f *testing.F) {
 	f.Add(packet(1, 0, 1, 0xff, 160))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		delivered := 0
-		rx := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, SRTP: theirs}, OnAudio: func(pcm []int16) { delivered += len(pcm) }, Log: zerolog.Nop()})
+		rx := NewSession(nil, Config{Peer: Peer{Remote: peer, Codec: PCMU, SRTP: theirs}, OnAudio: func(pcm []int16, _ int) { delivered += len(pcm) }, Log: zerolog.Nop()})
 		var p rtp.Packet
 		rx.HandleDatagram(data, peer, &p)
 		rx.HandleDatagram(data, peer, &p)

@@ -225,23 +225,19 @@ func (c *Call) RecordingFile() string {
 // Recording reports whether the call is being recorded to a WAV.
 func (c *Call) Recording() bool { return c != nil && c.wav != nil }
 
-// CallerAudio and BotAudio add a 20 ms (or any) frame of PCM16 8 kHz to
-// the recording at the time it was heard or sent.
-func (c *Call) CallerAudio(at time.Time, pcm []int16) {
+// CallerAudio and BotAudio add a 20 ms (or any) frame of PCM16 at rate (the
+// call's codec's) to the recording at the time it was heard or sent.
+func (c *Call) CallerAudio(at time.Time, pcm []int16, rate int) {
 	if c != nil && c.wav != nil {
-		c.wav.add(0, c.sampleAt(at), pcm)
+		c.wav.addAt(0, at.Sub(c.start), pcm, rate)
 	}
 }
 
 // BotAudio is CallerAudio for the bot's side (the right channel).
-func (c *Call) BotAudio(at time.Time, pcm []int16) {
+func (c *Call) BotAudio(at time.Time, pcm []int16, rate int) {
 	if c != nil && c.wav != nil {
-		c.wav.add(1, c.sampleAt(at), pcm)
+		c.wav.addAt(1, at.Sub(c.start), pcm, rate)
 	}
-}
-
-func (c *Call) sampleAt(at time.Time) int64 {
-	return int64(at.Sub(c.start)) * wavRate / int64(time.Second)
 }
 
 // End writes the final event and closes the files; the record stays

@@ -44,10 +44,10 @@ func TestCallRecordAndLiveFeed(t *testing.T) {
 		if f >= 10 && f < 15 {
 			at = c.start.Add(300 * time.Millisecond) // five frames arrive together
 		}
-		c.CallerAudio(at, tone(160))
+		c.CallerAudio(at, tone(160), 8000)
 	}
 	for f := 25; f < 50; f++ {
-		c.BotAudio(c.start.Add(time.Duration(f)*20*time.Millisecond), tone(160))
+		c.BotAudio(c.start.Add(time.Duration(f)*20*time.Millisecond), tone(160), 8000)
 	}
 	c.End(Event{"outcome": "caller hung up"})
 	var lastType any
@@ -127,7 +127,7 @@ func TestNilRecordIsOff(t *testing.T) {
 	var s *Store
 	c := s.Start("x", nil)
 	c.Emit("transcript", nil)
-	c.CallerAudio(time.Now(), make([]int16, 160))
+	c.CallerAudio(time.Now(), make([]int16, 160), 8000)
 	c.End(nil)
 	if _, ok := s.Get("x"); ok {
 		t.Fatal("a nil store found a call")
@@ -174,7 +174,7 @@ func BenchmarkRecordFrame(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		at := c.start.Add(time.Duration(i) * 20 * time.Millisecond)
-		c.CallerAudio(at, frame)
-		c.BotAudio(at, frame)
+		c.CallerAudio(at, frame, 8000)
+		c.BotAudio(at, frame, 8000)
 	}
 }

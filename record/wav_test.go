@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -101,7 +102,7 @@ func TestLiveFeedEndsAfterTheFilesAreComplete(t *testing.T) {
 		frame[i] = 1000
 	}
 	for i := 0; i < 5*50; i++ { // 5 s of the bot
-		c.BotAudio(start.Add(time.Duration(i)*20*time.Millisecond), frame)
+		c.BotAudio(start.Add(time.Duration(i)*20*time.Millisecond), frame, 8000)
 	}
 	go c.End(Event{"outcome": "caller hung up"})
 	for range live {
@@ -135,4 +136,61 @@ func TestNoRecordingWithoutAudio(t *testing.T) {
 	if logs, _ := filepath.Glob(filepath.Join(dir, "*", "*.jsonl")); len(logs) != 1 {
 		t.Errorf("the call's record is missing: %v", logs)
 	}
+}
+
+// A G.722 call is recorded at 16 kHz, its codec's rate; audio that comes
+// at another rate after a re-INVITE (PCMU, 8 kHz) is converted into it,
+// at its time, at its pitch.
+func TestRecordingAtTheCallsRate(t *testing.T) {
+	dir := t.TempDir()
+	s, err := NewStore(Config{Dir: dir, WAV: true, Log: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Start("wideband", Event{"direction": "inbound"})
+	start := c.start
+	wide := make([]int16, 320)
+	for i := range wide {
+		wide[i] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/16000))
+	}
+	narrow := make([]int16, 160)
+	for i := range narrow {
+		narrow[i] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/8000))
+	}
+	for i := range 50 { // 1 s at 16 kHz, then 1 s at 8 kHz
+		c.CallerAudio(start.Add(time.Duration(i)*20*time.Millisecond), wide, 16000)
+	}
+	for i := 50; i < 100; i++ {
+		c.CallerAudio(start.Add(time.Duration(i)*20*time.Millisecond), narrow, 8000)
+	}
+	c.End(Event{"outcome": "caller_hung_up"})
+	data, err := os.ReadFile(c.RecordingFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rate := binary.LittleEndian.Uint32(data[24:28]); rate != 16000 {
+		t.Fatalf("recorded at %d Hz, want the call's 16000", rate)
+	}
+	samples := (len(data) - 44) / 4
+	if samples < 31900 || samples > 32100 {
+		t.Errorf("%d samples, want 2 s at 16 kHz", samples)
+	}
+	// The converted second: a 1 kHz tone still (not 2 kHz), at its level.
+	left := make([]float64, 0, 16000)
+	for i := 44 + 4*16400; i+4 <= 44+4*31600; i += 4 {
+		left = append(left, float64(int16(binary.LittleEndian.Uint16(data[i:]))))
+	}
+	if a := amplitudeAt(left, 16000, 1000); a < 7000 || a > 9000 {
+		t.Errorf("the 8 kHz audio's 1 kHz tone is at %.0f in the recording, want about 8000", a)
+	}
+}
+
+func amplitudeAt(x []float64, rate, freq float64) float64 {
+	var re, im float64
+	for i, v := range x {
+		w := 2 * math.Pi * freq * float64(i) / rate
+		re += v * math.Cos(w)
+		im += v * math.Sin(w)
+	}
+	return 2 * math.Hypot(re, im) / float64(len(x))
 }

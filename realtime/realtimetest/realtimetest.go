@@ -74,6 +74,7 @@ type Session struct {
 	received   []Received
 	sent       []SentEvent
 	appends    int
+	input      []byte // the appended audio, as sent (up to maxInput)
 	speeches   int
 	responses  []ResponseInfo
 	violations []Violation
@@ -123,6 +124,17 @@ func (s *Session) WaitFor(typ string, timeout time.Duration) (Received, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// maxInput bounds the input audio a session keeps: a minute of PCM16 at 24 kHz.
+const maxInput = 60 * 48000
+
+// InputAudio is the audio the session was sent in appends, in the
+// session's input format, as it came (its first minute).
+func (s *Session) InputAudio() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.input...)
 }
 
 // Appends is how many input_audio_buffer.append events arrived.
@@ -189,6 +201,10 @@ func (r *recorder) Received(d *demo.Session, typ string, raw []byte) {
 	defer s.mu.Unlock()
 	if typ == "input_audio_buffer.append" {
 		s.appends++
+		var ev struct{ Audio []byte } // base64, decoded by encoding/json
+		if len(s.input) < maxInput && json.Unmarshal(raw, &ev) == nil {
+			s.input = append(s.input, ev.Audio...)
+		}
 		return
 	}
 	s.received = append(s.received, Received{Type: typ, Raw: append(json.RawMessage(nil), raw...), At: time.Now()})
