@@ -264,7 +264,7 @@ type SIP struct {
 	Transports      []string `yaml:"transports"`       // udp, tcp
 	ExternalAddress string   `yaml:"external_address"` // host for Contact and SDP c= when behind NAT
 	UserAgent       string   `yaml:"user_agent"`       // User-Agent / Server header
-	Codecs          []string `yaml:"codecs"`           // preference order: PCMU, PCMA
+	Codecs          []string `yaml:"codecs"`           // preference order: G722, PCMU, PCMA
 	AckTimeout      Duration `yaml:"ack_timeout"`      // give up on a 200 OK that is never ACKed
 	SessionExpires  Duration `yaml:"session_expires"`  // RFC 4028 session timer we ask for; 0: only when the peer asks
 	MinSE           Duration `yaml:"min_se"`           // shortest session timer we accept (422 below it)
@@ -402,7 +402,7 @@ func Default() Config {
 			Listen:         "127.0.0.1:5060",
 			Transports:     []string{"udp", "tcp"},
 			UserAgent:      "voicebot",
-			Codecs:         []string{"PCMU", "PCMA"},
+			Codecs:         []string{"G722", "PCMU", "PCMA"},
 			AckTimeout:     Duration(32 * time.Second),
 			SessionExpires: Duration(1800 * time.Second),
 			MinSE:          Duration(90 * time.Second),

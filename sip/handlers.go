@@ -187,6 +187,7 @@ func (u *UA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	log.Info().Str("from", req.From().Address.String()).Str("to", req.To().Address.String()).
 		Str("codec", media.Codec.Name).Str("remote_rtp", media.Remote.String()).Str("transport", req.Transport()).
 		Bool("srtp", media.SRTP != nil).Msg("sip: incoming call")
+	logQuirk(log, media)
 	u.run(c, u.handler)
 }
 

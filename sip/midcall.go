@@ -199,6 +199,9 @@ func (c *Call) apply(m Media) {
 	if old.Remote != m.Remote || old.Codec != m.Codec {
 		c.log.Info().Str("remote_rtp", m.Remote.String()).Str("codec", m.Codec.Name).Msg("sip: media renegotiated")
 	}
+	if m.Quirk != old.Quirk {
+		logQuirk(c.log, m)
+	}
 	c.emit(Event{Media: &m})
 }
 

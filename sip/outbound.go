@@ -415,6 +415,7 @@ func (c *Call) established(tx sip.ClientTransaction, req *sip.Request, res *sip.
 	}
 	c.mu.Unlock()
 	c.log.Info().Str("codec", m.Codec.Name).Str("remote_rtp", m.Remote.String()).Msg("sip: call answered")
+	logQuirk(c.log, m)
 	c.emit(Event{Media: &m})
 	c.startSessionTimer()
 	return nil

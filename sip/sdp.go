@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pion/sdp/v3"
+	"github.com/rs/zerolog"
 )
 
 // Codec is an audio codec as SDP names it. In Config.Codecs it is one
@@ -40,7 +41,23 @@ type Media struct {
 	PtimeMS int
 	// SRTP is the stream's keying when it is RTP/SAVP, nil for plain RTP.
 	SRTP *SDES
+	// Quirk, when set, says how the peer's SDP strayed from the standard
+	// and how it was read, for the log.
+	Quirk string
 }
+
+// logQuirk says in the call's log how the peer's SDP was read leniently.
+func logQuirk(log zerolog.Logger, m Media) {
+	if m.Quirk != "" {
+		log.Info().Str("quirk", m.Quirk).Msg("sip: the peer's SDP strays from the standard; read leniently")
+	}
+}
+
+// misnamedRates are rtpmap strings peers write for a codec in place of the
+// one RFC 3551 fixes, read as it. G.722 samples at 16 kHz but its RTP clock
+// is 8000 (§4.5.2, a historic error kept for compatibility); many phones
+// write the sampling rate instead.
+var misnamedRates = map[string]string{"G722/16000": "G722/8000", "G722/16000/1": "G722/8000"}
 
 // Sends reports whether our direction lets us send RTP. A call whose peer
 // offered sendonly or inactive (or the old c=0.0.0.0) is on hold.
@@ -139,6 +156,12 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		names[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
 	}
 	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md), SRTP: keys}
+	for pt, enc := range names {
+		if std, ok := misnamedRates[enc]; ok {
+			names[pt] = std
+			m.Quirk = fmt.Sprintf("payload type %d offered as %s: read as %s, the rate RFC 3551 gives its RTP clock", pt, enc, std)
+		}
+	}
 	if addr.IsUnspecified() {
 		m.Direction = "inactive" // RFC 2543 hold: the peer wants nothing sent
 	}

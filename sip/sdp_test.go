@@ -11,7 +11,57 @@ import (
 var (
 	pcmu = Codec{Name: "PCMU", PayloadType: 0, ClockRate: 8000}
 	pcma = Codec{Name: "PCMA", PayloadType: 8, ClockRate: 8000}
+	g722 = Codec{Name: "G722", PayloadType: 9, ClockRate: 8000}
 )
+
+// G.722 as phones offer it: 9 G722/8000 (RFC 3551's clock, though the audio
+// is 16 kHz), preferred by default over G.711 the phone also offers; the
+// answer keeps G722/8000 and telephone-event/8000.
+func TestNegotiateG722(t *testing.T) {
+	offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 6000 RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+	m, err := Negotiate([]byte(offer), []Codec{g722, pcmu, pcma}, SRTPOptional)
+	if err != nil || m.Codec != g722 || m.DTMFPayloadType != 101 || m.Quirk != "" {
+		t.Fatalf("got %+v, %v; want G722 with events on 101", m, err)
+	}
+	ans, err := Answer(m, "127.0.0.1", 7000, 1, 1)
+	for _, want := range []string{"m=audio 7000 RTP/AVP 9 101", "a=rtpmap:9 G722/8000", "a=rtpmap:101 telephone-event/8000"} {
+		if err != nil || !strings.Contains(string(ans), want) {
+			t.Errorf("answer lacks %q: %q, %v", want, ans, err)
+		}
+	}
+	// Configured to prefer G.711, the same offer gets PCMU.
+	if m, _ := Negotiate([]byte(offer), []Codec{pcmu, g722}, SRTPOptional); m.Codec != pcmu {
+		t.Errorf("with PCMU preferred: %+v", m.Codec)
+	}
+	// Our offer lists the preference in order, one telephone-event at 8000.
+	o, err := Offer("127.0.0.1", 7000, []Codec{g722, pcmu, pcma}, 1, 1, "sendrecv", nil)
+	for _, want := range []string{"m=audio 7000 RTP/AVP 9 0 8 101", "a=rtpmap:9 G722/8000", "a=rtpmap:101 telephone-event/8000"} {
+		if err != nil || !strings.Contains(string(o), want) {
+			t.Errorf("offer lacks %q: %q, %v", want, o, err)
+		}
+	}
+}
+
+// Many phones write G.722's sampling rate where RFC 3551 fixes its clock:
+// G722/16000 is read as G722/8000, answered correctly, and said in Quirk
+// (for the log); no other codec's rate is bent.
+func TestNegotiateG722WrittenAt16000(t *testing.T) {
+	offer := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio 6000 RTP/AVP 9 101\r\na=rtpmap:9 G722/16000\r\na=rtpmap:101 telephone-event/8000\r\n"
+	m, err := Negotiate([]byte(offer), []Codec{g722, pcmu}, SRTPOptional)
+	if err != nil || m.Codec != g722 || !strings.Contains(m.Quirk, "G722/16000") || m.DTMFPayloadType != 101 {
+		t.Fatalf("got %+v, %v; want G722 read leniently, the quirk said", m, err)
+	}
+	ans, _ := Answer(m, "127.0.0.1", 7000, 1, 1)
+	if !strings.Contains(string(ans), "a=rtpmap:9 G722/8000") {
+		t.Errorf("answer %q: want the standard rate back", ans)
+	}
+	bent := strings.Replace(offer, "9 G722/16000", "0 PCMU/16000", 1)
+	if _, err := Negotiate([]byte(strings.Replace(bent, "RTP/AVP 9", "RTP/AVP 0", 1)), []Codec{pcmu}, SRTPOptional); !errors.Is(err, ErrSDPNoCodec) {
+		t.Errorf("PCMU/16000 taken: %v", err)
+	}
+}
 
 // A codec on another clock takes its own rtpmap and the telephone-event of
 // its clock (RFC 4733 §2.1), in the answer too: SDP reads the table's entry.
@@ -117,10 +167,11 @@ func TestAnswerRoundTrips(t *testing.T) {
 
 func FuzzNegotiate(f *testing.F) {
 	f.Add([]byte(offerBoth))
+	f.Add([]byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 9 101\r\na=rtpmap:9 G722/16000\r\na=rtpmap:101 telephone-event/8000\r\n"))
 	f.Add([]byte("v=0\r\nm=audio 1 RTP/AVP 0\r\n"))
 	f.Add([]byte(savpOffer("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + testKeyB64 + "|2^20|1:4\r\na=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:" + testKeyB64 + "\r\n")))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := Negotiate(data, []Codec{pcmu, pcma}, SRTPOptional)
+		m, err := Negotiate(data, []Codec{g722, pcmu, pcma}, SRTPOptional)
 		if err == nil {
 			if m.SRTP != nil {
 				if len(m.SRTP.Remote) != sdesKeyLen {
