@@ -53,3 +53,46 @@ func BestCorrelation(haystack, needle []int16) (best float64, offset int) {
 	}
 	return best, offset
 }
+
+// WideSpeech is seconds of a speech-like signal at 16 kHz with wideband
+// content: a voiced sound whose harmonics reach 6.5 kHz, falling off as a
+// voice's do, and bursts of a fricative (noise of 3.5 to 6.5 kHz, as s and
+// f are), alternating at a syllable rate. Nothing of it lies above G.722's
+// 7 kHz. It is deterministic for a seed.
+func WideSpeech(seconds float64, seed int) []int16 {
+	n := int(seconds * 16000)
+	out := make([]int16, n)
+	f0 := 130 + float64(seed%5)*11
+	// The fricative: white noise through a windowed-sinc band-pass.
+	const taps = 127
+	band := make([]float64, taps)
+	for k := range band {
+		x := float64(k - taps/2)
+		lo, hi := 3500.0/16000, 6500.0/16000
+		h := 2 * (hi - lo)
+		if x != 0 {
+			h = (math.Sin(2*math.Pi*hi*x) - math.Sin(2*math.Pi*lo*x)) / (math.Pi * x)
+		}
+		band[k] = h * (0.42 - 0.5*math.Cos(2*math.Pi*float64(k)/(taps-1)) + 0.08*math.Cos(4*math.Pi*float64(k)/(taps-1)))
+	}
+	noise := make([]float64, n+taps)
+	rng := uint32(seed)*2654435761 + 1
+	for i := range noise {
+		rng = rng*1664525 + 1013904223
+		noise[i] = float64(int32(rng)) / float64(1<<31)
+	}
+	for i := range out {
+		t := float64(i) / 16000
+		var voiced float64
+		for h := 1; f0*float64(h) < 6500; h++ {
+			voiced += math.Sin(2*math.Pi*f0*float64(h)*t+float64(h*seed)) / float64(h)
+		}
+		var fricative float64
+		for k, c := range band {
+			fricative += c * noise[i+k]
+		}
+		syllable := 0.5 - 0.5*math.Cos(2*math.Pi*3.7*t)
+		out[i] = int16(max(-32768, min(32767, 2000*voiced*syllable+8000*fricative*(1-syllable))))
+	}
+	return out
+}

@@ -32,6 +32,7 @@ type Caller struct {
 	RemoteContact string
 	RemoteRTP     netip.AddrPort
 	Codec         media.Codec
+	encoders      map[streamKey]media.Encoder // SendAudio's, by stream (test goroutine)
 	cseq          int
 
 	// Answer, when set, decides how requests from the UA are answered
@@ -147,6 +148,7 @@ func (c *Caller) readSIP() {
 func (c *Caller) readRTP() {
 	defer c.wg.Done()
 	buf := make([]byte, 1500)
+	decoders := map[streamKey]media.Decoder{}
 	for {
 		n, _, err := c.RTP.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -156,15 +158,32 @@ func (c *Caller) readRTP() {
 		if p.Unmarshal(buf[:n]) != nil {
 			continue
 		}
-		codec := media.PCMU // by payload type: Codec belongs to the test goroutine
-		if p.PayloadType == media.PCMA.PayloadType {
-			codec = media.PCMA
+		// By payload type: Codec belongs to the test goroutine. A stream
+		// is decoded by one decoder (G.722 carries state), anew when its
+		// source changes.
+		codec := media.PCMU
+		for _, c := range media.Codecs() {
+			if c.PayloadType == p.PayloadType {
+				codec = c
+			}
 		}
-		pkt := Packet{At: time.Now(), Header: p.Header.Clone(), Audio: codec.Decode(nil, p.Payload), Payload: append([]byte(nil), p.Payload...)}
+		key := streamKey{p.SSRC, p.PayloadType}
+		dec, ok := decoders[key]
+		if !ok {
+			dec = codec.NewDecoder()
+			decoders[key] = dec
+		}
+		pkt := Packet{At: time.Now(), Header: p.Header.Clone(), Audio: dec.Decode(nil, p.Payload), Payload: append([]byte(nil), p.Payload...)}
 		c.mu.Lock()
 		c.received = append(c.received, pkt)
 		c.mu.Unlock()
 	}
+}
+
+// streamKey names a received stream: a source in one codec.
+type streamKey struct {
+	ssrc uint32
+	pt   uint8
 }
 
 func reasonFor(code int) string {
@@ -215,6 +234,20 @@ func (c *Caller) Requests() []*sip.Request {
 
 // Offer is the default SDP offer: PCMU, PCMA, telephone-event.
 func (c *Caller) Offer() string { return c.OfferAt(c.rtpAddr(), "sendrecv", 1) }
+
+// OfferCodecs is an offer of the given rtpmap lines' codecs ("9 G722/8000")
+// and telephone-event/8000 as 101, in that order.
+func (c *Caller) OfferCodecs(version int, rtpmaps ...string) string {
+	a := c.rtpAddr()
+	var pts, maps []string
+	for _, m := range append(rtpmaps, "101 telephone-event/8000") {
+		pt, _, _ := strings.Cut(m, " ")
+		pts = append(pts, pt)
+		maps = append(maps, "a=rtpmap:"+m+"\r\n")
+	}
+	return fmt.Sprintf("v=0\r\no=testpeer 1 %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP %s\r\n%sa=sendrecv\r\n",
+		version, a.Addr(), a.Addr(), a.Port(), strings.Join(pts, " "), strings.Join(maps, ""))
+}
 
 // OfferAt is an offer with RTP at addr, a direction and an SDP version.
 func (c *Caller) OfferAt(a netip.AddrPort, direction string, version int) string {
@@ -323,17 +356,28 @@ func (c *Caller) Bye(timeout time.Duration) (int, error) {
 
 // SendAudio sends pcm as 20 ms RTP packets paced in real time, starting with
 // sequence seq and timestamp ts; it returns the next seq and ts.
+// pcm is at the codec's rate; a stream (an ssrc) is coded by one encoder.
 func (c *Caller) SendAudio(pcm []int16, seq uint16, ts uint32, ssrc uint32) (uint16, uint32) {
 	start := time.Now()
-	for i := 0; i*160 < len(pcm); i++ {
-		frame := pcm[i*160 : min(len(pcm), (i+1)*160)]
+	n := c.Codec.FrameSamples
+	key := streamKey{ssrc, c.Codec.PayloadType}
+	if c.encoders == nil {
+		c.encoders = map[streamKey]media.Encoder{}
+	}
+	enc, ok := c.encoders[key]
+	if !ok {
+		enc = c.Codec.NewEncoder()
+		c.encoders[key] = enc
+	}
+	for i := 0; i*n < len(pcm); i++ {
+		frame := pcm[i*n : min(len(pcm), (i+1)*n)]
 		p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: c.Codec.PayloadType, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: i == 0},
-			Payload: c.Codec.Encode(nil, frame)}
+			Payload: enc.Encode(nil, frame)}
 		b, _ := p.Marshal()
 		_, _ = c.RTP.WriteToUDPAddrPort(b, c.RemoteRTP)
 		seq++
-		ts += 160
-		if (i+1)*160 < len(pcm) {
+		ts += c.Codec.FrameTimestamp()
+		if (i+1)*n < len(pcm) {
 			// Paced between packets only: it returns as the last one
 			// leaves, so a caller timing what follows starts there.
 			time.Sleep(time.Until(start.Add(time.Duration(i+1) * 20 * time.Millisecond)))
@@ -421,10 +465,11 @@ func parseAnswer(body []byte) (answer, error) {
 			var port int
 			fmt.Sscan(f[1], &port)
 			a.addr = netip.AddrPortFrom(netip.MustParseAddr(host), uint16(port))
-			if f[3] == "8" {
-				a.codec = media.PCMA
-			} else {
-				a.codec = media.PCMU
+			a.codec = media.PCMU
+			for _, c := range media.Codecs() {
+				if f[3] == fmt.Sprint(c.PayloadType) {
+					a.codec = c
+				}
 			}
 		}
 	}
