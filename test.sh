@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Go:
 #   ./test.sh
-# It installs the real SIP peers and audio tools it needs (SIPp, baresip,
+# It installs the real SIP peers and audio tools it needs (SIPp, baresip, Linphone,
 # sox, espeak-ng, Chromium for the live view, Kamailio in front of two
 # instances, Redis for the shared caller memory; root or sudo), checks
 # formatting and vet, runs every test
@@ -14,18 +14,18 @@ cd "$(dirname "$0")"
 
 install_peers() {
 	local missing=()
-	for tool in sipp baresip sox espeak-ng chromium kamailio redis-server curl; do
+	for tool in sipp baresip linphonec sox espeak-ng chromium kamailio redis-server curl; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	echo "==> installing SIP peers and audio tools (missing: ${missing[*]})"
 	local sudo=""
 	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip sox espeak-ng chromium kamailio redis-server curl" >&2; exit 1; }
+		command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to apt-get install sip-tester baresip linphone-cli sox espeak-ng chromium kamailio redis-server curl" >&2; exit 1; }
 		sudo="sudo"
 	fi
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip sox espeak-ng chromium kamailio redis-server curl >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq sip-tester baresip linphone-cli sox espeak-ng chromium kamailio redis-server curl >/dev/null
 }
 
 install_peers
@@ -61,6 +61,7 @@ fuzz FuzzNegotiate ./sip
 fuzz FuzzSIPMessage ./sip
 fuzz FuzzHandleDatagram ./media
 fuzz FuzzSRTPDatagram ./media
+fuzz FuzzDecode ./media/g722
 fuzz FuzzDecode ./realtime
 fuzz FuzzClientEventSchema ./realtime
 fuzz FuzzParse ./config

@@ -14,6 +14,8 @@
 # sitting. It stops by itself.
 #   test/load.sh [N ...]                      (default 50 100 200 400)
 #   TRANSCODE=passthrough test/load.sh ...    (G.711 straight to the model)
+#   CODEC=G722 test/load.sh ...               (the callers speak G.722, HD voice: 16 kHz both
+#                                              ways, resampled 16 ⇄ 24 kHz; default PCMA)
 #   APPEND=100ms test/load.sh ...             (caller audio batched per append)
 #   PROFILE=/tmp/vb test/load.sh 200          (perf profile mid-run: /tmp/vb.200.data)
 #   TAGS=pprof test/load.sh 200               (Go heap profile mid-run: /tmp/vb.200.heap)
@@ -31,8 +33,20 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 go build ${TAGS:+-tags "$TAGS"} -o "$work/voicebot" ./cmd/voicebot
 go build -o "$work/floor" ./test/floor
 mkdir -p "$work/sipp"
-# SIPp's own speech, as the raw A-law its rtp_stream plays (uac_load.xml)
-go run ./test/pcapaudio /usr/share/sip-tester/g711a.pcap "$work/sipp/speech.alaw"
+# SIPp's own speech, as the raw A-law its rtp_stream plays (uac_load.xml);
+# with CODEC=G722 the same speech coded as G.722 and the scenario offering
+# it (payload type 9, G722/8000)
+case "${CODEC:=PCMA}" in
+PCMA)
+	go run ./test/pcapaudio /usr/share/sip-tester/g711a.pcap "$work/sipp/speech.alaw"
+	cp test/sipp/uac_load.xml "$work/sipp/uac_load.xml" ;;
+G722)
+	go run ./test/pcapaudio -g722 /usr/share/sip-tester/g711a.pcap "$work/sipp/speech.g722"
+	sed -e 's|RTP/AVP 8 101|RTP/AVP 9 101|; s|a=rtpmap:8 PCMA/8000|a=rtpmap:9 G722/8000|; s|speech.alaw,4,8|speech.g722,4,9|' \
+		test/sipp/uac_load.xml >"$work/sipp/uac_load.xml"
+	grep -q 'speech.g722,4,9' "$work/sipp/uac_load.xml" || { echo "load.sh: uac_load.xml no longer has the lines CODEC=G722 rewrites" >&2; exit 1; } ;;
+*) echo "load.sh: CODEC is PCMA or G722" >&2; exit 1 ;;
+esac
 ulimit -n 65536 2>/dev/null || true
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -57,7 +71,7 @@ within_2ms() {
 switches() { cat /proc/$1/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'; }
 scrape() { curl -s "http://127.0.0.1:18080/metrics" >"$1"; echo "$(cpu_ticks $vb) $(date +%s.%N) $(switches $vb)" >"$1.cpu"; }
 
-echo "| N | transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | floor: the traffic alone | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) | thread switches per second, all calls up (voluntary / involuntary) |"
+echo "| N | codec, transcode, append | calls ok/failed | CPU ms per call-second (whole run / all calls up) | floor: the traffic alone | RSS per call | pacer p50 | pacer p99 (whole run / all calls up) | pacer max | RTP lost (in) | thread switches per second, all calls up (voluntary / involuntary) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for n in "${ns[@]}"; do
 	VOICEBOT_PPROF=127.0.0.1:6061 ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} "$work/voicebot" -serve-demo 127.0.0.1:18090 2>"$work/demo.log" &
@@ -79,7 +93,7 @@ YAML
 	idle=$(rss_kib $vb)
 	cpu0=$(cpu_ticks $vb)
 	t0=$(date +%s.%N)
-	(cd "$work/sipp" && ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} sipp -sf "$root/test/sipp/uac_load.xml" 127.0.0.1:15060 -i 127.0.0.1 -p 15090 -mp 16000 \
+	(cd "$work/sipp" && ${PIN:+taskset -c 0} ${LOADNICE:+nice -n $LOADNICE} sipp -sf "$work/sipp/uac_load.xml" 127.0.0.1:15060 -i 127.0.0.1 -p 15090 -mp 16000 \
 		-r 50 -l "$n" -m "$n" -nostdin -timeout 120s >/dev/null 2>&1 || true) &
 	sippjob=$!
 	peak=$idle
@@ -102,7 +116,7 @@ YAML
 	t1=$(date +%s.%N)
 	cpu1=$(cpu_ticks $vb)
 	hz=$(getconf CLK_TCK)
-	ok=$(grep -c '"end":"caller hung up"' "$work/vb.log" || true)
+	ok=$(grep -c '"outcome":"caller_hung_up"' "$work/vb.log" || true)
 	answered=$(grep -c '"message":"call: answered"' "$work/vb.log" || true)
 	failed=$((n - ok))
 	callsec=$(awk -v n="$ok" 'BEGIN {print n * 30.8}')
@@ -137,5 +151,5 @@ YAML
 	# PIN (if set) reaches the floor through the environment: same placement.
 	floor=$("$work/floor" -calls "$n" -append "${APPEND:-20ms}" -transcode "${TRANSCODE:-pcm16}" -seconds 10 2>/dev/null |
 		awk -F'|' 'NR == 2 { gsub(/ /, "", $4); print $4 }')
-	echo "| $n | ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | ${floor:-?} | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} | $steady_switches |"
+	echo "| $n | $CODEC, ${TRANSCODE:-pcm16}, ${APPEND:-20ms} | $ok/$failed (answered $answered) | $cpu_ms / $steady_cpu | ${floor:-?} | $per_call | ≤ $p50 ms | ≤ $p99 ms / ≤ $steady_p99 | ${maxlate:-?} ms | ${lost:-?} | $steady_switches |"
 done

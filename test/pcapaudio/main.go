@@ -4,29 +4,39 @@
 // SIPp streams from ordinary UDP sockets instead of replaying the pcap
 // through raw ones (see test/sipp/uac_load.xml).
 //
-//	go run ./test/pcapaudio in.pcap out.raw
+// With -g722 the payloads (G.711 A-law) are decoded, brought to 16 kHz by
+// voicebot's resampler and coded as G.722: the caller's speech of the
+// G.722 load run (CODEC=G722 test/load.sh).
+//
+//	go run ./test/pcapaudio [-g722] in.pcap out.raw
 package main
 
 import (
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/voicebot/voicebot/media"
+	"github.com/voicebot/voicebot/resample"
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: pcapaudio in.pcap out.raw")
+	g722 := flag.Bool("g722", false, "write the A-law speech as G.722 (16 kHz)")
+	flag.Parse()
+	if flag.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "usage: pcapaudio [-g722] in.pcap out.raw")
 		os.Exit(2)
 	}
-	if err := run(os.Args[1], os.Args[2]); err != nil {
+	if err := run(flag.Arg(0), flag.Arg(1), *g722); err != nil {
 		fmt.Fprintln(os.Stderr, "pcapaudio:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out string) error {
+func run(in, out string, g722 bool) error {
 	data, err := os.ReadFile(in)
 	if err != nil {
 		return err
@@ -35,7 +45,19 @@ func run(in, out string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", in, err)
 	}
+	if g722 {
+		audio = toG722(audio)
+	}
 	return os.WriteFile(out, audio, 0o644)
+}
+
+// toG722 codes A-law speech as G.722: the same words, at 16 kHz, as one
+// stream (a whole number of 20 ms frames).
+func toG722(alaw []byte) []byte {
+	rs := resample.MustNew(8000, 16000)
+	pcm := rs.Flush(rs.Process(nil, media.PCMA.Decode(nil, alaw)))
+	pcm = pcm[:len(pcm)/media.G722.FrameSamples*media.G722.FrameSamples]
+	return media.G722.Encode(nil, pcm)
 }
 
 // payloads returns the RTP payloads of the UDP-over-IPv4 packets of a

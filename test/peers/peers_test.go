@@ -557,8 +557,15 @@ type baresipPhone struct {
 
 // newBaresip writes a baresip configuration under work: it speaks source
 // (an 8 kHz WAV), records what it hears, listens on a free loopback port
-// with account, plus extra config lines (modules).
+// with account, plus extra config lines (modules). It speaks G.711.
 func newBaresip(t *testing.T, work, source, account string, extra ...string) baresipPhone {
+	return newBaresipWith(t, "g711", work, source, account, extra...)
+}
+
+// newBaresipWith is newBaresip with one codec module: g711, or g722 (HD
+// voice only; source is then a 16 kHz WAV, and the recordings are 16 kHz:
+// baresip's aufile does not convert rates, and records at the codec's).
+func newBaresipWith(t *testing.T, codec, work, source, account string, extra ...string) baresipPhone {
 	t.Helper()
 	p := baresipPhone{dir: filepath.Join(work, "baresip"), recordings: filepath.Join(work, "rec"), sipPort: freeSIPPort(t)}
 	os.MkdirAll(p.recordings, 0o755)
@@ -570,18 +577,16 @@ audio_source aufile,%s
 audio_player none,none
 audio_alert aufile,/dev/null
 net_interface 127.0.0.1
-audio_srate 8000
-audio_channels 1
 rtp_ports %d-%d
 module_path /usr/lib/baresip/modules
-module g711.so
+module %s.so
 module aufile.so
 module sndfile.so
 snd_path %s
 module_app account.so
 module_app menu.so
 %s
-`, p.sipPort, source, rtpPort, rtpPort+20, p.recordings, strings.Join(extra, "\n"))
+`, p.sipPort, source, rtpPort, rtpPort+20, codec, p.recordings, strings.Join(extra, "\n"))
 	if err := os.WriteFile(filepath.Join(p.dir, "config"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
