@@ -53,17 +53,20 @@ func (r *recycler) SendBuffer(b *[]byte) error {
 var peer = netip.MustParseAddrPort("127.0.0.1:40000")
 
 // callerPath wires what a call wires for caller audio: the media receive
-// path feeding the upstream, which writes append events.
-func callerPath(conn sender) (*media.Session, [][]byte) {
-	up := newUpstream(conn, 20, media.PCMU.SampleRate, realtime.PCM16)
-	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
+// path feeding the upstream, which writes append events. The call is PCMU.
+func callerPath(conn sender) (*media.Session, [][]byte) { return callerPathIn(conn, media.PCMU) }
+
+// callerPathIn is callerPath for a call in codec.
+func callerPathIn(conn sender, codec media.Codec) (*media.Session, [][]byte) {
+	up := newUpstream(conn, 20, codec.SampleRate, realtime.PCM16)
+	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: codec}, ReorderWindow: 3, OnAudio: up.write, Log: zerolog.Nop()})
 	pkts := make([][]byte, 64)
 	for i := range pkts {
-		payload := make([]byte, 160)
+		payload := make([]byte, codec.FrameBytes)
 		for j := range payload {
 			payload[j] = byte(0x40 + (i+j)%64)
 		}
-		pkts[i], _ = (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SSRC: 5}, Payload: payload}).Marshal()
+		pkts[i], _ = (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: codec.PayloadType, SSRC: 5}, Payload: payload}).Marshal()
 	}
 	return s, pkts
 }
@@ -71,8 +74,14 @@ func callerPath(conn sender) (*media.Session, [][]byte) {
 func setSeq(pkt []byte, seq uint16) { binary.BigEndian.PutUint16(pkt[2:], seq) }
 
 func TestCallerPathEmitsOneAppendPerFrame(t *testing.T) {
+	for _, codec := range []media.Codec{media.PCMU, media.G722} {
+		t.Run(codec.Name, func(t *testing.T) { testCallerPath(t, codec) })
+	}
+}
+
+func testCallerPath(t *testing.T, codec media.Codec) {
 	r := newRecycler()
-	s, pkts := callerPath(r)
+	s, pkts := callerPathIn(r, codec)
 	var p rtp.Packet
 	for i := 0; i < 10; i++ {
 		setSeq(pkts[i], uint16(i))
@@ -103,9 +112,15 @@ func TestCallerPathEmitsOneAppendPerFrame(t *testing.T) {
 }
 
 // BenchmarkCallerPath: one 20 ms RTP packet in → one append event out.
-func BenchmarkCallerPath(b *testing.B) {
+func BenchmarkCallerPath(b *testing.B) { benchmarkCallerPath(b, media.PCMU) }
+
+// BenchmarkCallerPathG722 is BenchmarkCallerPath for an HD voice call:
+// G.722 decoding and 16→24 kHz.
+func BenchmarkCallerPathG722(b *testing.B) { benchmarkCallerPath(b, media.G722) }
+
+func benchmarkCallerPath(b *testing.B, codec media.Codec) {
 	r := newRecycler()
-	s, pkts := callerPath(r)
+	s, pkts := callerPathIn(r, codec)
 	var p rtp.Packet
 	seq := uint16(0)
 	b.ReportAllocs()
@@ -119,11 +134,18 @@ func BenchmarkCallerPath(b *testing.B) {
 }
 
 // botPath wires what a call wires for model audio: the decoder, the bridge's
-// audio handling, and the media pacer writing RTP to a sink.
+// audio handling, and the media pacer writing RTP to a sink. The call is
+// PCMU.
 func botPath(out *int) (*realtime.Decoder, *callState, *media.Session, []byte) {
-	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: media.PCMU}, Log: zerolog.Nop(),
+	return botPathIn(out, media.PCMU)
+}
+
+// botPathIn is botPath for a call in codec.
+func botPathIn(out *int, codec media.Codec) (*realtime.Decoder, *callState, *media.Session, []byte) {
+	s := media.NewSession(nil, media.Config{Peer: media.Peer{Remote: peer, Codec: codec}, Log: zerolog.Nop(),
 		Output: func(pkt []byte) error { *out += len(pkt); return nil }})
 	c := newCallState(New(Config{Log: zerolog.Nop()}), nil, &fakeModel{recycler: newRecycler()}, zerolog.Nop())
+	c.useCodec(codec)
 	c.media = s
 	pcm := make([]byte, 960) // 20 ms at 24 kHz
 	for i := 0; i < 480; i++ {
@@ -135,8 +157,14 @@ func botPath(out *int) (*realtime.Decoder, *callState, *media.Session, []byte) {
 }
 
 func TestBotPathSendsWhatTheModelSent(t *testing.T) {
+	for _, codec := range []media.Codec{media.PCMU, media.G722} {
+		t.Run(codec.Name, func(t *testing.T) { testBotPath(t, codec) })
+	}
+}
+
+func testBotPath(t *testing.T, codec media.Codec) {
 	sent := 0
-	dec, c, s, delta := botPath(&sent)
+	dec, c, s, delta := botPathIn(&sent, codec)
 	now := time.Unix(100, 0)
 	for i := 0; i < 5; i++ {
 		ev, err := dec.Decode(delta)
@@ -151,8 +179,8 @@ func TestBotPathSendsWhatTheModelSent(t *testing.T) {
 		now = now.Add(20 * time.Millisecond)
 	}
 	played, _ := s.Played("item_002")
-	if played.SentSamples != 800 || c.receivedMS("item_002") != 100 {
-		t.Errorf("sent %d samples, received %d ms; want 800 samples and 100 ms", played.SentSamples, c.receivedMS("item_002"))
+	if played.SentMS() != 100 || played.SampleRate != codec.SampleRate || c.receivedMS("item_002") != 100 {
+		t.Errorf("sent %d samples (%d ms), received %d ms; want 100 ms at %d Hz", played.SentSamples, played.SentMS(), c.receivedMS("item_002"), codec.SampleRate)
 	}
 	allocs := testing.AllocsPerRun(200, func() {
 		ev, _ := dec.Decode(delta)
@@ -167,9 +195,15 @@ func TestBotPathSendsWhatTheModelSent(t *testing.T) {
 }
 
 // BenchmarkBotPath: one 20 ms audio delta event in → one RTP packet out.
-func BenchmarkBotPath(b *testing.B) {
+func BenchmarkBotPath(b *testing.B) { benchmarkBotPath(b, media.PCMU) }
+
+// BenchmarkBotPathG722 is BenchmarkBotPath for an HD voice call: 24→16 kHz
+// and G.722 encoding (as the frame leaves).
+func BenchmarkBotPathG722(b *testing.B) { benchmarkBotPath(b, media.G722) }
+
+func benchmarkBotPath(b *testing.B, codec media.Codec) {
 	sent := 0
-	dec, c, s, delta := botPath(&sent)
+	dec, c, s, delta := botPathIn(&sent, codec)
 	now := time.Unix(100, 0)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(delta)))
