@@ -45,7 +45,10 @@ type Resampler struct {
 	// streams[q] is, for a pure decimator, the taps phases[0][down·m+q]: the
 	// filter split over the input's down interleaved streams (see decimate).
 	streams [][]float32
-	taps    int // taps per phase
+	// split[p][q] is, for a small rational ratio (16k⇄24k), the taps
+	// phases[p][down·m+q]: each branch split the same way (see rational).
+	split [][][]float32
+	taps  int // taps per phase
 	// hist holds the last taps-1 input samples followed by the current block.
 	hist []float32
 	// phase is the position of the next output between input samples, in
@@ -75,6 +78,9 @@ func New(inRate, outRate int) (*Resampler, error) {
 	r.taps = len(r.phases[0])
 	if up == 1 && r.taps%down == 0 {
 		r.streams = streamsFor(inRate, outRate, r.phases[0], down)
+	}
+	if up > 1 && down > 1 && up*down <= maxSplit {
+		r.split = splitFor(inRate, outRate, r.phases, down)
 	}
 	r.hist = make([]float32, r.taps-1, r.taps-1+480+7) // a 20 ms block at 24 kHz, and the padding (Process)
 	return r, nil
@@ -157,6 +163,33 @@ func streamsFor(inRate, outRate int, h []float32, down int) [][]float32 {
 }
 
 var decimators sync.Map // [2]int{in, out} → [][]float32
+
+// maxSplit bounds up·down for the split filters of rational: the call
+// rates' ratios (3/2, 2/3) are far below it, the file conversions' (80/147)
+// far above, and they keep the plain path.
+const maxSplit = 36
+
+// splitFor splits each polyphase branch over the input's down interleaved
+// streams, once per rate pair.
+func splitFor(inRate, outRate int, phases [][]float32, down int) [][][]float32 {
+	key := [2]int{inRate, outRate}
+	if s, ok := splits.Load(key); ok {
+		return s.([][][]float32)
+	}
+	split := make([][][]float32, len(phases))
+	for p, h := range phases {
+		split[p] = make([][]float32, down)
+		for q := range down {
+			for k := q; k < len(h); k += down {
+				split[p][q] = append(split[p][q], h[k])
+			}
+		}
+	}
+	s, _ := splits.LoadOrStore(key, split)
+	return s.([][][]float32)
+}
+
+var splits sync.Map // [2]int{in, out} → [][][]float32
 
 // scratch holds Process calls' intermediate floats: a call keeps none
 // between frames. A channel rather than a sync.Pool: a pool is emptied by
@@ -285,6 +318,8 @@ func (r *Resampler) Process(dst, src []int16) []int16 {
 		pos = avail * r.up
 	case useAVX2 && r.streams != nil:
 		dst, pos = r.decimate(dst, avail, pos)
+	case useAVX2 && r.split != nil:
+		dst, pos = r.rational(dst, avail, pos)
 	case r.down == 1 && r.up == 3:
 		// Pure ×3 interpolation: the three branches share one window, so one
 		// pass over it yields three outputs (a third of the loads).
@@ -397,6 +432,55 @@ func (r *Resampler) decimate(dst []int16, avail, pos int) ([]int16, int) {
 	}
 	for _, v := range out[:nout] {
 		dst = append(dst, toInt16(v))
+	}
+	putScratch(sp)
+	return dst, pos + nout*r.down
+}
+
+// rational is Process for a small ratio up/down, both above one (16 kHz
+// to 24 kHz is 3/2, back 2/3), from position pos. Output j sits at pos +
+// down·j: branch (pos + down·j) mod up, input (pos + down·j) / up. The
+// outputs j ≡ res (mod up) share a branch and step down inputs apart: a
+// decimation by down with that branch, which decimate's reasoning turns
+// into contiguous convolutions over the input's down interleaved streams
+// S_c[i] = x[c + down·i] (built once for all the branches). Each output is
+// the same sum of the same products, in the same order, wherever a block
+// starts, so a stream fed in pieces equals it fed whole.
+func (r *Resampler) rational(dst []int16, avail, pos int) ([]int16, int) {
+	limit := avail * r.up
+	if pos >= limit {
+		return dst, pos
+	}
+	nout := (limit - pos + r.down - 1) / r.down
+	start := len(dst)
+	dst = slices.Grow(dst, nout)[:start+nout]
+	out := dst[start:]
+	n8 := ((nout+r.up-1)/r.up + 7) &^ 7 // the most outputs one branch has, padded
+	longest := len(r.split[0][0])
+	span := len(r.hist)/r.down + 1 + n8 + longest
+	sp := getScratch(r.down*span + n8)
+	buf := *sp
+	acc := buf[r.down*span:]
+	for c := range r.down {
+		s := buf[c*span : (c+1)*span]
+		i := 0
+		for k := c; k < len(r.hist); k += r.down {
+			s[i] = r.hist[k]
+			i++
+		}
+		clear(s[i:]) // read only by padding outputs, thrown away
+	}
+	for res := 0; res < r.up && res < nout; res++ {
+		at := pos + res*r.down
+		branch, base := at%r.up, at/r.up
+		n := (nout - res + r.up - 1) / r.up
+		for q, h := range r.split[branch] {
+			o := base + q
+			convFast(h, buf[(o%r.down)*span+o/r.down:(o%r.down+1)*span], acc, (n+7)&^7, q > 0)
+		}
+		for k := range n {
+			out[res+r.up*k] = toInt16(acc[k])
+		}
 	}
 	putScratch(sp)
 	return dst, pos + nout*r.down

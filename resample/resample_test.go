@@ -217,6 +217,15 @@ func TestNoAllocationPerFrame(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per frame, want 0", allocs)
 	}
+	wideUp, wideDown := MustNew(16000, 24000), MustNew(24000, 16000)
+	in16, out16 := tone(320, 16000, 440, 8000), make([]int16, 0, 321)
+	allocs = testing.AllocsPerRun(100, func() {
+		out24 = wideUp.Process(out24[:0], in16)
+		out16 = wideDown.Process(out16[:0], in24)
+	})
+	if allocs != 0 {
+		t.Errorf("16 kHz: %v allocations per frame, want 0", allocs)
+	}
 }
 
 func BenchmarkUp8kTo24kFrame(b *testing.B) {
@@ -397,6 +406,34 @@ func TestFlushAtEveryFactor(t *testing.T) {
 		}
 		if got := r.Flush(nil); len(got) == 0 {
 			t.Errorf("%v: a Flush of nothing gave nothing (it should give the filter's silence)", pair)
+		}
+	}
+}
+
+// The split path of a small rational ratio (16 kHz ⇄ 24 kHz) computes what
+// the plain path does, each output a dot product of a branch with the
+// history, up to the order of the float additions: within one step of
+// the 16-bit output.
+func TestRationalPathAgreesWithThePlainOne(t *testing.T) {
+	for _, pair := range [][2]int{{16000, 24000}, {24000, 16000}} {
+		fast, plain := MustNew(pair[0], pair[1]), MustNew(pair[0], pair[1])
+		if fast.split == nil {
+			t.Fatalf("%d→%d has no split filters", pair[0], pair[1])
+		}
+		plain.split = nil
+		in := tone(pair[0], float64(pair[0]), 1234, 12000)
+		for i := range in {
+			in[i] += int16(3000 * math.Sin(float64(i)*float64(i)/9e5)) // a chirp across the band
+		}
+		frame := pair[0] / 50
+		a, b := runFrames(fast, in, frame), runFrames(plain, in, frame)
+		if len(a) != len(b) {
+			t.Fatalf("%d→%d: %d samples, the plain path %d", pair[0], pair[1], len(a), len(b))
+		}
+		for i := range a {
+			if d := int(a[i]) - int(b[i]); d > 1 || d < -1 {
+				t.Fatalf("%d→%d: sample %d is %d, the plain path's %d", pair[0], pair[1], i, a[i], b[i])
+			}
 		}
 	}
 }
