@@ -1,11 +1,11 @@
 package bridge
 
 import (
-	"math"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/voicebot/voicebot/internal/testpeer"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
 )
@@ -30,18 +30,6 @@ func modelInput(s *realtimetest.Session) []int16 {
 	return pcm
 }
 
-// toneLevel is the amplitude of the tone at freq in pcm (at rate), by
-// correlation: what a spectrum analyser shows at that frequency.
-func toneLevel(pcm []int16, rate, freq float64) float64 {
-	var re, im float64
-	for i, v := range pcm {
-		w := 2 * math.Pi * freq * float64(i) / rate
-		re += float64(v) * math.Cos(w)
-		im += float64(v) * math.Sin(w)
-	}
-	return 2 * math.Hypot(re, im) / float64(max(len(pcm), 1))
-}
-
 // The caller's 5 kHz reaches the model over G.722, and not over G.711,
 // whose 8 kHz rate cannot carry it: the top of speech (s, f, th) is what
 // HD voice brings the model. The greeting plays to the phone as G.722.
@@ -58,7 +46,7 @@ func TestG722CarriesTheUpperBandToTheModel(t *testing.T) {
 		r.runUntil("the caller's tone to reach the model", func() bool { return len(modelInput(s)) >= before+20000 })
 		in := modelInput(s)[before:]
 		// The middle of the tone, clear of its edges and the filters' delay.
-		heard[codec.Name] = toneLevel(in[4800:16800], 24000, 5000)
+		heard[codec.Name] = testpeer.ToneAmplitude(in[4800:16800], 24000, 5000)
 		t.Logf("%s: the model heard the caller's 5 kHz at %.0f (sent at %.0f)", codec.Name, heard[codec.Name], amplitude)
 
 		if codec == media.G722 {
@@ -124,7 +112,7 @@ func TestG722ToPCMUMidCall(t *testing.T) {
 		t.Errorf("after the change to PCMU the caller's echo came back at level %.0f, the caller spoke at %.0f", level, callerLevel)
 	}
 	in := modelInput(s)[before:]
-	if got := toneLevel(in[2400:12000], 24000, 300); got < 0.8*9000 || got > 1.2*9000 {
+	if got := testpeer.ToneAmplitude(in[2400:12000], 24000, 300); got < 0.8*9000 || got > 1.2*9000 {
 		t.Errorf("the model heard the caller's 300 Hz at %.0f, want about 9000 (at the wrong rate it would be another pitch)", got)
 	}
 	if !strings.Contains(r.logs.String(), "the codec's rate changed") {

@@ -11,34 +11,11 @@ import (
 	"github.com/voicebot/voicebot/resample"
 )
 
-// align finds where ref lies in got: BestCorrelation's coarse offset (it
-// steps by two samples), refined to the sample, which wideband audio needs
-// (its correlation falls from 1 to near 0 one sample off).
-func align(ref, got []int16) (corr float64, lag int) {
-	_, off := testpeer.BestCorrelation(got, ref)
-	if off < 0 {
-		return 0, -1
-	}
-	corr = math.Inf(-1)
-	for l := max(off-3, 0); l <= off+3 && l+len(ref) <= len(got); l++ {
-		var rg, gg, rr float64
-		for i, v := range got[l : l+len(ref)] {
-			rg += float64(ref[i]) * float64(v)
-			gg += float64(v) * float64(v)
-			rr += float64(ref[i]) * float64(ref[i])
-		}
-		if c := rg / math.Sqrt(gg*rr); c > corr {
-			corr, lag = c, l
-		}
-	}
-	return corr, lag
-}
-
 // snrDB is the signal-to-noise ratio of got against ref: got is aligned
 // on ref and scaled to it by least squares, and what is left over is the
 // noise.
 func snrDB(ref, got []int16) float64 {
-	_, lag := align(ref, got)
+	_, lag := testpeer.AlignedCorrelation(got, ref)
 	if lag < 0 {
 		return math.Inf(-1)
 	}
@@ -97,7 +74,7 @@ func TestG722CallEndToEnd(t *testing.T) {
 	var echo []int16
 	waitFor(t, "the echo", 10*time.Second, func() bool {
 		echo = audible(c.Received()[before:])
-		corr, _ := align(ref, echo)
+		corr, _ := testpeer.AlignedCorrelation(echo, ref)
 		return corr > 0.9
 	})
 	time.Sleep(500 * time.Millisecond)
@@ -107,7 +84,7 @@ func TestG722CallEndToEnd(t *testing.T) {
 	heard := to16k(t, r.server.Sessions()[0].InputAudio())
 	in, inAlone := snrDB(ref, heard), snrDB(ref, media.G722.Decode(nil, media.G722.Encode(nil, speech)))
 	// The way out: the echo the model spoke (what it heard) as the caller heard it.
-	_, lag := align(ref, heard)
+	_, lag := testpeer.AlignedCorrelation(heard, ref)
 	// It has been coded once already: coded again in step with that coding,
 	// it would come out all but unchanged (see above), so G.722 alone is
 	// measured a sample out of step, as any real second coding is.

@@ -3,8 +3,6 @@ package peers
 import (
 	"context"
 	"fmt"
-	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,8 +16,8 @@ import (
 )
 
 // HD voice with real phones: baresip with only its g722 module and
-// Linphone with only G.722 call voicebot and hear the demo model at 16 kHz,
-// and voicebot calls baresip out over G.722.
+// Linphone with only G.722 call voicebot and hear the demo model at 16 kHz
+// (voicebot calling baresip out over G.722: TestBaresipAnswersAnOutboundCall).
 
 // greeting16 is the demo's greeting as a G.722 phone hears it: at 16 kHz,
 // through the codec.
@@ -28,44 +26,11 @@ func greeting16() []int16 {
 	return media.G722.Decode(nil, media.G722.Encode(nil, pcm))
 }
 
-// correlation16 is BestCorrelation refined to the sample: at 16 kHz with
-// content up to 7 kHz, two samples apart can be far from the peak.
-func correlation16(haystack, needle []int16) (best float64, offset int) {
-	_, coarse := testpeer.BestCorrelation(haystack, needle)
-	if coarse < 0 {
-		return 0, -1
-	}
-	best = math.Inf(-1)
-	for off := max(coarse-2, 0); off <= coarse+2 && off+len(needle) <= len(haystack); off++ {
-		var hh, hn, nn float64
-		for i, v := range haystack[off : off+len(needle)] {
-			hh += float64(v) * float64(v)
-			hn += float64(v) * float64(needle[i])
-			nn += float64(needle[i]) * float64(needle[i])
-		}
-		if c := hn / math.Sqrt(hh*nn); c > best {
-			best, offset = c, off
-		}
-	}
-	return best, offset
-}
-
-// toneAt is the amplitude of a tone at freq in x (at rate).
-func toneAt(x []int16, rate, freq float64) float64 {
-	var re, im float64
-	for i, v := range x {
-		w := 2 * math.Pi * freq * float64(i) / rate
-		re += float64(v) * math.Cos(w)
-		im += float64(v) * math.Sin(w)
-	}
-	return 2 * math.Hypot(re, im) / float64(max(len(x), 1))
-}
-
 // loudestTone is the strongest the tone at freq is in any half second of x.
 func loudestTone(x []int16, rate, freq float64) float64 {
 	top, window := 0.0, int(rate/2)
 	for at := 0; at+window <= len(x); at += window / 4 {
-		top = max(top, toneAt(x[at:at+window], rate, freq))
+		top = max(top, testpeer.ToneAmplitude(x[at:at+window], rate, freq))
 	}
 	return top
 }
@@ -115,12 +80,12 @@ func TestBaresipG722HearsGreetingAndEcho(t *testing.T) {
 	}
 	t.Logf("baresip heard %.1f s of audio", float64(len(heard))/16000)
 
-	best, off := correlation16(heard, loudest(greeting16(), 16000))
+	best, off := testpeer.AlignedCorrelation(heard, loudest(greeting16(), 16000))
 	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/16000, best)
 	if best < 0.8 {
 		t.Errorf("the recording does not contain the greeting (correlation %.3f)", best)
 	}
-	best, off = correlation16(heard, loudest(said, 16000))
+	best, off = testpeer.AlignedCorrelation(heard, loudest(said, 16000))
 	t.Logf("echo of the caller found at %.2f s, correlation %.3f", float64(off)/16000, best)
 	if best < 0.8 {
 		t.Errorf("the recording does not contain the echo of what baresip said (correlation %.3f)", best)
@@ -132,87 +97,6 @@ func TestBaresipG722HearsGreetingAndEcho(t *testing.T) {
 		if tone < 0.5*sent {
 			t.Errorf("the 5 kHz tone came back at %.0f of %.0f: the upper band was lost on the way", tone, sent)
 		}
-	}
-}
-
-// voicebot calls baresip (G.722 only, answering by itself) through the
-// API: the call is G.722 both ways; baresip hears the greeting at 16 kHz,
-// presses # (telephone-event on G.722's 8 kHz clock) and the bot hangs up.
-func TestVoicebotCallsBaresipOverG722(t *testing.T) {
-	need(t, "baresip", "sox")
-	work := t.TempDir()
-	silence := filepath.Join(work, "silence.wav")
-	sh(t, "sox", "-n", "-r", "16000", "-c", "1", "-b", "16", silence, "trim", "0", "40")
-	ctrl := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	bp := newBaresipWith(t, "g722", work, silence, "<sip:tester@127.0.0.1>;regint=0;answermode=auto", "module_app ctrl_tcp.so", "ctrl_tcp_listen "+ctrl)
-	phone := exec.Command("baresip", "-f", bp.dir, "-t", "40")
-	logPath := filepath.Join(work, "baresip.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	phone.Stdout, phone.Stderr = logFile, logFile
-	if err := phone.Start(); err != nil {
-		t.Fatal(err)
-	}
-	phoneLog := func() string { b, _ := os.ReadFile(logPath); return lastLines(string(b), 30) }
-	exited := make(chan struct{})
-	go func() { _ = phone.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			phone.Process.Kill()
-			<-exited
-		}
-	}()
-	for range 100 { // baresip is up when its control port is
-		if c, err := net.Dial("tcp", ctrl); err == nil {
-			c.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-
-	vb := startVoicebot(t, 36400, withAPI())
-	placeCall(t, vb, map[string]string{"to": fmt.Sprintf("sip:tester@127.0.0.1:%d", bp.sipPort)})
-	defer func() {
-		if t.Failed() {
-			t.Logf("baresip:\n%s", phoneLog())
-		}
-	}()
-	vb.waitLog(t, `"message":"call: answered"`, 1, 10*time.Second)
-	if !strings.Contains(vb.logs(), `"codec":"G722","rate":"16 kHz"`) {
-		t.Errorf("the call was not answered with G.722")
-	}
-	time.Sleep(6 * time.Second) // the greeting (about 5 s) plays
-	if r := baresipCtrl(t, ctrl, "sndcode", "#"); !strings.Contains(r, `"ok":true`) {
-		t.Fatalf("sndcode: %s", r)
-	}
-	vb.waitLog(t, `"outcome":"bot_hung_up"`, 1, 10*time.Second)
-	if !strings.Contains(vb.logs(), `"key":"#","source":"rfc4733"`) {
-		t.Error("baresip's # did not arrive as RFC 4733 on the G.722 call")
-	}
-	time.Sleep(500 * time.Millisecond)
-	baresipCtrl(t, ctrl, "quit", "")
-	select {
-	case <-exited:
-	case <-time.After(10 * time.Second):
-		t.Error("baresip did not quit")
-	}
-	decs, _ := filepath.Glob(filepath.Join(bp.recordings, "dump-*-dec.wav"))
-	if len(decs) == 0 {
-		t.Fatalf("baresip recorded nothing:\n%s", phoneLog())
-	}
-	heard, rate, err := readWAV(decs[0])
-	if err != nil || rate != 16000 {
-		t.Fatalf("recording: %v (rate %d, want 16000)", err, rate)
-	}
-	best, off := correlation16(heard, loudest(greeting16(), 16000))
-	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/16000, best)
-	if best < 0.8 {
-		t.Errorf("the recording does not contain the greeting (correlation %.3f)", best)
 	}
 }
 
@@ -335,7 +219,7 @@ func TestLinphoneCallsOverG722(t *testing.T) {
 	if err != nil || rate != 16000 {
 		t.Fatalf("Linphone's recording: %v (rate %d, want 16000)\n%s", err, rate, lastLines(out.String(), 20))
 	}
-	best, off := correlation16(heard, loudest(greeting16(), 16000))
+	best, off := testpeer.AlignedCorrelation(heard, loudest(greeting16(), 16000))
 	t.Logf("Linphone heard %.1f s; greeting found at %.2f s, correlation %.3f", float64(len(heard))/16000, float64(off)/16000, best)
 	if best < 0.8 {
 		t.Errorf("Linphone's recording does not contain the greeting (correlation %.3f)", best)

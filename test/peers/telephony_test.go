@@ -16,6 +16,7 @@ import (
 	"github.com/voicebot/voicebot/internal/testpeer"
 	"github.com/voicebot/voicebot/media"
 	"github.com/voicebot/voicebot/realtime/realtimetest"
+	"github.com/voicebot/voicebot/resample"
 )
 
 const trunkPassword = "s3cret-trunk-pass"
@@ -213,57 +214,82 @@ func baresipCtrl(t *testing.T, addr, command, params string) string {
 	return string(buf[:n])
 }
 
-// An outbound call (HTTP API) to baresip as an auto-answering phone: it
-// answers, hears the greeting (found in its recording), presses #, hears
-// the goodbye, and the call ends by the model's end_call.
-func TestBaresipAnswersAnOutboundCall(t *testing.T) {
-	need(t, "baresip", "sox")
-	work := t.TempDir()
-	silence := filepath.Join(work, "silence.wav")
-	if out, err := exec.Command("sox", "-n", "-r", "8000", "-c", "1", "-b", "16", silence, "trim", "0", "40").CombinedOutput(); err != nil {
-		t.Fatalf("sox: %v\n%s", err, out)
-	}
-	ctrl := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
-	bp := newBaresip(t, work, silence, "<sip:tester@127.0.0.1>;regint=0;answermode=auto", "module_app ctrl_tcp.so", "ctrl_tcp_listen "+ctrl)
-	cfgDir, recordings, sipPort := bp.dir, bp.recordings, bp.sipPort
-	phone := exec.Command("baresip", "-f", cfgDir, "-t", "40")
+// answeringBaresip starts baresip with one codec module, answering calls
+// by itself and saying source, with its control port (ctrl_tcp) up. It
+// returns the phone, its control address, a channel closed when it exits,
+// and the tail of its log. It is killed at the test's end if still running.
+func answeringBaresip(t *testing.T, codec, work, source string) (bp baresipPhone, ctrl string, exited chan struct{}, phoneLog func() string) {
+	t.Helper()
+	ctrl = fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	bp = newBaresipWith(t, codec, work, source, "<sip:tester@127.0.0.1>;regint=0;answermode=auto", "module_app ctrl_tcp.so", "ctrl_tcp_listen "+ctrl)
+	phone := exec.Command("baresip", "-f", bp.dir, "-t", "40")
 	logPath := filepath.Join(work, "baresip.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logFile.Close()
+	t.Cleanup(func() { logFile.Close() })
 	phone.Stdout, phone.Stderr = logFile, logFile
 	if err := phone.Start(); err != nil {
 		t.Fatal(err)
 	}
-	phoneLog := func() string { b, _ := os.ReadFile(logPath); return lastLines(string(b), 30) }
-	exited := make(chan struct{})
+	phoneLog = func() string { b, _ := os.ReadFile(logPath); return lastLines(string(b), 30) }
+	exited = make(chan struct{})
 	go func() { _ = phone.Wait(); close(exited) }()
-	defer func() {
+	t.Cleanup(func() {
 		select {
 		case <-exited:
 		default:
 			phone.Process.Kill()
 			<-exited
 		}
-	}()
-	for i := 0; i < 100; i++ { // baresip is up when its control port is
+	})
+	for range 100 { // baresip is up when its control port is
 		if c, err := net.Dial("tcp", ctrl); err == nil {
 			c.Close()
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return bp, ctrl, exited, phoneLog
+}
 
-	vb := startVoicebot(t, 35000, withAPI())
-	id := placeCall(t, vb, map[string]string{"to": fmt.Sprintf("sip:tester@127.0.0.1:%d", sipPort)})
+// An outbound call (HTTP API) to baresip as an auto-answering phone: it
+// answers, hears the greeting (found in its recording), presses #, hears
+// the goodbye, and the call ends by the model's end_call. Once with
+// baresip speaking G.711, once with G.722 alone: HD voice both ways, the
+// recording at 16 kHz, # on telephone-event at G.722's 8 kHz clock.
+func TestBaresipAnswersAnOutboundCall(t *testing.T) {
+	need(t, "baresip", "sox")
+	for _, c := range []struct {
+		module string
+		codec  media.Codec
+		rtp    int
+	}{{"g711", media.PCMU, 35000}, {"g722", media.G722, 35200}} {
+		t.Run(c.module, func(t *testing.T) { outboundToBaresip(t, c.module, c.codec, c.rtp) })
+	}
+}
+
+func outboundToBaresip(t *testing.T, module string, codec media.Codec, rtpBase int) {
+	rate := codec.SampleRate
+	work := t.TempDir()
+	silence := filepath.Join(work, "silence.wav")
+	if out, err := exec.Command("sox", "-n", "-r", fmt.Sprint(rate), "-c", "1", "-b", "16", silence, "trim", "0", "40").CombinedOutput(); err != nil {
+		t.Fatalf("sox: %v\n%s", err, out)
+	}
+	bp, ctrl, exited, phoneLog := answeringBaresip(t, module, work, silence)
+
+	vb := startVoicebot(t, rtpBase, withAPI())
+	id := placeCall(t, vb, map[string]string{"to": fmt.Sprintf("sip:tester@127.0.0.1:%d", bp.sipPort)})
 	defer func() {
 		if t.Failed() {
 			t.Logf("baresip:\n%s", phoneLog())
 		}
 	}()
 	vb.waitLog(t, `"message":"call: answered"`, 1, 10*time.Second)
+	if want := fmt.Sprintf(`"codec":"%s","rate":"%s"`, codec.Name, codec.Rate()); !strings.Contains(vb.logs(), want) {
+		t.Errorf("the call was not answered with %s", want)
+	}
 	time.Sleep(6 * time.Second) // the greeting (about 5 s) plays
 	if r := baresipCtrl(t, ctrl, "sndcode", "#"); !strings.Contains(r, `"ok":true`) {
 		t.Fatalf("sndcode: %s", r)
@@ -279,24 +305,29 @@ func TestBaresipAnswersAnOutboundCall(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("baresip did not quit")
 	}
-	decs, _ := filepath.Glob(filepath.Join(recordings, "dump-*-dec.wav"))
+	decs, _ := filepath.Glob(filepath.Join(bp.recordings, "dump-*-dec.wav"))
 	if len(decs) == 0 {
 		t.Fatalf("baresip recorded nothing:\n%s", phoneLog())
 	}
-	heard, _, err := readWAV(decs[0])
-	if err != nil {
-		t.Fatal(err)
+	heard, got, err := readWAV(decs[0])
+	if err != nil || got != rate {
+		t.Fatalf("recording: %v (rate %d, want %d)", err, got, rate)
 	}
-	t.Logf("baresip heard %.1f s", float64(len(heard))/8000)
-	greeting := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(greetingPCM())))
-	best, off := testpeer.BestCorrelation(heard, loudest(greeting, 8000))
-	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	t.Logf("baresip heard %.1f s", float64(len(heard))/float64(rate))
+	// What the phone should have heard: the demo's audio at the call's
+	// rate, through the call's codec.
+	asHeard := func(pcm24 []int16) []int16 {
+		pcm := resample.MustNew(24000, rate).Process(nil, pcm24)
+		return codec.Decode(nil, codec.Encode(nil, pcm))
+	}
+	best, off := testpeer.AlignedCorrelation(heard, loudest(asHeard(greetingPCM()), rate))
+	t.Logf("greeting found at %.2f s, correlation %.3f", float64(off)/float64(rate), best)
 	if best < 0.8 {
 		t.Errorf("the recording does not contain the greeting (correlation %.3f)", best)
 	}
-	goodbye := media.PCMU.Decode(nil, media.PCMU.Encode(nil, downsample(realtimetest.GoodbyeAudio())))
-	best, off = testpeer.BestCorrelation(heard, goodbye[800:4000])
-	t.Logf("goodbye found at %.2f s, correlation %.3f", float64(off)/8000, best)
+	goodbye := asHeard(realtimetest.GoodbyeAudio())
+	best, off = testpeer.AlignedCorrelation(heard, goodbye[rate/10:rate/2])
+	t.Logf("goodbye found at %.2f s, correlation %.3f", float64(off)/float64(rate), best)
 	if best < 0.8 {
 		t.Errorf("the recording does not contain the goodbye (correlation %.3f)", best)
 	}
