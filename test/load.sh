@@ -84,6 +84,7 @@ realtime: {url: "ws://127.0.0.1:18090/v1/realtime?model=demo", append_interval: 
 api: {listen: 127.0.0.1:18080, token: load-test-token-0123456789}
 admission: {allow: [127.0.0.1]}
 agent: {tools: [end_call]}
+memory: {path: $work/memory.db}
 YAML
 	if [ -n "${TRANSCODE:-}" ]; then echo "audio: {transcode: $TRANSCODE}" >>"$work/vb.yaml"; fi
 	${PIN:+taskset -c 1} "$work/voicebot" -config "$work/vb.yaml" 2>"$work/vb.log" &
