@@ -189,112 +189,264 @@ func scale(nb, base int) int {
 	return wd1 << 3 // nb at its maximum: 2^(int-base) == 2
 }
 
+// SCALEL and SCALEH depend only on nb>>6 (the five fraction bits and the
+// integer part above them), so the coders read them from tables indexed
+// by it: one load on the path from a code word to the next sample's
+// quantizer instead of a load and two shifts. The tables are padded to a
+// power of two so a mask, not a range check, keeps the index in bounds.
+const detTableLen = 512 // > highNBMax>>6
+
+// scaleTables holds a band's SCALEL/SCALEH table and, for the lower band,
+// the reciprocals quantl divides by.
+type scaleTables struct {
+	det   [detTableLen]int32
+	recip [detTableLen]uint64 // ceil(2^recipShift / det)
+}
+
+var lowScale, highScale = newScaleTables(lowNBMax, lowNBBase), newScaleTables(highNBMax, highNBBase)
+
+func newScaleTables(nbMax, base int) *scaleTables {
+	t := new(scaleTables)
+	for i := range t.det {
+		det := scale(min(i<<6, nbMax), base)
+		t.det[i] = int32(det)
+		t.recip[i] = (1<<recipShift + uint64(det) - 1) / uint64(det)
+	}
+	return t
+}
+
+// logScale is LOGSCL/LOGSCH: the log scale factor leaks by 1/128 and
+// steps by step, within 0..nbMax.
+func logScale(nb, step, nbMax int) int {
+	return min(max(nb*127>>7+step, 0), nbMax)
+}
+
 // update adapts b to the new quantized difference signal d: blocks 3L/3H
-// (LOGSCL/LOGSCH: the log scale factor leaks by 1/128 and steps by
-// nbStep, within 0..nbMax; SCALEL/SCALEH) and block 4, the adaptive
-// predictor: reconstruct, adapt the six zeros and two poles with their
-// sign-sign algorithms, and compute the next estimate b.s.
+// (LOGSCL/LOGSCH, SCALEL/SCALEH) and block 4, the adaptive predictor. It
+// is the per-sample form of the adaptation band.run does for a block,
+// built from the same pieces; the tests use it to set up states.
+func (b *band) update(d, nbStep, nbMax, base int) {
+	b.nb = logScale(b.nb, nbStep, nbMax)
+	b.det = scale(b.nb, base)
+	p := d + b.sz
+	r := b.s + d
+	step := zeroStep(d)
+	d0, d1, d2, d3, d4, d5 := b.d[0], b.d[1], b.d[2], b.d[3], b.d[4], b.d[5]
+	b5, t5 := zeroTap(b.b[5], d5, d, step, 2*d4)
+	b4, t4 := zeroTap(b.b[4], d4, d, step, 2*d3)
+	b3, t3 := zeroTap(b.b[3], d3, d, step, 2*d2)
+	b2, t2 := zeroTap(b.b[2], d2, d, step, 2*d1)
+	b1, t1 := zeroTap(b.b[1], d1, d, step, 2*d0)
+	b0, t0 := zeroTap(b.b[0], d0, d, step, 2*d)
+	b.b = [6]int{b0, b1, b2, b3, b4, b5}
+	b.d = [6]int{d, d0, d1, d2, d3, d4}
+	var overflow bool
+	if b.sz, overflow = filtez(t5, t4, t3, t2, t1, t0); overflow {
+		b.sz = filtezSaturated(t5, t4, t3, t2, t1, t0)
+	}
+	b.a2 = uppol2(b.a1, b.a2, p, b.p1, b.p2)
+	b.a1 = uppol1(b.a1, b.a2, p, b.p1)
+	b.p2, b.p1 = b.p1, p
+	b.r2, b.r1 = b.r1, sat16(r+r)
+	b.s = predict(b.a1, b.a2, b.r1, b.r2, b.sz)
+}
+
+// run codes a block with one band: the encoders turn the sub-band samples
+// x into code words, the decoders code words into reconstructed sub-band
+// samples. Apart from the quantizer it is the same per-sample adaptation
+// as update: blocks 3L/3H (LOGSCL/LOGSCH, SCALEL/SCALEH) and block 4, the
+// adaptive predictor: reconstruct, adapt the six zeros and two poles
+// with their sign-sign algorithms, and compute the next estimate s.
+//
+// The state lives in local variables for the block, so the compiler can
+// keep the values on the sample-to-sample dependency chain in registers;
+// it is loaded from b once and stored back once. Running a band over a
+// whole block (rather than both bands per sample pair) keeps the live
+// state within the register file.
 //
 // The nb*127>>7 leak, and the 32640 (255/256) and 32512 (127/128) leaks
 // of block 4, are the reference's mult(x, 32512) etc.: (x*k)>>15 with
 // truncation toward minus infinity. The reference does all its additions
-// with 16-bit saturation; sat16 appears below where that can change a
-// result, and is left out, with the bound that makes it a no-op, where
-// it cannot: every value here is confined by construction (|DLT| <=
-// 10228, |BL| <= 32768, |AL2| <= 12288, |AL1| <= 27648, |SL|, |SZL| <=
-// 32768).
-func (b *band) update(d, nbStep, nbMax, base int) {
-	b.nb = min(max(b.nb*127>>7+nbStep, 0), nbMax)
-	b.det = scale(b.nb, base)
+// with 16-bit saturation; sat16 appears where that can change a result,
+// and is left out, with the bound that makes it a no-op, where it cannot:
+// every value here is confined by construction (|DLT| <= 10228, |BL| <=
+// 32768, |AL2| <= 12288, |AL1| <= 27648, |SL|, |SZL| <= 32768).
+func (b *band) run(k coder, x []int32, codes []byte) {
+	n := len(x)
+	if n > maxBlock {
+		panic("g722: block too long")
+	}
+	codes = codes[:n]
+	tab, nbMax := lowScale, lowNBMax
+	if k == encodeHighBand || k == decodeHighBand {
+		tab, nbMax = highScale, highNBMax
+	}
+	// The quantized difference signal DLT (kept doubled, as FILTEZ uses
+	// it) and the partially reconstructed and reconstructed signals PLT
+	// and RLT shift along their delay lines every sample. Rather than
+	// move the values along, the block writes each sample's values once
+	// into arrays behind their history and reads the delay lines from
+	// there: sample i's DLT1..DLT6 are dlt2[i+5]..dlt2[i], its PLT1, PLT2
+	// plt[i+1], plt[i] (and likewise RLT).
+	var dlt2 [6 + maxBlock]int32
+	var plt, rlt [2 + maxBlock]int32
+	for j := range 6 {
+		dlt2[j] = int32(2 * b.d[5-j])
+	}
+	plt[0], plt[1] = int32(b.p2), int32(b.p1)
+	rlt[0], rlt[1] = int32(b.r2), int32(b.r1)
 
-	// PARREC and RECONS: the partially reconstructed and the
-	// reconstructed signal. The reference saturates both; p is only used
-	// for its sign, which saturation keeps, and r only doubled and
-	// saturated again by FILTEP, which absorbs the first saturation.
-	p := d + b.sz
-	r := b.s + d
+	s, sz, nb, det, a1, a2 := b.s, b.sz, b.nb, b.det, b.a1, b.a2
+	b0, b1, b2, b3, b4, b5 := b.b[0], b.b[1], b.b[2], b.b[3], b.b[4], b.b[5]
+	for i := range n {
+		// The quantizer and inverse quantizer: the new quantized
+		// difference d (DLT) and the LOGSCL/LOGSCH step its code gives.
+		var d, step int
+		switch k {
+		case encodeLowBand:
+			il, il4 := quantl(sat16(int(x[i])-s), tab.recip[nb>>6&(detTableLen-1)]) // SUBTRA, QUANTL
+			codes[i] = byte(il)
+			d, step = det*qm4[il4]>>15, wlStep[il4] // INVQAL
+		case encodeHighBand:
+			ih := quanth(sat16(int(x[i])-s), det) // SUBTRA, QUANTH
+			codes[i] |= byte(ih << 6)
+			d, step = det*qm2[ih]>>15, whStep[ih] // INVQAH
+		case decodeLowBand:
+			il := int(codes[i] & 63)
+			x[i] = int32(limit(s + det*qm6[il]>>15)) // INVQBL, RECONS, LIMIT
+			il4 := il >> 2                           // the predictor adapts on 4 bits
+			d, step = det*qm4[il4]>>15, wlStep[il4]
+		case decodeHighBand:
+			ih := int(codes[i] >> 6)
+			d, step = det*qm2[ih]>>15, whStep[ih] // INVQAH
+			x[i] = int32(limit(s + d))            // RECONS, LIMIT
+		}
 
-	// UPZERO adapts each zero coefficient BLi for the sign agreement of d
-	// with the DLTi it weighted; then DLT shifts by one and FILTEZ sums
-	// BLi·2·DLTi over the new values. Fused here, tap by tap from BL6
-	// down to BL1, the order of the reference's FILTEZ sum.
-	step := 128 // no step when d is zero
+		nb = logScale(nb, step, nbMax)
+		det = int(tab.det[nb>>6&(detTableLen-1)])
+
+		// UPZERO adapts each zero coefficient BLi for the sign agreement
+		// of d with the DLTi it weighted; then DLT shifts by one and
+		// FILTEZ sums BLi·2·DLTi over the new values, from BL6 down to
+		// BL1, the order of the reference's sum.
+		d2 := d + d
+		dlt2[i+6] = int32(d2)
+		zs := zeroStep(d)
+		var t0, t1, t2, t3, t4, t5 int
+		b5, t5 = zeroTap(b5, int(dlt2[i]), d, zs, int(dlt2[i+1]))
+		b4, t4 = zeroTap(b4, int(dlt2[i+1]), d, zs, int(dlt2[i+2]))
+		b3, t3 = zeroTap(b3, int(dlt2[i+2]), d, zs, int(dlt2[i+3]))
+		b2, t2 = zeroTap(b2, int(dlt2[i+3]), d, zs, int(dlt2[i+4]))
+		b1, t1 = zeroTap(b1, int(dlt2[i+4]), d, zs, int(dlt2[i+5]))
+		b0, t0 = zeroTap(b0, int(dlt2[i+5]), d, zs, d2)
+
+		// PARREC and RECONS: the partially reconstructed and the
+		// reconstructed signal. The reference saturates both; p is only
+		// used for its sign, which saturation keeps, and r only doubled
+		// and saturated again by FILTEP, which absorbs the first
+		// saturation.
+		p := d + sz
+		r := s + d
+		var overflow bool
+		if sz, overflow = filtez(t5, t4, t3, t2, t1, t0); overflow {
+			sz = filtezSaturated(t5, t4, t3, t2, t1, t0)
+		}
+
+		plt[i+2] = int32(p)
+		a2 = uppol2(a1, a2, p, int(plt[i+1]), int(plt[i]))
+		a1 = uppol1(a1, a2, p, int(plt[i+1]))
+
+		r1 := sat16(r + r) // FILTEP keeps r doubled and saturated
+		rlt[i+2] = int32(r1)
+		s = predict(a1, a2, r1, int(rlt[i+1]), sz)
+	}
+	b.s, b.sz, b.nb, b.det, b.a1, b.a2 = s, sz, nb, det, a1, a2
+	b.b = [6]int{b0, b1, b2, b3, b4, b5}
+	for j := range 6 {
+		b.d[j] = int(dlt2[n+5-j]) >> 1
+	}
+	b.p1, b.p2 = int(plt[n+1]), int(plt[n])
+	b.r1, b.r2 = int(rlt[n+1]), int(rlt[n])
+}
+
+// coder selects what band.run does.
+type coder uint8
+
+const (
+	encodeLowBand  coder = iota // QUANTL: x to 6-bit codes (bits 5-0)
+	encodeHighBand              // QUANTH: x to 2-bit codes, ORed into bits 7-6
+	decodeLowBand               // INVQBL: bits 5-0 to x
+	decodeHighBand              // INVQAH: bits 7-6 to x
+)
+
+// zeroStep is UPZERO's step size: 128, or none when d is zero.
+func zeroStep(d int) int {
 	if d == 0 {
-		step = 0
+		return 0
 	}
-	// The reference saturates FILTEZ's sum after every term. That almost
-	// never acts, so the sum is taken plainly while recording whether a
-	// partial sum left the 16-bit range (s+32768 outside 0..65535), and
-	// redone term by term only then. (FFmpeg and spandsp saturate only
-	// the total, or not at all; only a decoder driven far out of its
-	// normal range can tell.)
-	const bias = 32768
-	d0, d1, d2, d3, d4, d5 := b.d[0], b.d[1], b.d[2], b.d[3], b.d[4], b.d[5]
-	b5, t5 := zeroTap(b.b[5], d5, d, step, d4)
-	b4, t4 := zeroTap(b.b[4], d4, d, step, d3)
-	b3, t3 := zeroTap(b.b[3], d3, d, step, d2)
-	b2, t2 := zeroTap(b.b[2], d2, d, step, d1)
-	b1, t1 := zeroTap(b.b[1], d1, d, step, d0)
-	b0, t0 := zeroTap(b.b[0], d0, d, step, d)
-	b.b[0], b.b[1], b.b[2], b.b[3], b.b[4], b.b[5] = b0, b1, b2, b3, b4, b5
-	b.d[0], b.d[1], b.d[2], b.d[3], b.d[4], b.d[5] = d, d0, d1, d2, d3, d4
-	sz := t5
-	out := uint(sz + bias)
-	sz += t4
-	out |= uint(sz + bias)
-	sz += t3
-	out |= uint(sz + bias)
-	sz += t2
-	out |= uint(sz + bias)
-	sz += t1
-	out |= uint(sz + bias)
-	sz += t0
-	out |= uint(sz + bias)
-	if out > 0xffff {
-		sz = sat16(sat16(sat16(sat16(sat16(t5+t4)+t3)+t2)+t1) + t0)
-	}
-	b.sz = sz
-
-	b.a2 = uppol2(b.a1, b.a2, p, b.p1, b.p2)
-	b.a1 = uppol1(b.a1, b.a2, p, b.p1)
-	b.p2, b.p1 = b.p1, p
-
-	// FILTEP: the pole section on the reconstructed signal, which it
-	// takes doubled and saturated; the history keeps it in that form.
-	b.r2, b.r1 = b.r1, sat16(r+r)
-	sp := sat16(b.a1*b.r1>>15 + b.a2*b.r2>>15)
-
-	b.s = sat16(sp + sz) // PREDIC
+	return 128
 }
 
 // zeroTap is one tap of UPZERO and FILTEZ: the zero coefficient bi leaks
 // by 1/256 and steps ±step as the signs of d and of its old input di
-// agree or not (the leak keeps it within -32768..32767 without
-// saturation); it returns the new coefficient and its FILTEZ term for
-// in, the input that shifts into its place (2·in fits: |DLT| <= 10228).
-func zeroTap(bi, di, d, step, in int) (nbi, term int) {
+// (either may be doubled) agree or not (the leak keeps it within
+// -32768..32767 without saturation); it returns the new coefficient and
+// its FILTEZ term for in2, twice the input that shifts into its place
+// (2·in fits: |DLT| <= 10228).
+func zeroTap(bi, di, d, step, in2 int) (nbi, term int) {
 	m := (d ^ di) >> 63 // -1 when the signs differ, else 0
 	nbi = bi*32640>>15 + (step ^ m) - m
-	return nbi, (in + in) * nbi >> 15
+	return nbi, in2 * nbi >> 15
+}
+
+// filtez is FILTEZ's sum of the six terms, BL6's first. The reference
+// saturates it after every term. That almost never acts, so the sum is
+// taken plainly while recording whether a partial sum left the 16-bit
+// range (s+32768 outside 0..65535; one term alone cannot); only then
+// must the caller redo it term by term with filtezSaturated. (FFmpeg and
+// spandsp saturate only the total, or not at all; only a decoder driven
+// far out of its normal range can tell.) The slow path is the caller's
+// so that this stays small enough to inline.
+func filtez(t5, t4, t3, t2, t1, t0 int) (sz int, overflow bool) {
+	const bias = 32768
+	sz = t5 + t4
+	out := sz + bias
+	sz += t3
+	out |= sz + bias
+	sz += t2
+	out |= sz + bias
+	sz += t1
+	out |= sz + bias
+	sz += t0
+	out |= sz + bias
+	return sz, uint(out) > 0xffff
+}
+
+// filtezSaturated is FILTEZ's sum as the reference takes it, saturating
+// after every term.
+//
+//go:noinline
+func filtezSaturated(t5, t4, t3, t2, t1, t0 int) int {
+	return sat16(sat16(sat16(sat16(sat16(t5+t4)+t3)+t2)+t1) + t0)
 }
 
 // uppol2 is UPPOL2, the new second pole coefficient: leak 1/128, plus a
 // term steering against the first pole's trend, plus ±128 by the sign
 // correlation of the partially reconstructed signal p with PLT2; confined
 // to ±12288 (±0.75) for stability.
+//
+// The signs of p, PLT1 and PLT2 are close to random, so the sign
+// selections here and in uppol1 are arithmetic (signFlip) rather than
+// branches, so that the cost does not depend on the signal. (On speech
+// the two measure the same.)
 func uppol2(a1, a2, p, p1, p2 int) int {
 	// The reference saturates 4·AL1 to 16 bits (|AL1| reaches 27648) and
 	// negates it, saturating again, when p and PLT1 agree in sign.
 	// Saturating to ±32767 instead gives the same value after the >>7
 	// (-32768>>7 == -32767>>7) and makes the negation safe.
 	wd2 := min(max(a1<<2, -32767), 32767)
-	if sameSign(p, p1) {
-		wd2 = -wd2
-	}
-	wd3 := -128
-	if sameSign(p, p2) {
-		wd3 = 128
-	}
+	wd2 = signFlip(-wd2, p, p1)
+	wd3 := signFlip(128, p, p2)
 	return min(max(wd2>>7+wd3+a2*32512>>15, -12288), 12288)
 }
 
@@ -302,10 +454,21 @@ func uppol2(a1, a2, p, p1, p2 int) int {
 // the sign correlation of p with PLT1, confined to ±(15360 - AL2) so the
 // two-pole section stays stable (it runs after UPPOL2 and takes its AL2).
 func uppol1(a1, a2, p, p1 int) int {
-	wd1 := -192
-	if sameSign(p, p1) {
-		wd1 = 192
-	}
+	wd1 := signFlip(192, p, p1)
 	lim := 15360 - a2
 	return min(max(wd1+a1*32640>>15, -lim), lim)
+}
+
+// signFlip returns v when x and y have equal sign bits (see sameSign),
+// else -v, without a branch.
+func signFlip(v, x, y int) int {
+	m := (x ^ y) >> 63 // -1 when the signs differ, else 0
+	return (v ^ m) - m
+}
+
+// predict is FILTEP and PREDIC: the pole section's output on the doubled
+// reconstructed signals r1, r2, plus the zero section's sz, the estimate
+// of the next sample.
+func predict(a1, a2, r1, r2, sz int) int {
+	return sat16(sat16(a1*r1>>15+a2*r2>>15) + sz)
 }
