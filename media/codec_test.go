@@ -146,16 +146,23 @@ func TestPlayoutAndPacerFollowTheEntry(t *testing.T) {
 	}
 }
 
-func TestRecodeAcrossRatesDropsTheQueue(t *testing.T) {
+func TestRecodeAcrossRatesConvertsTheQueue(t *testing.T) {
 	q := newPlayout(PCMU)
 	q.enqueue(ItemRef{ItemID: "a"}, PCMU.Encode(nil, make([]int16, 800)))
 	q.recode(PCMA)
 	if got := q.queuedMS(); got != 100 {
 		t.Fatalf("PCMU→PCMA kept %d ms, want 100", got)
 	}
+	var frame [160]byte
+	q.pop(frame[:80]) // 10 ms sent at 8 kHz
+	q.enqueue(ItemRef{ItemID: "b"}, PCMA.Encode(nil, make([]int16, 400)))
 	q.recode(wideTestCodec)
-	acc, _ := q.account("a")
-	if q.queuedMS() != 0 || acc.QueuedSamples != 0 || acc.SentSamples != 0 {
-		t.Errorf("8→16 kHz: %d ms queued, account %+v; want the queue dropped and nothing counted as sent", q.queuedMS(), acc)
+	a, _ := q.account("a")
+	b, _ := q.account("b")
+	if ms := q.queuedMS(); ms < 139 || ms > 141 {
+		t.Errorf("8→16 kHz: %d ms queued, want the 140 ms that were", ms)
+	}
+	if a.SampleRate != 16000 || a.SentMS() != 10 || a.QueuedMS() < 89 || a.QueuedMS() > 91 || b.QueuedMS() < 49 || b.QueuedMS() > 51 {
+		t.Errorf("accounts %+v, %+v: want 10 ms sent and 90 queued of a, 50 queued of b, at 16 kHz", a, b)
 	}
 }

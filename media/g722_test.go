@@ -138,6 +138,40 @@ func TestG722ReceivedStreamIsDecodedWithState(t *testing.T) {
 	}
 }
 
+// Packets of the old stream still held by the reorder window (behind a
+// lost one) when a new source starts are decoded by the old stream's
+// decoder, before the new stream's starts afresh.
+func TestG722HeldPacketsKeepTheirStreamsDecoder(t *testing.T) {
+	r := newG722Rig(t)
+	speech := wideTone(320*10, 1500, 7000)
+	payload := G722.Encode(nil, speech)
+	from := netip.MustParseAddrPort("127.0.0.1:4000")
+	var pkt rtp.Packet
+	send := func(seq uint16, ssrc uint32, frame int) {
+		b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 9, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: ssrc},
+			Payload: payload[frame*160 : (frame+1)*160]}).Marshal()
+		r.s.HandleDatagram(b, from, &pkt)
+	}
+	for i := range 5 {
+		send(uint16(i+1), 7, i)
+	}
+	send(7, 7, 6) // 6 is lost: 7 and 8 wait in the window
+	send(8, 7, 7)
+	send(100, 8, 0) // a new source
+	r.s.rmu.Lock()
+	r.s.reorder.flush(r.s.deliver)
+	r.s.rmu.Unlock()
+	dec := G722.NewDecoder()
+	var want []int16
+	for _, f := range []int{0, 1, 2, 3, 4, 6, 7} {
+		want = dec.Decode(want, payload[f*160:(f+1)*160])
+	}
+	want = G722.Decode(want, payload[:160])
+	if got := r.sink.all(); !slices.Equal(got, want) {
+		t.Fatalf("delivered %d samples; want the old stream's by its decoder (%d), then the new one's afresh", len(got), len(want))
+	}
+}
+
 // Odd payload sizes are G.722 all the same (two samples a byte): decoded
 // whole, nothing lost or invented, no crash.
 func TestG722OddPayloadSizes(t *testing.T) {
@@ -160,9 +194,10 @@ func TestG722OddPayloadSizes(t *testing.T) {
 }
 
 // A re-INVITE answered with PCMU ends G.722 mid-call: the pacer sends PCMU
-// from the next frame, the queued 16 kHz audio is dropped (its accounts
-// say unsent), bot audio still converted at 16 kHz is refused and counted,
-// and 8 kHz audio plays.
+// from the next frame, the queued 16 kHz audio is converted to 8 kHz (its
+// account follows: what was sent, what is left, at the new rate), bot
+// audio still converted at 16 kHz is refused and counted, and 8 kHz audio
+// plays after what was queued.
 func TestG722ToPCMUMidCall(t *testing.T) {
 	r := newG722Rig(t)
 	r.s.Enqueue(ItemRef{ItemID: "a"}, wideTone(16000, 1000, 8000), 16000)
@@ -170,8 +205,11 @@ func TestG722ToPCMUMidCall(t *testing.T) {
 	p := r.s.CurrentPeer()
 	p.Codec = PCMU
 	r.s.SetPeer(p)
-	if q := r.s.QueuedMS(); q != 0 {
-		t.Fatalf("%d ms of 16 kHz audio still queued after the change to PCMU", q)
+	if q := r.s.QueuedMS(); q < 899 || q > 901 {
+		t.Fatalf("%d ms queued after the change to PCMU, want the 900 ms left", q)
+	}
+	if acc, _ := r.s.queue.account("a"); acc.SampleRate != 8000 || acc.SentMS() != 100 {
+		t.Fatalf("account after the change %+v, want 100 ms sent at 8 kHz", acc)
 	}
 	r.s.Enqueue(ItemRef{ItemID: "a"}, wideTone(320, 1000, 8000), 16000)
 	if st := r.s.Stats(); st.MisratedOut != 1 {
@@ -180,13 +218,18 @@ func TestG722ToPCMUMidCall(t *testing.T) {
 	r.s.Enqueue(ItemRef{ItemID: "b"}, tone160(3000), 8000)
 	before := len(r.sent)
 	r.frames(3)
+	var heard []int16
 	for _, pkt := range r.sent[before:] {
 		if pkt.PayloadType != 0 || len(pkt.Payload) != 160 {
 			t.Fatalf("after the change: PT %d, %d bytes; want PCMU", pkt.PayloadType, len(pkt.Payload))
 		}
+		heard = PCMU.Decode(heard, pkt.Payload)
 	}
-	if acc, ok := r.s.queue.account("b"); !ok || acc.SentSamples != 160 {
-		t.Errorf("the 8 kHz audio's account %+v, want a frame sent", acc)
+	if a := toneAmplitude(heard, 8000, 1000); a < 7000 || a > 9000 {
+		t.Errorf("the converted audio's 1 kHz tone plays at %.0f, want about 8000", a)
+	}
+	if acc, _ := r.s.queue.account("a"); acc.SentMS() != 160 {
+		t.Errorf("account %+v, want 160 ms sent", acc)
 	}
 
 	// Received: PCMU from now on, at 8 kHz.
@@ -228,6 +271,16 @@ func TestG722FrameAllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per frame, want 0", allocs)
 	}
+}
+
+func toneAmplitude(x []int16, rate, freq float64) float64 {
+	var re, im float64
+	for i, v := range x {
+		w := 2 * math.Pi * freq * float64(i) / rate
+		re += float64(v) * math.Cos(w)
+		im += float64(v) * math.Sin(w)
+	}
+	return 2 * math.Hypot(re, im) / float64(max(len(x), 1))
 }
 
 func firstDifference(a, b []byte) int {

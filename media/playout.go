@@ -1,6 +1,10 @@
 package media
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/voicebot/voicebot/resample"
+)
 
 // ItemRef names the model output a piece of bot audio came from.
 type ItemRef struct {
@@ -77,15 +81,7 @@ func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	wasEmpty = p.size == 0
-	for rest := pcm; len(rest) > 0; {
-		tail := (p.head + p.size) % len(chunk{})
-		if tail == 0 {
-			p.chunks = append(p.chunks, chunkPool.Get().(*chunk))
-		}
-		n := copy(p.chunks[len(p.chunks)-1][tail:], rest)
-		rest = rest[n:]
-		p.size += n
-	}
+	p.appendLocked(pcm)
 
 	acc := p.accountFor(ref)
 	p.accounts[acc].QueuedSamples += p.codec.SamplesIn(len(pcm))
@@ -95,6 +91,20 @@ func (p *playout) enqueue(ref ItemRef, pcm []byte) (wasEmpty bool) {
 		p.spans = append(p.spans, span{account: acc, n: len(pcm)})
 	}
 	return wasEmpty
+}
+
+// appendLocked appends b to the queued bytes, in pooled chunks. Caller
+// holds mu.
+func (p *playout) appendLocked(b []byte) {
+	for rest := b; len(rest) > 0; {
+		tail := (p.head + p.size) % len(chunk{})
+		if tail == 0 {
+			p.chunks = append(p.chunks, chunkPool.Get().(*chunk))
+		}
+		n := copy(p.chunks[len(p.chunks)-1][tail:], rest)
+		rest = rest[n:]
+		p.size += n
+	}
 }
 
 // drop releases n bytes from the front of the queue. Caller holds mu.
@@ -238,16 +248,21 @@ func (p *playout) dropAll() {
 }
 
 // recode turns the queued audio into another codec (a re-INVITE changed
-// the call's codec while the bot was talking). Between codecs of one rate
-// and frame size (G.711's laws) the audio is converted in place; any other
-// change drops what was queued, which the accounts then show as unsent.
+// the call's codec while the bot was talking, or an outbound call's answer
+// chose another codec than the one its early audio was queued in). Between
+// codecs of one rate and frame size (G.711's laws) the audio is converted
+// in place; to another rate (G.711 ⇄ G.722) it is decoded, resampled and
+// encoded anew, and the accounts follow the new rate: nothing the model
+// said is lost to the change.
 func (p *playout) recode(to Codec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	from := p.codec
+	if from == to {
+		return
+	}
 	if from.SampleRate != to.SampleRate || from.FrameBytes != to.FrameBytes || from.FrameSamples != to.FrameSamples {
-		p.dropAll()
-		p.codec = to
+		p.resampleLocked(to)
 		return
 	}
 	var pcm []int16
@@ -258,6 +273,54 @@ func (p *playout) recode(to Codec) {
 		copy(c[:], out)
 	}
 	p.codec = to
+}
+
+// resampleLocked is recode to another rate or frame shape. The queue is
+// converted as one stream (the items follow one another on the wire), and
+// each item keeps its share of it. Caller holds mu.
+func (p *playout) resampleLocked(to Codec) {
+	from := p.codec
+	queued := make([]byte, 0, p.size)
+	for at := p.head; len(queued) < p.size; {
+		off := at % len(chunk{})
+		k := min(len(chunk{})-off, p.size-len(queued))
+		queued = append(queued, p.chunks[at/len(chunk{})][off:off+k]...)
+		at += k
+	}
+	pcm := from.Decode(nil, queued)
+	rs, err := resample.New(from.SampleRate, to.SampleRate)
+	if err != nil {
+		p.dropAll() // not a rate pair the resampler takes: the accounts say unsent
+		p.codec = to
+		return
+	}
+	converted := rs.Flush(rs.Process(nil, pcm))
+	// Less the filter's lead-in: the audio keeps its length and its place.
+	converted = converted[min(int(rs.Delay()+0.5), len(converted)):]
+	// Each span's samples, in the new rate; the last takes what rounding left.
+	ratio := float64(to.SampleRate) / float64(from.SampleRate)
+	left := len(converted)
+	for i := range p.spans {
+		s := &p.spans[i]
+		n := int(float64(from.SamplesIn(s.n))*ratio + 0.5)
+		if i == len(p.spans)-1 || n > left {
+			n = left
+		}
+		left -= n
+		s.n = n * to.FrameBytes / to.FrameSamples
+	}
+	for i := range p.accounts {
+		a := &p.accounts[i]
+		a.SentSamples = int(float64(a.SentSamples)*ratio + 0.5)
+		a.QueuedSamples = 0
+		a.SampleRate = to.SampleRate
+	}
+	for _, s := range p.spans {
+		p.accounts[s.account].QueuedSamples += to.SamplesIn(s.n)
+	}
+	p.drop(p.size)
+	p.codec = to
+	p.appendLocked(to.Encode(nil, converted))
 }
 
 // account returns the record of an item, if it is still known.

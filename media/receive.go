@@ -111,6 +111,11 @@ func (s *Session) handle(data []byte, from netip.AddrPort, pkt *rtp.Packet, now 
 		return
 	}
 	if !s.locked {
+		if pkt.SSRC != s.ssrc {
+			// A new stream (a new peer's, or the same peer's anew after
+			// a re-INVITE) starts from a new encoder's state.
+			s.decoder = s.codec.NewDecoder()
+		}
 		s.locked, s.source, s.ssrc = true, from, pkt.SSRC
 		if peer.Symmetric {
 			s.latched.Store(&latch{gen: peer.gen, addr: from})
@@ -122,12 +127,12 @@ func (s *Session) handle(data []byte, from netip.AddrPort, pkt *rtp.Packet, now 
 		// Same peer, new stream (a re-INVITE, a transfer on the far side).
 		s.ssrc = pkt.SSRC
 		s.jitter.reset()
-		s.decoder = s.codec.NewDecoder() // a new stream starts from a new encoder's state
 		s.in.ssrcChanges.Add(1)
 		s.rmu.Lock()
-		s.reorder.flush(s.deliver)
+		s.reorder.flush(s.deliver) // the old stream's last packets, by its decoder
 		s.reorder.reset()
 		s.rmu.Unlock()
+		s.decoder = s.codec.NewDecoder() // the new stream starts from a new encoder's state
 	}
 	s.in.packets.Add(1)
 	s.in.bytes.Add(uint64(len(data)))
@@ -156,8 +161,13 @@ func (s *Session) newPeer(p *peerState) {
 // codec of the packets to come: decoding, the jitter and DTMF clocks, the
 // silence put in for gaps. Buffers are made only when they must grow.
 func (s *Session) receiveCodec(c Codec) {
+	if c != s.codec || s.decoder == nil {
+		// Same codec, same stream (an SRTP rekey, a new address for it):
+		// the decoder keeps its state; a new stream gets a new one when
+		// its first packet locks on (handle).
+		s.decoder = c.NewDecoder()
+	}
 	s.codec = c
-	s.decoder = c.NewDecoder()
 	s.jitter.clockRate = float64(c.ClockRate)
 	s.dtmf.clockRate = c.ClockRate
 	if need := MaxPayload * c.FrameSamples / c.FrameBytes; cap(s.pcm) < need {

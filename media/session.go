@@ -263,6 +263,10 @@ func (s *Session) SetPeer(p Peer) {
 	if p.Codec != s.pacer.codec {
 		s.queue.recode(queued(p.Codec))
 		s.pacer.setCodec(p.Codec)
+	} else if p.Remote != old.Remote && p.Codec.Stateful() {
+		// Media moved to another endpoint (a PBX handing the call on):
+		// its decoder starts afresh, and so must the stream it gets.
+		s.pacer.setCodec(p.Codec)
 	}
 	s.emu.Unlock()
 	s.pacer.dtmfPT = p.DTMFPayloadType
@@ -344,13 +348,15 @@ func (s *Session) Enqueue(ref ItemRef, pcm []int16, rate int) {
 // passthrough model's G.711): nothing is decoded or encoded. The codec
 // must be stateless: a stateful one's audio is encoded as it leaves.
 func (s *Session) EnqueuePayload(ref ItemRef, payload []byte) {
+	s.emu.Lock() // the codec cannot change between the check and the queueing (SetPeer)
 	if s.peer.Load().Codec.Stateful() {
-		s.emu.Lock()
 		s.misrated++
 		s.emu.Unlock()
 		return
 	}
-	if s.queue.enqueue(ref, payload) {
+	first := s.queue.enqueue(ref, payload)
+	s.emu.Unlock()
+	if first {
 		s.startTalkspurt()
 	}
 }
