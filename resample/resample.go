@@ -24,7 +24,8 @@ const (
 	// StopbandAttenuationDB is the design attenuation above the narrow rate's
 	// Nyquist frequency (tests hold the implementation to at least 70 dB).
 	StopbandAttenuationDB = 80
-	// tapsPerPhase sets the filter length: taps = tapsPerPhase × max(up, down).
+	// tapsPerPhase sets the telephone band's filter length: taps =
+	// tapsPerPhase × max(up, down) (tapsFor: more for the wideband).
 	tapsPerPhase = 72
 )
 
@@ -254,8 +255,9 @@ func (r *Resampler) flushInput() int {
 	return (r.taps*r.up - 1 + 2*r.up - 1) / (2 * r.up)
 }
 
-// silence feeds Flush: the longest filter (maxFactor × tapsPerPhase taps
-// at the intermediate rate) holds half its length in input samples.
+// silence feeds Flush: the longest telephone-band filter (maxFactor ×
+// tapsPerPhase taps at the intermediate rate) holds half its length in
+// input samples. A longer one (the wideband filter's) is fed it twice.
 var silence [tapsPerPhase*maxFactor/2 + maxFactor]int16
 
 // Flush ends the stream: the samples the filter still holds (its delay's
@@ -267,7 +269,11 @@ func (r *Resampler) Flush(dst []int16) []int16 {
 	if r.taps == 0 {
 		return dst
 	}
-	dst = r.Process(dst, silence[:r.flushInput()])
+	for n := r.flushInput(); n > 0; {
+		k := min(n, len(silence))
+		dst = r.Process(dst, silence[:k])
+		n -= k
+	}
 	r.Reset()
 	return dst
 }

@@ -394,8 +394,10 @@ func TestFileRatesToTheModelsRate(t *testing.T) {
 
 // Flush serves every ratio New takes, the file rates' large ones too
 // (144 kHz → 8 kHz is a factor of 18; it once ran past Flush's silence).
+// (16 kHz × 160 → 16 kHz: the wideband filter, longer than the silence Flush
+// feeds at once.)
 func TestFlushAtEveryFactor(t *testing.T) {
-	for _, pair := range [][2]int{{144000, 8000}, {44100, 24000}, {11025 * 2, 24000}, {8000, 48000}, {192000, 8000}} {
+	for _, pair := range [][2]int{{144000, 8000}, {44100, 24000}, {11025 * 2, 24000}, {8000, 48000}, {192000, 8000}, {16000 * 160, 16000}} {
 		r, err := New(pair[0], pair[1])
 		if err != nil {
 			continue // not a ratio New takes
