@@ -70,8 +70,10 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 	ref := media.ItemRef{ResponseID: ev.ResponseID, ItemID: ev.ItemID, ContentIndex: ev.ContentIndex}
 	if c.mode == passthrough {
 		// Queued as it came unless a re-INVITE has changed the call's
-		// codec since the session was configured.
-		if c.media.CurrentPeer().Codec == c.codec {
+		// codec since the session was configured: then decoded (the
+		// model's G.711), brought to the call's rate, and queued as PCM.
+		call := c.media.CurrentPeer().Codec
+		if call == c.codec {
 			c.media.EnqueuePayload(ref, ev.Audio)
 			return
 		}
@@ -79,7 +81,15 @@ func (c *callState) onAudio(ev realtime.ServerEvent) {
 			piece := audio[:min(len(audio), c.codec.FrameBytes)]
 			audio = audio[len(piece):]
 			c.callPCM = c.codec.Decode(c.callPCM[:0], piece)
-			c.media.Enqueue(ref, c.callPCM, c.codec.SampleRate)
+			if call.SampleRate == c.codec.SampleRate {
+				c.media.Enqueue(ref, c.callPCM, c.codec.SampleRate)
+				continue
+			}
+			if c.ptUp == nil || c.ptUp.OutRate() != call.SampleRate {
+				c.ptUp = resample.MustNew(c.codec.SampleRate, call.SampleRate)
+			}
+			c.ptUpPCM = c.ptUp.Process(c.ptUpPCM[:0], c.callPCM)
+			c.media.Enqueue(ref, c.ptUpPCM, call.SampleRate)
 		}
 		return
 	}
@@ -175,12 +185,24 @@ func (c *callState) callerPayloadFunc() func([]byte, media.Codec) {
 // callerPayload takes a passthrough call's G.711 from the media receive
 // goroutine. It is decoded only for what needs PCM: the local speech
 // detector and the recording; and recoded when a re-INVITE has changed the
-// call's codec since the model's session was set up for c.codec (G.711's
-// laws share a rate: a sample each way).
+// call's codec since the model's session was set up for c.codec.
 func (c *callState) callerPayload(g711 []byte, codec media.Codec) {
 	decoded := false
 	if codec != c.codec {
-		c.callerPCM = codec.Decode(c.callerPCM[:0], g711)
+		// A re-INVITE moved the call to another codec (another law, or
+		// G.722 at 16 kHz): its stream is decoded by a decoder of its own
+		// and brought to the model's rate.
+		if codec != c.ptFrom {
+			c.ptFrom, c.ptDec, c.ptDown = codec, codec.NewDecoder(), nil
+			if codec.SampleRate != c.codec.SampleRate {
+				c.ptDown = resample.MustNew(codec.SampleRate, c.codec.SampleRate)
+			}
+		}
+		c.callerPCM = c.ptDec.Decode(c.callerPCM[:0], g711)
+		if c.ptDown != nil {
+			c.ptPCM = c.ptDown.Process(c.ptPCM[:0], c.callerPCM)
+			c.callerPCM, c.ptPCM = c.ptPCM, c.callerPCM
+		}
 		c.recoded = c.codec.Encode(c.recoded[:0], c.callerPCM)
 		g711, decoded = c.recoded, true
 	}

@@ -58,6 +58,16 @@ type callState struct {
 	callPCM         []int16
 	callerPCM       []int16 // passthrough: the caller's audio decoded, when something needs it
 	recoded         []byte  // passthrough: the caller's audio in the model's codec after a codec change
+	// passthrough after a re-INVITE moved the call to another codec: the
+	// caller's stream (decoder, and resampler to the model's rate: media
+	// goroutine) and the bot's (resampler to the call's rate: bridge
+	// goroutine).
+	ptFrom  media.Codec
+	ptDec   media.Decoder
+	ptDown  *resample.Resampler
+	ptPCM   []int16
+	ptUp    *resample.Resampler
+	ptUpPCM []int16
 
 	// What the model has sent, per item: bytes in the model's format.
 	receivedBytes map[string]int

@@ -185,3 +185,22 @@ func TestPassthroughCodecChangeCallerStillHeard(t *testing.T) {
 		t.Errorf("after the change to PCMA the caller's echo came back at level %.0f, the caller spoke at %.0f", level, callerLevel)
 	}
 }
+
+// A re-INVITE that moves a passthrough call to G.722 (16 kHz, a coder with
+// state): the model still takes and speaks PCMU, so each way is converted,
+// the caller's stream with a decoder of its own and brought to 8 kHz, the
+// bot's brought to 16 kHz. Both are heard at their level.
+func TestPassthroughMovedToG722(t *testing.T) {
+	r := passthroughRig(t, media.PCMU, nil)
+	r.start()
+	port := r.greeted()
+	r.call.obs().MediaChanged(CallMedia{Remote: r.phone.addr(), Codec: media.G722, DTMFPayloadType: 101,
+		Signalling: netip.MustParseAddr("127.0.0.1")}, false)
+	r.phone.setCodec(media.G722)
+	if level := r.echo(port); !near(level, callerLevel) {
+		t.Errorf("after the change to G.722 the caller's echo came back at level %.0f, the caller spoke at %.0f", level, callerLevel)
+	}
+	if n := len(r.phone.payloadsOfType(media.G722.PayloadType)); n == 0 {
+		t.Error("no G.722 packet reached the phone after the change")
+	}
+}
