@@ -309,8 +309,8 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 		Engine: b.cfg.Media,
 	}
 	if c.rec.Recording() {
-		// The playout holds G.711 encoded: a frame is decoded back to
-		// PCM only for a recording.
+		// The bot's frames reach the recording as they leave (G.711
+		// decoded back, a stateful codec's before it is encoded).
 		mcfg.OnSent = c.rec.BotAudio
 	}
 	c.media = media.NewSession(conn, mcfg)
@@ -422,7 +422,7 @@ func (b *Bridge) Handle(ctx context.Context, call Call, setup Setup) (end outcom
 	log.Info().Str("outcome", string(end.Outcome)).Int("sip_code", end.SIPCode).Str("detail", end.Detail).Dur("duration", time.Since(start).Round(time.Millisecond)).
 		Uint64("rtp_in", st.PacketsIn).Uint64("rtp_out", st.PacketsOut).Uint64("lost", st.Lost).
 		Uint64("late", st.Late).Uint64("strangers", st.FromStranger).Uint64("wrong_pt", st.WrongPayloadType).Uint64("rtp_held", st.HeldIn).
-		Dur("pacer_max_late", st.MaxLateness).Uint64("appends_dropped", c.up.dropped).
+		Dur("pacer_max_late", st.MaxLateness).Uint64("frames_skipped", st.SkippedOut).Uint64("audio_misrated", st.MisratedOut).Uint64("appends_dropped", c.up.dropped).
 		Int("barge_ins", c.bargeIns).Int("false_barge_ins", c.falseBargeIns).
 		Int("keys", c.keys.pressed).Int64("keys_dropped", int64(c.keys.dropped)+c.keys.infoDropped.Load()).Uint64("dtmf_out", st.DTMFOut).
 		Int("tool_calls", c.tools.calls).Msg("call: ended")

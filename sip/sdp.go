@@ -156,10 +156,10 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		names[uint8(pt)] = strings.ToUpper(strings.TrimSpace(enc))
 	}
 	m := Media{Remote: netip.AddrPortFrom(addr, uint16(port)), Direction: answerDirection(sd, md), SRTP: keys}
+	misnamed := map[uint8]string{} // what the peer wrote, where it was read leniently
 	for pt, enc := range names {
 		if std, ok := misnamedRates[enc]; ok {
-			names[pt] = std
-			m.Quirk = fmt.Sprintf("payload type %d offered as %s: read as %s, the rate RFC 3551 gives its RTP clock", pt, enc, std)
+			names[pt], misnamed[pt] = std, enc
 		}
 	}
 	if addr.IsUnspecified() {
@@ -193,6 +193,13 @@ func negotiateAudio(sd *sdp.SessionDescription, md *sdp.MediaDescription, prefs 
 		if names[pt] == "TELEPHONE-EVENT/"+strconv.Itoa(m.Codec.ClockRate) {
 			m.DTMFPayloadType = pt
 			break
+		}
+	}
+	if enc, ok := misnamed[m.Codec.PayloadType]; ok {
+		m.Quirk = fmt.Sprintf("payload type %d offered as %s: read as %s, the rate RFC 3551 gives its RTP clock", m.Codec.PayloadType, enc, m.Codec.rtpmap())
+		if m.DTMFPayloadType == 0 {
+			// Such a peer often times its events at the rate it wrote.
+			m.Quirk += "; no telephone-event/" + strconv.Itoa(m.Codec.ClockRate) + " offered (keys by RTP are not taken; SIP INFO still is)"
 		}
 	}
 	return m, nil

@@ -57,6 +57,16 @@ func TestNegotiateG722WrittenAt16000(t *testing.T) {
 	if !strings.Contains(string(ans), "a=rtpmap:9 G722/8000") {
 		t.Errorf("answer %q: want the standard rate back", ans)
 	}
+	// Offered beside what is chosen, the misnamed codec is no quirk of the call.
+	both := strings.Replace(strings.Replace(offer, "RTP/AVP 9 101", "RTP/AVP 0 9 101", 1), "a=rtpmap:9", "a=rtpmap:0 PCMU/8000\r\na=rtpmap:9", 1)
+	if m, err := Negotiate([]byte(both), []Codec{pcmu, g722}, SRTPOptional); err != nil || m.Codec != pcmu || m.Quirk != "" {
+		t.Errorf("PCMU chosen beside G722/16000: %+v, %v; want no quirk", m, err)
+	}
+	// Events at the misstated rate only: said.
+	only16 := strings.Replace(offer, "telephone-event/8000", "telephone-event/16000", 1)
+	if m, _ := Negotiate([]byte(only16), []Codec{g722}, SRTPOptional); m.DTMFPayloadType != 0 || !strings.Contains(m.Quirk, "no telephone-event/8000") {
+		t.Errorf("telephone-event/16000 only: %+v", m)
+	}
 	bent := strings.Replace(offer, "9 G722/16000", "0 PCMU/16000", 1)
 	if _, err := Negotiate([]byte(strings.Replace(bent, "RTP/AVP 9", "RTP/AVP 0", 1)), []Codec{pcmu}, SRTPOptional); !errors.Is(err, ErrSDPNoCodec) {
 		t.Errorf("PCMU/16000 taken: %v", err)
