@@ -156,7 +156,7 @@ func TestG722CallSwitchedToPCMU(t *testing.T) {
 	if err != nil || res.StatusCode != 200 || c.Codec != media.PCMU {
 		t.Fatalf("re-INVITE with PCMU only: %v %v (codec %s)", res, err, c.Codec.Name)
 	}
-	time.Sleep(1500 * time.Millisecond) // the greeting's rest is dropped; silence follows
+	time.Sleep(1500 * time.Millisecond) // the greeting's rest plays, converted to PCMU
 	before := len(c.Received())
 	speech := testpeer.Speech(1.5, 2)
 	c.SendAudio(speech, 500, 90000, 0xBEEF)
