@@ -138,6 +138,9 @@ func (c *callState) interrupt(cause string) {
 	c.barge.paused = false
 	played, lastAudio := c.media.Flush()
 	c.down.Reset() // the next answer must not start with this one's filter tail
+	if c.ptUp != nil {
+		c.ptUp.Reset() // nor a passthrough call's moved to another rate
+	}
 	c.bargeIns++
 
 	ev := c.log.Info().Str("cause", cause).Bool("local", c.barge.local)

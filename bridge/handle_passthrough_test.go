@@ -173,34 +173,25 @@ func TestPassthroughCodecChangeBotStillHeard(t *testing.T) {
 // that takes PCMU as PCMU. Handed over as they came, A-law bytes read as
 // µ-law are speech distorted and 2.6 times too loud, and A-law silence
 // (0xD5) a steady tone (716 as µ-law), so the model's VAD might never hear
-// the caller's turn end. (The bot's direction: the test above.)
+// the caller's turn end. (The bot's direction: the test above.) And a
+// change to G.722 (16 kHz, a coder with state): the caller's stream is
+// decoded by a decoder of its own and brought to 8 kHz, the bot's echo to
+// 16 kHz; both are heard at their level.
 func TestPassthroughCodecChangeCallerStillHeard(t *testing.T) {
-	r := passthroughRig(t, media.PCMU, nil)
-	r.start()
-	port := r.greeted()
-	r.call.obs().MediaChanged(CallMedia{Remote: r.phone.addr(), Codec: media.PCMA, DTMFPayloadType: 101,
-		Signalling: netip.MustParseAddr("127.0.0.1")}, false)
-	r.phone.setCodec(media.PCMA)
-	if level := r.echo(port); !near(level, callerLevel) {
-		t.Errorf("after the change to PCMA the caller's echo came back at level %.0f, the caller spoke at %.0f", level, callerLevel)
-	}
-}
-
-// A re-INVITE that moves a passthrough call to G.722 (16 kHz, a coder with
-// state): the model still takes and speaks PCMU, so each way is converted,
-// the caller's stream with a decoder of its own and brought to 8 kHz, the
-// bot's brought to 16 kHz. Both are heard at their level.
-func TestPassthroughMovedToG722(t *testing.T) {
-	r := passthroughRig(t, media.PCMU, nil)
-	r.start()
-	port := r.greeted()
-	r.call.obs().MediaChanged(CallMedia{Remote: r.phone.addr(), Codec: media.G722, DTMFPayloadType: 101,
-		Signalling: netip.MustParseAddr("127.0.0.1")}, false)
-	r.phone.setCodec(media.G722)
-	if level := r.echo(port); !near(level, callerLevel) {
-		t.Errorf("after the change to G.722 the caller's echo came back at level %.0f, the caller spoke at %.0f", level, callerLevel)
-	}
-	if n := len(r.phone.payloadsOfType(media.G722.PayloadType)); n == 0 {
-		t.Error("no G.722 packet reached the phone after the change")
+	for _, to := range []media.Codec{media.PCMA, media.G722} {
+		t.Run(to.Name, func(t *testing.T) {
+			r := passthroughRig(t, media.PCMU, nil)
+			r.start()
+			port := r.greeted()
+			r.call.obs().MediaChanged(CallMedia{Remote: r.phone.addr(), Codec: to, DTMFPayloadType: 101,
+				Signalling: netip.MustParseAddr("127.0.0.1")}, false)
+			r.phone.setCodec(to)
+			if level := r.echo(port); !near(level, callerLevel) {
+				t.Errorf("after the change to %s the caller's echo came back at level %.0f, the caller spoke at %.0f", to.Name, level, callerLevel)
+			}
+			if n := len(r.phone.payloadsOfType(to.PayloadType)); n == 0 {
+				t.Errorf("no %s packet reached the phone after the change", to.Name)
+			}
+		})
 	}
 }
